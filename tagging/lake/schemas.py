@@ -1,0 +1,280 @@
+"""What each raw dataset must look like: columns, types, ranges, keys and references. Pure, no Django.
+
+Every check compiles to DuckDB SQL over the file's text values, so validation is one set-wise pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Kind(str, Enum):
+    MASTER = "master"  # a later batch updates rows with the same key (subscribers, cells, catalogues)
+    FACT = "fact"  # rows are events or days; a key seen in an earlier batch is a duplicate
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # msisdn | int | decimal | date | timestamp | text | bool | enum | digits
+    required: bool = True
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    length: int | None = None  # exact length for digits, maximum length for text
+
+
+@dataclass(frozen=True)
+class Reference:
+    column: str
+    target: str  # region | product | subscriber | cell | campaign
+    message: str
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    column: str
+    sql: str  # true when the row is wrong, over typed columns
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    kind: Kind
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    references: tuple[Reference, ...] = ()
+    checks: tuple[RowCheck, ...] = ()
+    period: str | None = None  # the column that dates a row, so runs read only batches in their window
+    headerless_columns: tuple[str, ...] = ()  # published without a header row (OpenCelliD)
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def keyed_by_subscriber(self) -> bool:
+        """Facts about a subscriber are stored by dense subscriber id, sorted, never by MSISDN."""
+        return "msisdn" in self.column_names and self.name != "subscribers"
+
+
+def _count(name: str, maximum: float = 1e6) -> Column:
+    return Column(name, "int", minimum=0, maximum=maximum)
+
+
+def _amount(name: str, maximum: float = 1e6) -> Column:
+    return Column(name, "decimal", minimum=0, maximum=maximum)
+
+
+MSISDN = Column("msisdn", "msisdn")
+SUBSCRIBER_REF = Reference("msisdn", "subscriber", "unknown subscriber: ingest it in subscribers first")
+CELL_REF = Reference("cell_key", "cell", "unknown cell: ingest it in cells first")
+EARLIEST_DATE = "DATE '1990-01-01'"
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in [
+        Dataset(
+            "regions",
+            Kind.MASTER,
+            (
+                Column("code", "digits"),
+                Column("name", "text", length=64),
+                Column("name_en", "text", required=False, length=64),
+                Column("level", "enum", choices=("province", "city", "district")),
+                Column("parent_code", "digits", required=False),
+            ),
+            key=("code",),
+            references=(Reference("parent_code", "region", "unknown parent region"),),
+            description="Administrative regions: province > city > district.",
+        ),
+        Dataset(
+            "products",
+            Kind.MASTER,
+            (
+                Column("code", "text", length=32),
+                Column("name", "text", length=64),
+                Column("name_en", "text", required=False, length=64),
+                Column("category", "text", length=32),
+                _amount("monthly_fee_yuan", 100_000),
+            ),
+            key=("code",),
+            checks=(RowCheck("code", "NOT regexp_full_match(code, '[a-z0-9_\\-]+')", "product code must be lower-case letters, digits, _ or -"),),
+            description="The operator's product catalogue.",
+        ),
+        Dataset(
+            "subscribers",
+            Kind.MASTER,
+            (
+                MSISDN,
+                Column("brand", "enum", choices=("全球通", "动感地带", "神州行")),
+                Column("plan", "text", length=64),
+                Column("join_date", "date"),
+                Column("birth_year", "int", required=False, minimum=1900, maximum=2030),
+                Column("gender", "enum", required=False, choices=("M", "F", "U")),
+                Column("region_code", "digits"),
+                Column("status", "enum", choices=("active", "suspended", "closed")),
+                Column("marketing_opt_out", "bool"),
+            ),
+            key=("msisdn",),
+            references=(Reference("region_code", "region", "unknown region code"),),
+            checks=(RowCheck("join_date", f"join_date < {EARLIEST_DATE} OR join_date > current_date", "join date out of range"),),
+            description="Subscriber master data; a later file updates subscribers it names again.",
+        ),
+        Dataset(
+            "subscriptions",
+            Kind.MASTER,
+            (MSISDN, Column("product_code", "text", length=32), Column("start_date", "date"), Column("end_date", "date", required=False)),
+            key=("msisdn", "product_code", "start_date"),
+            references=(SUBSCRIBER_REF, Reference("product_code", "product", "unknown product code")),
+            checks=(RowCheck("end_date", "end_date < start_date", "end date before start date"),),
+            description="Who holds which product from when to when; a later row with the same key updates the end date.",
+        ),
+        Dataset(
+            "usage_daily",
+            Kind.FACT,
+            (
+                MSISDN,
+                Column("date", "date"),
+                _count("voice_calls", 5000),
+                _amount("voice_minutes", 1440 * 4),
+                _count("onnet_calls", 5000),
+                _count("offnet_calls", 5000),
+                _count("competitor_calls", 5000),
+                _count("sms", 100_000),
+                _count("mms", 10_000),
+                _amount("data_mb", 2_000_000),
+                _amount("roaming_minutes", 1440 * 4),
+                _count("night_calls", 5000),
+                Column("charge_yuan", "decimal", minimum=-10_000, maximum=1_000_000),
+            ),
+            key=("msisdn", "date"),
+            references=(SUBSCRIBER_REF,),
+            checks=(
+                RowCheck("date", f"date < {EARLIEST_DATE} OR date > current_date", "date out of range (future or before 1990)"),
+                RowCheck("onnet_calls", "onnet_calls + offnet_calls > voice_calls", "on-net + off-net calls exceed voice calls"),
+                RowCheck("competitor_calls", "competitor_calls > offnet_calls", "competitor calls exceed off-net calls"),
+                RowCheck("night_calls", "night_calls > voice_calls", "night calls exceed voice calls"),
+            ),
+            period="date",
+            description="Daily usage and charges per subscriber.",
+        ),
+        Dataset(
+            "stays",
+            Kind.FACT,
+            (MSISDN, Column("cell_key", "text", length=64), Column("start_time", "timestamp"), Column("end_time", "timestamp")),
+            key=("msisdn", "start_time"),
+            references=(SUBSCRIBER_REF, CELL_REF),
+            checks=(
+                RowCheck("end_time", "end_time < start_time", "end time before start time"),
+                RowCheck("end_time", "end_time > start_time + INTERVAL 3 DAY", "stay longer than 3 days"),
+                RowCheck("start_time", "start_time > now() + INTERVAL 1 DAY", "start time in the future"),
+            ),
+            period="start_time",
+            description="A subscriber attached to a cell for a while, from signalling.",
+        ),
+        Dataset(
+            "events",
+            Kind.FACT,
+            (
+                MSISDN,
+                Column("time", "timestamp"),
+                Column("kind", "enum", choices=("power_on", "power_off", "imei_change", "location_update", "roaming_start")),
+                Column("cell_key", "text", required=False, length=64),
+                Column("imei", "digits", required=False, length=15),
+            ),
+            key=("msisdn", "time", "kind"),
+            references=(SUBSCRIBER_REF, CELL_REF),
+            checks=(
+                RowCheck("time", "time > now() + INTERVAL 1 DAY", "time in the future"),
+                RowCheck("imei", "kind = 'imei_change' AND imei IS NULL", "imei_change without an IMEI"),
+            ),
+            period="time",
+            description="Signalling events that can trigger touch-point marketing.",
+        ),
+        Dataset(
+            "imei_observations",
+            Kind.FACT,
+            (MSISDN, Column("date", "date"), Column("imei", "digits", length=15)),
+            key=("msisdn", "date", "imei"),
+            references=(SUBSCRIBER_REF,),
+            checks=(RowCheck("date", f"date < {EARLIEST_DATE} OR date > current_date", "date out of range (future or before 1990)"),),
+            period="date",
+            description="The handset (IMEI) a subscriber used on a day.",
+        ),
+        Dataset(
+            "tac_catalogue",
+            Kind.MASTER,
+            (
+                Column("tac", "digits", length=8),
+                Column("brand", "text", length=64),
+                Column("model", "text", length=128),
+                Column("release_year", "int", required=False, minimum=1990, maximum=2100),
+                Column("tier", "enum", choices=("low", "mid", "high", "flagship")),
+                Column("network", "enum", choices=("2G", "3G", "4G", "5G")),
+                Column("os", "text", required=False, length=32),
+                _amount("price_yuan", 1_000_000),
+            ),
+            key=("tac",),
+            description="Type Allocation Codes: the first 8 digits of an IMEI name the handset model.",
+        ),
+        Dataset(
+            "cells",
+            Kind.MASTER,
+            (
+                Column("radio", "enum", choices=("GSM", "UMTS", "LTE", "NR", "CDMA")),
+                Column("mcc", "int", minimum=100, maximum=999),
+                Column("net", "int", minimum=0, maximum=999),
+                Column("area", "int", minimum=0, maximum=16_777_215),
+                Column("cell", "int", minimum=0, maximum=68_719_476_735),
+                Column("unit", "int", required=False, minimum=0),
+                Column("lon", "decimal", minimum=-180, maximum=180),
+                Column("lat", "decimal", minimum=-90, maximum=90),
+                Column("range", "int", required=False, minimum=0, maximum=100_000),
+                Column("samples", "int", required=False, minimum=0),
+                Column("changeable", "int", required=False, minimum=0, maximum=1),
+                Column("created", "int", required=False, minimum=0),
+                Column("updated", "int", required=False, minimum=0),
+                Column("averageSignal", "int", required=False, minimum=-200, maximum=0),
+                Column("azimuth", "decimal", required=False, minimum=0, maximum=360),
+                Column("beamwidth", "decimal", required=False, minimum=1, maximum=360),
+                Column("site_id", "text", required=False, length=64),
+            ),
+            key=("radio", "mcc", "net", "area", "cell"),
+            headerless_columns=(
+                "radio", "mcc", "net", "area", "cell", "unit", "lon", "lat", "range", "samples", "changeable",
+                "created", "updated", "averageSignal",
+            ),
+            description="Radio cells in OpenCelliD format; cell_key = radio-mcc-net-area-cell.",
+        ),
+        Dataset(
+            "contact_results",
+            Kind.FACT,
+            (
+                Column("campaign", "text", length=64),
+                MSISDN,
+                Column("contacted_at", "timestamp"),
+                Column("channel", "enum", choices=("outbound_call", "sms", "app_push", "store")),
+                Column("outcome", "enum", choices=("no_answer", "refused", "accepted", "converted")),
+            ),
+            key=("campaign", "msisdn", "contacted_at"),
+            references=(SUBSCRIBER_REF, Reference("campaign", "campaign", "unknown campaign")),
+            checks=(RowCheck("contacted_at", "contacted_at > now() + INTERVAL 1 DAY", "contact time in the future"),),
+            period="contacted_at",
+            description="What happened when a field team contacted a campaign target.",
+        ),
+    ]
+}
+
+# The order a whole city folder is ingested in: references before what refers to them.
+INGEST_ORDER = [
+    "regions", "products", "tac_catalogue", "cells", "subscribers", "subscriptions", "usage_daily",
+    "stays", "events", "imei_observations",
+]

@@ -1,0 +1,335 @@
+"""Reference data (regions, subscribers, products), staff scoping, ingest batches and snapshot runs."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from .privacy import mask_msisdn
+
+
+class RegionQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "RegionQuerySet":
+        """The user's assigned regions and everything below them; superusers see all, others nothing."""
+        if not user or not user.is_authenticated:
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        paths = list(Region.objects.filter(staff__user=user).values_list("path", flat=True))
+        if not paths:
+            return self.none()
+        condition = Q()
+        for path in paths:
+            condition |= Q(path__startswith=path)
+        return self.filter(condition)
+
+
+class Region(models.Model):
+    """An administrative area: province > city > district."""
+
+    class Level(models.TextChoices):
+        PROVINCE = "province", "省 Province"
+        CITY = "city", "市 City"
+        DISTRICT = "district", "区县 District"
+
+    code = models.CharField(max_length=12, unique=True, help_text="Administrative division code, e.g. 440604")
+    name = models.CharField(max_length=64)
+    name_en = models.CharField(max_length=64, blank=True)
+    level = models.CharField(max_length=10, choices=Level.choices)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    # Materialised ancestry ("44/4406/440604/") so scoping a user to a region and all below it is one
+    # indexed prefix filter instead of a recursive walk.
+    path = models.CharField(max_length=255, db_index=True, editable=False)
+
+    objects = RegionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.name_en}".strip()
+
+    def save(self, *args, **kwargs):
+        self.path = f"{self.parent.path if self.parent else ''}{self.code}/"
+        super().save(*args, **kwargs)
+
+
+class StaffProfile(models.Model):
+    """A staff member's role and the regions they work in; every list is scoped by these regions."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin", "管理员 Admin (marketing analyst)"
+        SALES = "sales", "区域销售 Regional sales"
+        FIELD = "field", "一线团队 Field team"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    regions = models.ManyToManyField(Region, related_name="staff", blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()})"
+
+    @property
+    def may_contact_subscribers(self) -> bool:
+        """Only field teams call subscribers, so only they may see full numbers in their exports."""
+        return self.role == self.Role.FIELD
+
+
+class SubscriberQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "SubscriberQuerySet":
+        return self.filter(region__in=Region.objects.visible_to(user))
+
+    def reachable(self) -> "SubscriberQuerySet":
+        """Active subscribers who have not opted out of marketing."""
+        return self.filter(status=Subscriber.Status.ACTIVE, marketing_opt_out=False)
+
+
+class Subscriber(models.Model):
+    """A subscriber, keyed by a dense integer id that the lake and every bitmap use."""
+
+    class Brand(models.TextChoices):
+        GOTONE = "全球通", "全球通 GoTone"
+        MZONE = "动感地带", "动感地带 M-Zone"
+        EASYOWN = "神州行", "神州行 Easy Own"
+
+    class Gender(models.TextChoices):
+        MALE = "M", "男 Male"
+        FEMALE = "F", "女 Female"
+        UNKNOWN = "U", "未知 Unknown"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "在网 Active"
+        SUSPENDED = "suspended", "停机 Suspended"
+        CLOSED = "closed", "销户 Closed"
+
+    id = models.PositiveBigIntegerField(primary_key=True)
+    msisdn = models.CharField(max_length=15, unique=True)
+    pseudonym = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA256 of the MSISDN")
+    brand = models.CharField(max_length=8, choices=Brand.choices)
+    plan = models.CharField(max_length=64)
+    join_date = models.DateField()
+    birth_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    gender = models.CharField(max_length=1, choices=Gender.choices, default=Gender.UNKNOWN)
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="subscribers")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    marketing_opt_out = models.BooleanField(default=False)
+    batch = models.ForeignKey("IngestBatch", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    objects = SubscriberQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["region", "status"])]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.msisdn_masked}"
+
+    @property
+    def msisdn_masked(self) -> str:
+        return mask_msisdn(self.msisdn)
+
+
+class Product(models.Model):
+    """A product or service the operator sells (plan, package, broadband, membership)."""
+
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=64)
+    name_en = models.CharField(max_length=64, blank=True)
+    category = models.CharField(max_length=32)
+    monthly_fee_yuan = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.name_en}".strip()
+
+
+class SubscriptionQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "SubscriptionQuerySet":
+        return self.filter(subscriber__region__in=Region.objects.visible_to(user))
+
+    def active_on(self, day) -> "SubscriptionQuerySet":
+        return self.filter(Q(end_date__isnull=True) | Q(end_date__gte=day), start_date__lte=day)
+
+
+class Subscription(models.Model):
+    """A subscriber holding a product over a period (end open while it lasts)."""
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="subscriptions")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="subscriptions")
+    start_date = models.DateField()
+    end_date = models.DateField(null=True, blank=True)
+
+    objects = SubscriptionQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "product", "start_date"], name="subscription_unique"),
+            models.CheckConstraint(
+                condition=Q(end_date__isnull=True) | Q(end_date__gte=models.F("start_date")),
+                name="subscription_ends_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber} {self.product.code} {self.start_date}..{self.end_date or ''}"
+
+
+class IngestBatchQuerySet(models.QuerySet):
+    def accepted(self) -> "IngestBatchQuerySet":
+        return self.filter(status=IngestBatch.Status.ACCEPTED)
+
+
+
+class IngestBatch(models.Model):
+    """One attempt to ingest one file into the lake: all of it or none of it."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "进行中 Running"
+        ACCEPTED = "accepted", "已接收 Accepted"
+        REJECTED = "rejected", "已拒绝 Rejected"
+        UNCHANGED = "unchanged", "重复文件 Already ingested"
+
+    dataset = models.CharField(max_length=32, db_index=True)
+    file_name = models.CharField(max_length=500)
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the file")
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    rows_total = models.PositiveBigIntegerField(default=0)
+    rows_accepted = models.PositiveBigIntegerField(default=0)
+    rows_rejected = models.PositiveBigIntegerField(default=0)
+    message = models.TextField(blank=True)
+    errors = models.JSONField(default=list, blank=True, help_text="The first rejected rows: line, column, reason")
+    report_path = models.CharField(max_length=500, blank=True)
+    lake_path = models.CharField(max_length=500, blank=True)
+    period_start = models.DateField(null=True, blank=True, help_text="Earliest day the rows describe")
+    period_end = models.DateField(null=True, blank=True, help_text="Latest day the rows describe")
+    same_as = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = IngestBatchQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "ingest batches"
+        constraints = [
+            # The database itself refuses to accept one file twice, even from two racing ingests.
+            models.UniqueConstraint(
+                fields=["dataset", "checksum"], condition=Q(status="accepted"), name="ingest_accept_file_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.dataset} {self.file_name} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.finished_at:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds(), 3)
+
+
+class SnapshotRunQuerySet(models.QuerySet):
+    def active(self) -> "SnapshotRunQuerySet":
+        return self.filter(status__in=[SnapshotRun.Status.PENDING, SnapshotRun.Status.RUNNING])
+
+
+class SnapshotRun(models.Model):
+    """Computing a snapshot as of a date, stage by stage over subscriber-id partitions."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "等待 Pending"
+        RUNNING = "running", "运行中 Running"
+        SUCCEEDED = "succeeded", "已发布 Published"
+        FAILED = "failed", "失败 Failed"
+
+    as_of_date = models.DateField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    stage = models.CharField(max_length=32, blank=True, help_text="The stage now running")
+    window_days = models.PositiveSmallIntegerField()
+    partition_size = models.PositiveIntegerField()
+    partition_count = models.PositiveIntegerField(default=0)
+    max_subscriber_id = models.PositiveBigIntegerField(default=0)
+    lake_batches = models.JSONField(default=dict, help_text="The accepted ingest batches read, per dataset")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SnapshotRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"run #{self.id} as of {self.as_of_date} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        """Share of (stage, partition) work items done, 0..1."""
+        counts = self.partitions.aggregate(
+            total=models.Count("id"), done=models.Count("id", filter=Q(status=SnapshotPartition.Status.DONE))
+        )
+        return counts["done"] / counts["total"] if counts["total"] else 0.0
+
+
+class SnapshotPartition(models.Model):
+    """One stage over one subscriber-id range of one run; keyed so a redelivered task overwrites."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "等待 Pending"
+        RUNNING = "running", "运行中 Running"
+        DONE = "done", "完成 Done"
+        FAILED = "failed", "失败 Failed"
+
+    run = models.ForeignKey(SnapshotRun, on_delete=models.CASCADE, related_name="partitions")
+    stage = models.CharField(max_length=32)
+    index = models.PositiveIntegerField()
+    id_from = models.PositiveBigIntegerField(help_text="First subscriber id (inclusive)")
+    id_to = models.PositiveBigIntegerField(help_text="Last subscriber id (exclusive)")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    rows = models.PositiveBigIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "stage", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "stage", "index"], name="partition_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.run} {self.stage}[{self.index}] {self.status}"
+
+
+class SnapshotQuerySet(models.QuerySet):
+    def current(self) -> "Snapshot | None":
+        return self.filter(is_current=True).first()
+
+
+class Snapshot(models.Model):
+    """A published, immutable snapshot; exactly one is current, the others are history."""
+
+    run = models.OneToOneField(SnapshotRun, on_delete=models.PROTECT, related_name="snapshot")
+    as_of_date = models.DateField(db_index=True)
+    published_at = models.DateTimeField(auto_now_add=True)
+    is_current = models.BooleanField(default=False)
+    subscriber_count = models.PositiveBigIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+
+    objects = SnapshotQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-as_of_date", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_current"], condition=Q(is_current=True), name="one_current_snapshot")
+        ]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.as_of_date} (run #{self.run_id}){' current' if self.is_current else ''}"

@@ -1,0 +1,3 @@
+from .city import CityParameters, simulate_city
+
+__all__ = ["CityParameters", "simulate_city"]

@@ -1,0 +1,547 @@
+"""simulate_city: every raw dataset of DESIGN.md for a synthetic operator city, plus the ground truth.
+
+Vectorised numpy throughout: each step draws arrays for all subscribers (or all subscriber-days) at
+once. The same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from . import geography, handsets
+
+CHINA_MOBILE_PREFIXES = np.array([134, 135, 136, 137, 138, 139, 147, 150, 151, 152, 157, 158, 159, 178, 182, 183, 184, 187, 188, 195, 198])
+DEFAULT_END_DATE = date(2026, 10, 31)
+LOCAL = timezone(timedelta(hours=8))  # Asia/Shanghai has no daylight saving
+
+# code, name, English name, category, monthly fee, and the planted logistic propensity:
+# intercept and weights on the latent traits (value, youth, data appetite, SMS appetite, travel, 5G handset)
+PRODUCTS = [
+    ("5g_plan", "5G套餐", "5G plan", "plan", 128, -1.8, (0.8, 0.2, 0.7, 0.0, 0.0, 1.8)),
+    ("data_pack", "流量包", "Data pack", "data", 30, -1.4, (0.0, 0.4, 1.2, 0.0, 0.0, 0.0)),
+    ("sms_pack", "短信包", "SMS pack", "sms", 10, -2.4, (0.0, -0.2, 0.0, 1.6, 0.0, 0.0)),
+    ("broadband", "家庭宽带", "Home broadband", "broadband", 100, -0.9, (0.4, -0.5, 0.2, 0.0, 0.0, 0.0)),
+    ("video_vip", "视频会员", "Video membership", "content", 25, -1.9, (0.2, 0.9, 0.8, 0.0, 0.0, 0.2)),
+    ("color_ring", "彩铃", "Colour ring-back tone", "content", 5, -2.0, (0.1, -0.6, 0.0, 0.2, 0.0, 0.0)),
+    ("family_plan", "家庭网", "Family network", "plan", 20, -1.1, (0.3, -0.3, 0.0, 0.0, 0.0, 0.0)),
+    ("roaming_pack", "国际漫游包", "International roaming pack", "roaming", 60, -3.2, (0.6, 0.0, 0.0, 0.0, 2.0, 0.0)),
+    ("cloud_drive", "和彩云", "Cloud drive", "content", 10, -2.3, (0.5, 0.2, 0.5, 0.0, 0.0, 0.0)),
+    ("hd_voice", "高清通话", "HD voice (VoLTE)", "voice", 0, -0.6, (0.3, 0.0, 0.0, 0.0, 0.0, 0.8)),
+]
+# How a contacted subscriber responds to a campaign for a product: logit = BASE + WEIGHT * propensity logit.
+RESPONSE_MODEL = {"base_logit": -1.2, "propensity_weight": 0.9, "uncontacted_base_logit": -2.6}
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CityParameters:
+    subscribers: int
+    days: int
+    seed: int = 42
+    end_date: date = DEFAULT_END_DATE
+    sites: int | None = None
+    file_format: str = "csv"
+
+    @property
+    def start_date(self) -> date:
+        return self.end_date - timedelta(days=self.days - 1)
+
+    @property
+    def site_count(self) -> int:
+        return self.sites or int(np.clip(self.subscribers // 25, 200, 6000))
+
+
+def simulate_city(params: CityParameters, out_dir: Path, *, progress: Progress = lambda step: None) -> dict:
+    """Write the raw datasets and truth/ into out_dir; return a summary (row counts per file)."""
+    if params.subscribers < 10 or params.days < 1:
+        raise ValueError("simulate at least 10 subscribers over at least 1 day")
+    if params.file_format not in {"csv", "parquet"}:
+        raise ValueError("file_format must be csv or parquet")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "truth").mkdir(exist_ok=True)
+    rng = np.random.default_rng(params.seed)
+    writer = _Writer(out_dir, params.file_format)
+    started = time.monotonic()
+
+    progress("geography and network")
+    places = geography.build_places(rng)
+    network = geography.build_network(rng, places, sites=params.site_count)
+    day0 = datetime.combine(params.start_date, datetime.min.time(), LOCAL)
+    epoch0 = int(day0.timestamp())
+    writer.reference("regions", _regions_table())
+    writer.reference("products", {k: np.array(v) for k, v in zip(
+        ["code", "name", "name_en", "category", "monthly_fee_yuan"], zip(*[p[:5] for p in PRODUCTS]))})
+    writer.raw("cells", geography.cells_table(rng, network, as_of_epoch=epoch0 + params.days * 86400))
+    (out_dir / "districts.geojson").write_text(json.dumps(geography.districts_geojson(), ensure_ascii=False))
+    catalogue, model_of_tac = handsets.tac_catalogue(rng)
+    writer.raw("tac_catalogue", catalogue)
+
+    progress("subscribers")
+    people = _people(rng, params, places, network)
+    writer.raw("subscribers", people.subscriber_table)
+
+    progress("handsets")
+    phones = _handsets(rng, params, people, catalogue["tac"], model_of_tac)
+
+    progress("products")
+    writer.raw("subscriptions", _subscriptions(rng, params, people, phones, writer))
+
+    progress("usage_daily")
+    active = _active_days(rng, params, people)
+    writer.raw("usage_daily", _usage_daily(rng, params, people, active))
+
+    progress("stays")
+    writer.raw("stays", _stays(rng, params, people, network, places, active, epoch0))
+
+    progress("events and imei_observations")
+    events, observations = _events_and_observations(rng, params, people, phones, network, active, epoch0)
+    writer.raw("events", events)
+    writer.raw("imei_observations", observations)
+
+    progress("ground truth")
+    _write_truth(writer, params, people, phones, network)
+    summary = {
+        "parameters": {**params.__dict__, "end_date": params.end_date.isoformat(), "sites": params.site_count},
+        "start_date": params.start_date.isoformat(),
+        "rows": writer.rows,
+        "seconds": round(time.monotonic() - started, 1),
+        "response_model": RESPONSE_MODEL,
+    }
+    (out_dir / "truth" / "city.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    return summary
+
+
+class _Writer:
+    """Raw datasets in the chosen format, reference and truth tables always as CSV/Parquet."""
+
+    def __init__(self, out_dir: Path, file_format: str):
+        self.out_dir, self.file_format, self.rows = out_dir, file_format, {}
+
+    def raw(self, name: str, columns: dict[str, np.ndarray | pa.Array]) -> None:
+        table = pa.table({k: v if isinstance(v, pa.Array) else pa.array(v, from_pandas=True) for k, v in columns.items()})
+        self.rows[name] = table.num_rows
+        if self.file_format == "parquet":
+            pq.write_table(table, self.out_dir / f"{name}.parquet")
+        else:
+            pacsv.write_csv(table, self.out_dir / f"{name}.csv", pacsv.WriteOptions(quoting_style="needed"))
+
+    def reference(self, name: str, columns: dict[str, np.ndarray]) -> None:
+        table = pa.table({k: pa.array(v) for k, v in columns.items()})
+        self.rows[name] = table.num_rows
+        pacsv.write_csv(table, self.out_dir / f"{name}.csv")
+
+    def truth(self, name: str, columns: dict[str, np.ndarray]) -> None:
+        pq.write_table(pa.table({k: pa.array(v) for k, v in columns.items()}), self.out_dir / "truth" / f"{name}.parquet")
+
+
+def _regions_table() -> dict[str, np.ndarray]:
+    rows = [geography.PROVINCE, geography.CITY] + [(d[0], d[1], d[2], "district", "4406") for d in geography.DISTRICTS]
+    return {k: np.array(v) for k, v in zip(["code", "name", "name_en", "level", "parent_code"], zip(*rows))}
+
+
+@dataclass
+class _People:
+    n: int
+    msisdn: np.ndarray
+    age: np.ndarray
+    traits: np.ndarray  # (n, 6): value, youth, data, sms, travel, 5G handset (filled in by _handsets)
+    profile: np.ndarray  # behaviour profile index, see PROFILES
+    activity: np.ndarray  # 0 low, 1 mid, 2 high: how densely signalling sees them
+    status: np.ndarray
+    home: np.ndarray  # (n, 2) home at the start of the window
+    new_home: np.ndarray  # (n, 2) home after a move (same as home for non-movers)
+    move_day: np.ndarray  # day index of the move, or days (never) for non-movers
+    work: np.ndarray  # (n, 2)
+    works: np.ndarray  # bool: has a weekday workplace
+    home_cell: np.ndarray
+    new_home_cell: np.ndarray
+    work_cell: np.ndarray
+    off_from: np.ndarray  # a long power-off: days [off_from, off_to), empty for most
+    off_to: np.ndarray
+    subscriber_table: dict
+
+
+PROFILES = ["ordinary", "voice_centric", "data_centric", "sms_heavy", "night_active", "traveller", "competitor_caller", "declining", "growing", "silent"]
+PROFILE_WEIGHTS = [0.40, 0.10, 0.12, 0.06, 0.06, 0.05, 0.06, 0.07, 0.05, 0.03]
+
+
+def _people(rng: np.random.Generator, params: CityParameters, places, network) -> _People:
+    n, days = params.subscribers, params.days
+    prefix = rng.choice(CHINA_MOBILE_PREFIXES, size=n)
+    number = prefix.astype(np.int64) * 10**8 + rng.integers(0, 10**8, n)
+    number = np.unique(number)
+    while len(number) < n:  # collisions are rare; top up until every subscriber has a unique number
+        extra = rng.choice(CHINA_MOBILE_PREFIXES, size=n - len(number)).astype(np.int64) * 10**8 + rng.integers(0, 10**8, n - len(number))
+        number = np.unique(np.concatenate([number, extra]))
+    msisdn = rng.permutation(number[:n]).astype(str)
+
+    age = np.clip(rng.gamma(7.0, 5.5, n) + 12, 16, 90).astype(int)
+    youth = (40 - age) / 13.0
+    value = rng.normal(size=n) + 0.15 * np.clip(youth, -1, 1)
+    profile = rng.choice(len(PROFILES), size=n, p=PROFILE_WEIGHTS)
+    data = 0.6 * youth + rng.normal(size=n) * 0.8 + np.where(profile == PROFILES.index("data_centric"), 1.2, 0.0)
+    sms = rng.normal(size=n) * 0.5 + np.where(profile == PROFILES.index("sms_heavy"), 2.5, 0.0)
+    travel = rng.normal(size=n) * 0.5 + np.where(profile == PROFILES.index("traveller"), 2.5, 0.0)
+    traits = np.column_stack([value, youth, data, sms, travel, np.zeros(n)])
+    activity = rng.choice(3, size=n, p=[0.25, 0.50, 0.25])
+    status = rng.choice(np.array(["active", "suspended", "closed"]), size=n, p=[0.965, 0.02, 0.015])
+
+    home = geography.sample_positions(rng, places, n)
+    works = (age >= 22) & (age <= 62) & (rng.random(n) < 0.78)
+    work = geography.sample_positions(rng, places, n, centre_bias=2.5)
+    # Movers change home once, well inside the window so both homes have enough nights to be seen.
+    movers = (rng.random(n) < 0.03) & (days >= 10)
+    move_day = np.full(n, days)
+    if days >= 10:
+        move_day[movers] = rng.integers(int(days * 0.3), int(days * 0.7) + 1, movers.sum())
+    new_home = home.copy()
+    new_home[movers] = geography.sample_positions(rng, places, int(movers.sum()))
+    long_off = rng.random(n) < 0.005
+    off_from = np.where(long_off, rng.integers(0, max(days - 3, 1), n), days)
+    off_to = np.where(long_off, np.minimum(off_from + rng.integers(3, 11, n), days), days)
+
+    final_home = np.where((move_day < days)[:, None], new_home, home)
+    district = geography.district_of(final_home)
+    region_code = np.array([d[0] for d in geography.DISTRICTS])[district]
+    brand = np.select(
+        [value > 1.1, youth > 0.8], ["全球通", "动感地带"], np.where(rng.random(n) < 0.25, "动感地带", "神州行")
+    )
+    plan_fee = np.round(np.exp(3.6 + 0.45 * value + rng.normal(size=n) * 0.15)).clip(8, 588).astype(int)
+    plan_name = np.char.add(np.char.add(np.where(plan_fee >= 99, "5G畅享", np.where(brand == "动感地带", "动感地带芒果卡", "4G飞享")), " "), np.char.add(plan_fee.astype(str), "元"))
+    tenure_days = np.minimum(rng.exponential(5 * 365, n), 22 * 365).astype(int) + 30
+    join_date = np.array(params.end_date, dtype="datetime64[D]") - tenure_days
+    gender = rng.choice(np.array(["M", "F", "U"]), size=n, p=[0.5, 0.48, 0.02])
+    opt_out = rng.random(n) < 0.07
+    table = {
+        "msisdn": msisdn,
+        "brand": brand,
+        "plan": plan_name,
+        "join_date": join_date,
+        "birth_year": params.end_date.year - age,
+        "gender": gender,
+        "region_code": region_code,
+        "status": status,
+        "marketing_opt_out": opt_out,
+    }
+    return _People(
+        n=n, msisdn=msisdn, age=age, traits=traits, profile=profile, activity=activity, status=status,
+        home=home, new_home=new_home, move_day=move_day, work=work, works=works,
+        home_cell=network.serving_cell(home), new_home_cell=network.serving_cell(new_home),
+        work_cell=network.serving_cell(work), off_from=off_from, off_to=off_to, subscriber_table=table,
+    )
+
+
+@dataclass
+class _Phones:
+    tac_index_before: np.ndarray  # index into the catalogue's TACs (or -1: a TAC the catalogue lacks)
+    imei_before: np.ndarray
+    imei_after: np.ndarray
+    model_before: np.ndarray
+    model_after: np.ndarray
+    change_day: np.ndarray  # day index of the handset change, or days (none)
+    knockoff_reason: np.ndarray  # "" or unknown_tac / bad_check_digit
+
+
+def _handsets(rng, params: CityParameters, people: _People, tacs: np.ndarray, model_of_tac: np.ndarray) -> _Phones:
+    n, days = people.n, params.days
+    value, youth = people.traits[:, 0], people.traits[:, 1]
+    preferred = np.clip(np.round(1.2 + 0.9 * value + 0.3 * youth), 0, 3).astype(int)
+    enthusiast = rng.random(n) < 0.06
+    preferred[enthusiast] = 3
+
+    def handset(models: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # One of the model's TACs: a model's TACs are contiguous in the catalogue.
+        first = np.searchsorted(model_of_tac, models)
+        count = np.bincount(model_of_tac, minlength=len(handsets.MODELS))[models]
+        return first + (rng.random(len(models)) * count).astype(int), models
+
+    tac_before, model_before = handset(handsets.choose_models(rng, preferred))
+    changes = rng.random(n) < np.where(enthusiast, 0.30, 0.04) * min(days / 30, 3)
+    changes &= days >= 2
+    change_day = np.where(changes, rng.integers(1, max(days, 2), n), days)
+    upgrade = np.clip(preferred + rng.choice([0, 0, 1], size=n), 0, 3)
+    tac_after, model_after = handset(handsets.choose_models(rng, upgrade))
+    tac_after = np.where(changes, tac_after, tac_before)
+    model_after = np.where(changes, model_after, model_before)
+
+    # Knock-offs (山寨机): a TAC no catalogue lists, or an IMEI whose check digit is wrong.
+    knockoff = rng.random(n) < 0.02
+    reason = np.where(knockoff, np.where(rng.random(n) < 0.5, "unknown_tac", "bad_check_digit"), "")
+    tac_digits = tacs.astype(np.int64)
+    unknown_tac = rng.integers(99_000_000, 99_999_999, n)
+    before_digits = np.where(reason == "unknown_tac", unknown_tac, tac_digits[tac_before])
+    imei_before = handsets.make_imeis(rng, before_digits, bad_check_digit=reason == "bad_check_digit")
+    imei_after = np.where(changes, handsets.make_imeis(rng, tac_digits[tac_after]), imei_before)
+    people.traits[:, 5] = handsets.FIVE_G[model_after] & (reason == "")
+    return _Phones(
+        tac_index_before=np.where(reason == "unknown_tac", -1, tac_before), imei_before=imei_before,
+        imei_after=imei_after, model_before=model_before, model_after=model_after, change_day=change_day,
+        knockoff_reason=reason,
+    )
+
+
+def _propensity_logits(people: _People) -> np.ndarray:
+    """(n, products) planted logits; the truth every propensity model is measured against."""
+    intercepts = np.array([p[5] for p in PRODUCTS])
+    weights = np.array([p[6] for p in PRODUCTS])  # (products, 6)
+    return intercepts[None, :] + people.traits @ weights.T
+
+
+def _subscriptions(rng, params: CityParameters, people: _People, phones: _Phones, writer: _Writer) -> dict:
+    logits = _propensity_logits(people)
+    probability = 1 / (1 + np.exp(-logits))
+    held = rng.random(logits.shape) < probability
+    # Adoption during the window follows the same propensity, shifted down: the labels of issue 6.
+    adopt = ~held & (rng.random(logits.shape) < 1 / (1 + np.exp(-(logits - 3.2))) * min(params.days / 30, 2))
+    subscriber, product = np.nonzero(held | adopt)
+    window_start = np.array(params.start_date, dtype="datetime64[D]")
+    join = people.subscriber_table["join_date"][subscriber]
+    span = np.maximum((window_start - join).astype(int), 1)
+    start = np.where(
+        adopt[subscriber, product],
+        window_start + rng.integers(0, params.days, len(subscriber)),
+        join + (rng.random(len(subscriber)) * span).astype(int),
+    )
+    ends = held[subscriber, product] & (rng.random(len(subscriber)) < 0.03)
+    end = np.where(ends, window_start + rng.integers(0, params.days, len(subscriber)), np.datetime64("NaT"))
+    codes = np.array([p[0] for p in PRODUCTS])
+    writer.truth(
+        "propensity",
+        {
+            "msisdn": np.repeat(people.msisdn, len(PRODUCTS)),
+            "product_code": np.tile(codes, people.n),
+            "logit": logits.ravel().round(4),
+            "probability": probability.ravel().round(4),
+            "held_at_start": held.ravel(),
+            "adopted_in_window": adopt.ravel(),
+        },
+    )
+    return {
+        "msisdn": people.msisdn[subscriber],
+        "product_code": codes[product],
+        "start_date": start,
+        "end_date": end,
+    }
+
+
+def _active_days(rng, params: CityParameters, people: _People) -> np.ndarray:
+    """(n, days) bool: the subscriber used the network that day (and their phone was on)."""
+    silent = people.profile == PROFILES.index("silent")
+    p_active = np.where(silent, 0.15, 0.97)
+    active = rng.random((people.n, params.days)) < p_active[:, None]
+    active &= (people.status == "active")[:, None]
+    day = np.arange(params.days)[None, :]
+    active &= ~((day >= people.off_from[:, None]) & (day < people.off_to[:, None]))
+    return active
+
+
+def _weekday(params: CityParameters) -> np.ndarray:
+    return (np.array(params.start_date, dtype="datetime64[D]") + np.arange(params.days)).astype("datetime64[D]").view("int64") % 7
+
+
+def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarray) -> dict:
+    sub, day = np.nonzero(active)
+    m = len(sub)
+    profile, value = people.profile[sub], people.traits[sub, 0]
+    is_ = lambda name: profile == PROFILES.index(name)  # noqa: E731
+    weekend = np.isin(((np.array(params.start_date, dtype="datetime64[D]") + day).view("int64") + 3) % 7, [5, 6])
+    progress_in_window = day / max(params.days - 1, 1)
+    trend = np.where(is_("declining"), 1.0 - 0.75 * progress_in_window, np.where(is_("growing"), 0.7 + 0.6 * progress_in_window, 1.0))
+    scale = np.where(is_("silent"), 0.05, 1.0) * trend
+    voice_rate = np.exp(1.2 + 0.35 * value + np.where(is_("voice_centric"), 0.9, 0.0)) * np.where(weekend, 0.8, 1.0) * scale
+    voice_calls = rng.poisson(voice_rate)
+    voice_minutes = np.round(voice_calls * rng.gamma(2.0, 1.3, m), 1)
+    onnet_share = np.clip(0.62 + 0.1 * rng.normal(size=m), 0.05, 0.95)
+    onnet_calls = rng.binomial(voice_calls, onnet_share)
+    offnet_calls = voice_calls - onnet_calls
+    competitor_share = np.where(is_("competitor_caller"), 0.85, 0.45)
+    competitor_calls = rng.binomial(offnet_calls, competitor_share)
+    sms = rng.poisson(np.exp(people.traits[sub, 3] * 1.1 - 0.6) * scale)
+    mms = rng.poisson(0.02 * scale)
+    data_mb = np.round(rng.lognormal(5.0 + 0.9 * people.traits[sub, 2], 0.6) * np.where(weekend, 1.2, 1.0) * scale, 1)
+    roaming_day = rng.random(m) < np.where(is_("traveller"), 0.35, 0.004)
+    roaming_minutes = np.where(roaming_day, np.round(rng.gamma(2.0, 12.0, m), 1), 0.0)
+    night_share = np.where(is_("night_active"), 0.45, 0.08)
+    night_calls = rng.binomial(voice_calls, night_share)
+    fee = np.char.rstrip(np.char.partition(people.subscriber_table["plan"], " ")[:, 2], "元").astype(float)[sub]
+    charge = np.round(fee / 30 + 0.1 * np.maximum(voice_minutes - 10, 0) + 0.99 * roaming_minutes + 0.0005 * data_mb, 2)
+    return {
+        "msisdn": people.msisdn[sub],
+        "date": np.array(params.start_date, dtype="datetime64[D]") + day,
+        "voice_calls": voice_calls,
+        "voice_minutes": voice_minutes,
+        "onnet_calls": onnet_calls,
+        "offnet_calls": offnet_calls,
+        "competitor_calls": competitor_calls,
+        "sms": sms,
+        "mms": mms,
+        "data_mb": data_mb,
+        "roaming_minutes": roaming_minutes,
+        "night_calls": night_calls,
+        "charge_yuan": charge,
+    }
+
+
+def _stays(rng, params: CityParameters, people: _People, network, places, active, epoch0: int) -> dict:
+    """Signalling stays: nights at home, weekday office hours at work, leisure elsewhere, with the
+    noise real signalling has (a neighbouring cell instead of the serving one, missing observations)."""
+    observed = np.array([0.55, 0.85, 0.97])[people.activity]
+    home_nb = network.serving_cell(people.home, neighbour=np.ones(people.n, bool))
+    new_home_nb = network.serving_cell(people.new_home, neighbour=np.ones(people.n, bool))
+    work_nb = network.serving_cell(people.work, neighbour=np.ones(people.n, bool))
+    weekday = ~np.isin(((np.array(params.start_date, dtype="datetime64[D]") + np.arange(params.days)).view("int64") + 3) % 7, [5, 6])
+    parts = []
+
+    def emit(sub, day, start_s, end_s, cell, neighbour_cell):
+        noisy = rng.random(len(sub)) < 0.12
+        parts.append((sub, epoch0 + day * 86400 + start_s, epoch0 + day * 86400 + end_s, np.where(noisy, neighbour_cell, cell)))
+
+    # Nights: evening of day d to the morning of d+1, reported as two stays (a handover at some point).
+    sub, day = np.nonzero(active)
+    moved = day >= people.move_day[sub]
+    cell = np.where(moved, people.new_home_cell[sub], people.home_cell[sub])
+    neighbour = np.where(moved, new_home_nb[sub], home_nb[sub])
+    evening = (20 * 3600 + rng.integers(0, 3 * 3600 + 1800, len(sub)))
+    morning = 86400 + 6 * 3600 + 1800 + rng.integers(0, 2 * 3600, len(sub))
+    split = evening + ((morning - evening) * rng.uniform(0.2, 0.8, len(sub))).astype(np.int64)
+    for lo, hi in ((evening, split), (split, morning)):
+        seen = rng.random(len(sub)) < observed[sub]
+        emit(sub[seen], day[seen], lo[seen], hi[seen], cell[seen], neighbour[seen])
+
+    # Weekday office hours for those who work: a morning and an afternoon stay.
+    at_work = active & people.works[:, None] & weekday[None, :]
+    sub, day = np.nonzero(at_work)
+    for lo, span in ((8 * 3600 + 1800, 3 * 3600), (13 * 3600 + 1800, 4 * 3600)):
+        seen = rng.random(len(sub)) < observed[sub]
+        start = lo + rng.integers(0, 3600, seen.sum())
+        emit(sub[seen], day[seen], start, start + span, people.work_cell[sub[seen]], work_nb[sub[seen]])
+
+    # Leisure, errands, visits: a stay somewhere in the city on some days.
+    out = active & (rng.random(active.shape) < np.where(weekday, 0.25, 0.6)[None, :])
+    sub, day = np.nonzero(out)
+    where = geography.sample_positions(rng, places, len(sub), centre_bias=2.0)
+    leisure_cell = network.serving_cell(where)
+    start = 10 * 3600 + rng.integers(0, 8 * 3600, len(sub))
+    emit(sub, day, start, start + rng.integers(1800, 3 * 3600, len(sub)), leisure_cell, leisure_cell)
+
+    sub = np.concatenate([p[0] for p in parts])
+    order = np.lexsort((np.concatenate([p[1] for p in parts]), sub))
+    return {
+        "msisdn": people.msisdn[sub[order]],
+        "cell_key": network.cell_key[np.concatenate([p[3] for p in parts])[order]],
+        "start_time": np.concatenate([p[1] for p in parts])[order],
+        "end_time": np.concatenate([p[2] for p in parts])[order],
+    }
+
+
+def _iso_local(epoch_seconds: np.ndarray) -> pa.Array:
+    """ISO 8601 with the +08:00 zone, as operator event feeds write it."""
+    local = pa.array((epoch_seconds + 8 * 3600).astype("datetime64[s]"))
+    return pc.binary_join_element_wise(pc.strftime(local, format="%Y-%m-%dT%H:%M:%S"), pa.scalar("+08:00"), "")
+
+
+def _events_and_observations(rng, params, people: _People, phones: _Phones, network, active, epoch0: int):
+    n, days = people.n, params.days
+    sub, day = np.nonzero(active)
+    changed = day >= phones.change_day[sub]
+    imei_today = np.where(changed, phones.imei_after[sub], phones.imei_before[sub])
+    home_today = np.where(day >= people.move_day[sub], people.new_home_cell[sub], people.home_cell[sub])
+
+    seen = rng.random(len(sub)) < 0.92
+    observations = {
+        "msisdn": people.msisdn[sub[seen]],
+        "date": np.array(params.start_date, dtype="datetime64[D]") + day[seen],
+        "imei": imei_today[seen],
+    }
+
+    kinds, times, cells, imeis, who = [], [], [], [], []
+
+    def add(kind, s, t, c, i):
+        kinds.append(np.full(len(s), kind)); times.append(t); cells.append(c); imeis.append(i); who.append(s)
+
+    # The day's first location update.
+    lu = rng.random(len(sub)) < 0.3
+    add("location_update", sub[lu], epoch0 + day[lu] * 86400 + rng.integers(7 * 3600, 22 * 3600, lu.sum()), network.cell_key[home_today[lu]], imei_today[lu])
+    # A handset change is seen as an imei_change event on the day the new IMEI first attaches.
+    changers = np.flatnonzero(phones.change_day < days)
+    t = epoch0 + phones.change_day[changers] * 86400 + rng.integers(9 * 3600, 21 * 3600, len(changers))
+    add("imei_change", changers, t, network.cell_key[people.home_cell[changers]], phones.imei_after[changers])
+    # Overnight power-off/on for some, and the long power-offs planted in _people.
+    off = rng.random(len(sub)) < 0.03
+    add("power_off", sub[off], epoch0 + day[off] * 86400 + 23 * 3600 + rng.integers(0, 3000, off.sum()), network.cell_key[home_today[off]], imei_today[off])
+    add("power_on", sub[off], epoch0 + (day[off] + 1) * 86400 + 6 * 3600 + rng.integers(0, 3600, off.sum()), network.cell_key[home_today[off]], imei_today[off])
+    long_off = np.flatnonzero(people.off_from < days)
+    imei_long = np.where(people.off_from[long_off] >= phones.change_day[long_off], phones.imei_after[long_off], phones.imei_before[long_off])
+    add("power_off", long_off, epoch0 + people.off_from[long_off] * 86400 - 3600, network.cell_key[people.home_cell[long_off]], imei_long)
+    back = long_off[people.off_to[long_off] < days]
+    imei_back = np.where(people.off_to[back] >= phones.change_day[back], phones.imei_after[back], phones.imei_before[back])
+    add("power_on", back, epoch0 + people.off_to[back] * 86400 + 8 * 3600, network.cell_key[people.home_cell[back]], imei_back)
+    # Roaming: travellers leaving the province on some days.
+    roam = (people.profile[sub] == PROFILES.index("traveller")) & (rng.random(len(sub)) < 0.08)
+    add("roaming_start", sub[roam], epoch0 + day[roam] * 86400 + rng.integers(6 * 3600, 20 * 3600, roam.sum()), np.full(roam.sum(), ""), imei_today[roam])
+
+    who_all, time_all = np.concatenate(who), np.concatenate(times)
+    order = np.lexsort((time_all, who_all))
+    cell_all = np.concatenate(cells)[order]
+    events = {
+        "msisdn": people.msisdn[who_all[order]],
+        "time": _iso_local(time_all[order]),
+        "kind": np.concatenate(kinds)[order],
+        "cell_key": pa.array(cell_all, mask=cell_all == ""),
+        "imei": np.concatenate(imeis)[order],
+    }
+    return events, observations
+
+
+def _write_truth(writer: _Writer, params, people: _People, phones: _Phones, network) -> None:
+    start = np.array(params.start_date, dtype="datetime64[D]")
+    moved = people.move_day < params.days
+    final_home = np.where(moved[:, None], people.new_home, people.home)
+    writer.truth(
+        "subscribers",
+        {
+            "msisdn": people.msisdn,
+            "profile": np.array(PROFILES)[people.profile],
+            "activity": np.array(["low", "mid", "high"])[people.activity],
+            "home_lon": people.home[:, 0].round(6), "home_lat": people.home[:, 1].round(6),
+            "home_cell": network.cell_key[people.home_cell],
+            "works": people.works,
+            "work_lon": np.where(people.works, people.work[:, 0], np.nan).round(6),
+            "work_lat": np.where(people.works, people.work[:, 1], np.nan).round(6),
+            "work_cell": np.where(people.works, network.cell_key[people.work_cell], ""),
+            "moved": moved,
+            "move_date": np.where(moved, start + np.minimum(people.move_day, params.days - 1), np.datetime64("NaT")),
+            "final_home_lon": final_home[:, 0].round(6), "final_home_lat": final_home[:, 1].round(6),
+            "final_home_cell": network.cell_key[np.where(moved, people.new_home_cell, people.home_cell)],
+            "long_power_off_from": np.where(people.off_from < params.days, start + np.minimum(people.off_from, params.days - 1), np.datetime64("NaT")),
+            "long_power_off_days": people.off_to - np.minimum(people.off_from, people.off_to),
+            "value": people.traits[:, 0].round(4), "youth": people.traits[:, 1].round(4),
+            "data_appetite": people.traits[:, 2].round(4), "sms_appetite": people.traits[:, 3].round(4),
+            "travel": people.traits[:, 4].round(4), "five_g_handset": people.traits[:, 5].astype(bool),
+        },
+    )
+    changed = phones.change_day < params.days
+    model_names = np.array([f"{m[0]} {m[1]}" for m in handsets.MODELS])
+    writer.truth(
+        "handset_changes",
+        {
+            "msisdn": people.msisdn[changed],
+            "date": start + phones.change_day[changed],
+            "old_imei": phones.imei_before[changed], "new_imei": phones.imei_after[changed],
+            "old_model": model_names[phones.model_before[changed]], "new_model": model_names[phones.model_after[changed]],
+        },
+    )
+    knock = phones.knockoff_reason != ""
+    writer.truth("knockoffs", {"msisdn": people.msisdn[knock], "imei": phones.imei_before[knock], "reason": phones.knockoff_reason[knock]})
