@@ -1,0 +1,164 @@
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.utils.html import format_html, format_html_join
+
+from .models import (
+    IngestBatch,
+    Product,
+    Region,
+    Snapshot,
+    SnapshotPartition,
+    SnapshotRun,
+    StaffProfile,
+    Subscriber,
+    Subscription,
+)
+
+
+class RegionScopedAdmin(admin.ModelAdmin):
+    """Lists only what the user's regions allow, through the model's own visible_to(user)."""
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).visible_to(request.user)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows that only ingest or a snapshot run may write."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Region)
+class RegionAdmin(RegionScopedAdmin):
+    list_display = ["code", "name", "name_en", "level", "parent"]
+    list_filter = ["level"]
+    search_fields = ["code", "name", "name_en"]
+    readonly_fields = ["path"]
+
+
+class StaffProfileInline(admin.StackedInline):
+    model = StaffProfile
+    can_delete = False
+    filter_horizontal = ["regions"]
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class StaffUserAdmin(UserAdmin):
+    inlines = [StaffProfileInline]
+    list_display = ["username", "email", "role", "is_staff", "is_active"]
+    list_filter = ["staff__role", "is_staff", "is_active"]
+
+    @admin.display(description="role", ordering="staff__role")
+    def role(self, user):
+        return user.staff.get_role_display() if hasattr(user, "staff") else "-"
+
+
+class SubscriptionInline(admin.TabularInline):
+    model = Subscription
+    fields = ["product", "start_date", "end_date"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Subscriber)
+class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
+    list_display = ["id", "msisdn_masked", "brand", "plan", "region", "status", "marketing_opt_out", "join_date"]
+    list_filter = ["brand", "status", "marketing_opt_out", "gender", "region"]
+    list_select_related = ["region"]
+    # Exact matches only: a partial number search would reveal numbers the page then masks.
+    search_fields = ["=msisdn", "=pseudonym", "=id"]
+    fields = ["id", "msisdn_masked", "pseudonym", "brand", "plan", "join_date", "birth_year", "gender", "region",
+              "status", "marketing_opt_out", "batch"]
+    readonly_fields = fields
+    inlines = [SubscriptionInline]
+    show_full_result_count = False  # counting millions of rows on every page is slow and says little
+
+    @admin.display(description="MSISDN")
+    def msisdn_masked(self, subscriber):
+        return subscriber.msisdn_masked
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "name_en", "category", "monthly_fee_yuan"]
+    list_filter = ["category"]
+    search_fields = ["code", "name", "name_en"]
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(RegionScopedAdmin, ReadOnlyAdmin):
+    list_display = ["subscriber", "product", "start_date", "end_date"]
+    list_filter = ["product", "subscriber__region"]
+    list_select_related = ["subscriber", "product"]
+    search_fields = ["=subscriber__msisdn", "=subscriber__id"]
+    show_full_result_count = False
+
+
+@admin.register(IngestBatch)
+class IngestBatchAdmin(ReadOnlyAdmin):
+    list_display = ["id", "dataset", "file_name", "status", "rows_total", "rows_accepted", "rows_rejected",
+                    "duration_seconds", "started_at", "created_by"]
+    list_filter = ["dataset", "status"]
+    search_fields = ["file_name", "checksum"]
+    fields = ["dataset", "file_name", "checksum", "size_bytes", "status", "message", "rows_total", "rows_accepted",
+              "rows_rejected", "period_start", "period_end", "error_table", "report_path", "lake_path", "same_as",
+              "created_by", "started_at", "finished_at", "duration_seconds"]
+    readonly_fields = fields
+
+    @admin.display(description="rejected rows")
+    def error_table(self, batch):
+        if not batch.errors:
+            return "-"
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                                ((e["line"], e["column"], e["reason"]) for e in batch.errors))
+        return format_html("<table><tr><th>line</th><th>column</th><th>reason</th></tr>{}</table>", rows)
+
+
+class SnapshotPartitionInline(admin.TabularInline):
+    model = SnapshotPartition
+    fields = ["stage", "index", "id_from", "id_to", "status", "attempts", "rows", "error", "claimed_at", "finished_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SnapshotRun)
+class SnapshotRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "as_of_date", "status", "stage", "progress_percent", "partition_count", "started_at",
+                    "finished_at", "created_by"]
+    list_filter = ["status"]
+    fields = ["as_of_date", "status", "stage", "window_days", "partition_size", "partition_count",
+              "max_subscriber_id", "lake_batches", "error", "created_by", "created_at", "started_at", "finished_at"]
+    readonly_fields = fields
+    inlines = [SnapshotPartitionInline]
+
+    @admin.display(description="progress")
+    def progress_percent(self, run):
+        return f"{run.progress:.0%}"
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(ReadOnlyAdmin):
+    list_display = ["as_of_date", "run", "is_current", "subscriber_count", "published_at"]
+    list_filter = ["is_current"]
+    fields = ["as_of_date", "run", "is_current", "subscriber_count", "summary", "published_at"]
+    readonly_fields = fields

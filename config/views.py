@@ -1,0 +1,76 @@
+"""The home page and the health check."""
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.db.models import Count
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+from tagging.models import IngestBatch, Region, Snapshot, SnapshotRun, Subscriber
+
+
+@login_required
+def home(request):
+    regions = (
+        Subscriber.objects.visible_to(request.user)
+        .values("region__code", "region__name", "region__name_en")
+        .annotate(subscribers=Count("id"))
+        .order_by("region__code")
+    )
+    profile = getattr(request.user, "staff", None)
+    context = {
+        "profile": profile,
+        "snapshot": Snapshot.objects.current(),
+        "regions": regions,
+        "total": sum(r["subscribers"] for r in regions),
+        "assigned": Region.objects.filter(staff__user=request.user) if profile else Region.objects.none(),
+        "runs": SnapshotRun.objects.all()[:5] if request.user.has_perm("tagging.view_snapshotrun") else [],
+        "batches": IngestBatch.objects.all()[:10] if request.user.has_perm("tagging.view_ingestbatch") else [],
+    }
+    return render(request, "home.html", context)
+
+
+@never_cache
+def healthz(request):
+    """Database, broker (when configured) and lake: 200 when all answer, 503 naming what does not."""
+    checks = {"database": _check_database(), "broker": _check_broker(), "lake": _check_lake()}
+    healthy = all(c["ok"] for c in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "unhealthy", "checks": checks}, status=200 if healthy else 503)
+
+
+def _check_database() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return {"ok": True, "engine": connection.vendor}
+    except Exception as exc:  # the point is to report any failure, whatever it is
+        return {"ok": False, "error": str(exc)}
+
+
+def _check_broker() -> dict:
+    if not settings.REDIS_URL:
+        return {"ok": True, "mode": "eager (no broker configured)"}
+    try:
+        import redis
+
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
+        return {"ok": True, "mode": "redis"}
+    except Exception as exc:
+        return {"ok": False, "mode": "redis", "error": str(exc)}
+
+
+def _check_lake() -> dict:
+    lake = Path(settings.LAKE_DIR)
+    try:
+        lake.mkdir(parents=True, exist_ok=True)
+        probe = lake / f".healthz-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+        return {"ok": True, "path": str(lake)}
+    except OSError as exc:
+        return {"ok": False, "path": str(lake), "error": str(exc)}

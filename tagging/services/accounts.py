@@ -1,0 +1,79 @@
+"""Staff roles as permission groups, and the demo accounts (one per role)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+from ..models import Region, StaffProfile
+
+# What each role may do in admin and the API; every row it sees is still scoped to its regions.
+ROLE_PERMISSIONS = {
+    StaffProfile.Role.ADMIN: {
+        "tagging": ["view_*", "change_product", "add_product", "view_region", "change_region", "add_region"],
+    },
+    StaffProfile.Role.SALES: {
+        "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot"],
+    },
+    StaffProfile.Role.FIELD: {
+        "tagging": ["view_region", "view_product", "view_subscriber"],
+    },
+}
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    password: str
+    role: str
+    regions: tuple[str, ...]
+    description: str
+
+
+DEMO_ACCOUNTS = [
+    DemoAccount("admin", "admin-demo-2026", StaffProfile.Role.ADMIN, ("4406",), "管理员 marketing analyst, all of Foshan, Django admin"),
+    DemoAccount("sales_chancheng", "sales-demo-2026", StaffProfile.Role.SALES, ("440604",), "区域销售 regional sales, 禅城区 Chancheng"),
+    DemoAccount("field_shunde", "field-demo-2026", StaffProfile.Role.FIELD, ("440606",), "一线团队 field team, 顺德区 Shunde"),
+]
+
+
+def role_group(role: str) -> Group:
+    """The permission group of a role, created or brought up to date."""
+    group, _ = Group.objects.get_or_create(name=StaffProfile.Role(role).label)
+    permissions = Permission.objects.none()
+    for app_label, codenames in ROLE_PERMISSIONS[role].items():
+        for codename in codenames:
+            lookup = {"content_type__app_label": app_label}
+            lookup["codename__startswith" if codename.endswith("*") else "codename"] = codename.rstrip("*")
+            permissions |= Permission.objects.filter(**lookup)
+    group.permissions.set(permissions)
+    return group
+
+
+@transaction.atomic
+def assign_role(*, user, role: str, region_codes: list[str]) -> StaffProfile:
+    regions = list(Region.objects.filter(code__in=region_codes))
+    missing = set(region_codes) - {r.code for r in regions}
+    if missing:
+        raise ValueError(f"unknown region codes: {', '.join(sorted(missing))}")
+    profile, _ = StaffProfile.objects.update_or_create(user=user, defaults={"role": role})
+    profile.regions.set(regions)
+    user.groups.set([role_group(role)])
+    # Field teams work through the REST API and their pages, not Django admin.
+    user.is_staff = role != StaffProfile.Role.FIELD
+    user.save(update_fields=["is_staff"])
+    return profile
+
+
+def create_demo_accounts() -> list[DemoAccount]:
+    """One account per role, idempotent; the regions must have been ingested first."""
+    User = get_user_model()
+    for account in DEMO_ACCOUNTS:
+        user, _ = User.objects.get_or_create(username=account.username)
+        user.set_password(account.password)
+        user.save()
+        assign_role(user=user, role=account.role, region_codes=list(account.regions))
+    return DEMO_ACCOUNTS

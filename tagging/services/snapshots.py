@@ -1,0 +1,182 @@
+"""Snapshot runs: start, compute partitions stage by stage, publish atomically, or fail safely."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from ..lake import store
+from ..lake.schemas import DATASETS, Kind
+from ..models import IngestBatch, Snapshot, SnapshotPartition, SnapshotRun
+from ..stages import STAGES, PartitionWork, ordered_stages
+
+logger = logging.getLogger("tagging.snapshots")
+
+
+class SnapshotRefused(ValueError):
+    """A run that cannot start: say why, change nothing."""
+
+
+def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = None,
+                       window_days: int | None = None) -> SnapshotRun:
+    """Pin the lake batches the run will read, create its first stage's partitions and enqueue them."""
+    from ..tasks import compute_partition_task
+
+    partition_size = partition_size or settings.SNAPSHOT_PARTITION_SIZE
+    window_days = window_days or settings.SNAPSHOT_WINDOW_DAYS
+    if as_of > timezone.localdate():
+        raise SnapshotRefused(f"as-of date {as_of} is in the future")
+    if partition_size < 1 or window_days < 1:
+        raise SnapshotRefused("partition size and window must be positive")
+    active = SnapshotRun.objects.active().first()
+    if active:
+        raise SnapshotRefused(f"run #{active.id} (as of {active.as_of_date}) is still {active.status}; wait for it")
+    window = (as_of - timedelta(days=window_days - 1), as_of)
+    pinned: dict[str, list[int]] = {}
+    for name, spec in DATASETS.items():
+        batches = store.accepted_batches(name, period=window if spec.kind == Kind.FACT else None)
+        # Rows describing days after the as-of date are not part of this snapshot.
+        batches = batches.filter(Q(period_start__isnull=True) | Q(period_start__lte=as_of))
+        pinned[name] = list(batches.values_list("id", flat=True))
+    if not pinned["subscribers"]:
+        raise SnapshotRefused("no subscribers in the lake yet: ingest the subscribers file first")
+    con = store.connect()
+    try:
+        paths = _paths(pinned)
+        max_id = con.execute(
+            f"SELECT max(subscriber_id) FROM {store.read_sql('subscribers', paths['subscribers'], columns='subscriber_id, _batch')}"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    first = ordered_stages()[0]
+    with transaction.atomic():
+        run = SnapshotRun.objects.create(
+            as_of_date=as_of, status=SnapshotRun.Status.RUNNING, stage=first.name, window_days=window_days,
+            partition_size=partition_size, partition_count=(max_id + partition_size - 1) // partition_size,
+            max_subscriber_id=max_id, lake_batches=pinned, started_at=timezone.now(),
+            created_by=user if user and user.is_authenticated else None,
+        )
+        partitions = _create_partitions(run, first.name)
+        logger.info("run #%s as of %s: %s partitions of %s subscriber ids", run.id, as_of, run.partition_count, partition_size)
+        transaction.on_commit(lambda: [compute_partition_task.delay(p.id) for p in partitions])
+    return run
+
+
+def _paths(pinned: dict[str, list[int]]) -> dict[str, list[str]]:
+    lake_paths = dict(IngestBatch.objects.filter(id__in=[i for ids in pinned.values() for i in ids]).values_list("id", "lake_path"))
+    return {name: [lake_paths[i] for i in ids] for name, ids in pinned.items()}
+
+
+def _create_partitions(run: SnapshotRun, stage: str) -> list[SnapshotPartition]:
+    SnapshotPartition.objects.bulk_create(
+        [
+            # Dense ids start at 1.
+            SnapshotPartition(run=run, stage=stage, index=i, id_from=1 + i * run.partition_size,
+                              id_to=1 + (i + 1) * run.partition_size)
+            for i in range(run.partition_count)
+        ],
+        ignore_conflicts=True,  # idempotent: a repeated advance finds the partitions already there
+    )
+    return list(SnapshotPartition.objects.filter(run=run, stage=stage))
+
+
+def compute_partition(*, partition_id: int) -> None:
+    """Claim one (run, stage, partition), compute it, and move the run on when the stage is complete.
+
+    The claim is a conditional update, so a duplicate delivery of the same task finds nothing to do;
+    a partition whose worker died (claimed longer ago than the lease) can be claimed again.
+    """
+    lease = timezone.now() - timedelta(seconds=settings.SNAPSHOT_PARTITION_LEASE_SECONDS)
+    claimable = Q(status__in=[SnapshotPartition.Status.PENDING, SnapshotPartition.Status.FAILED]) | Q(
+        status=SnapshotPartition.Status.RUNNING, claimed_at__lt=lease
+    )
+    claimed = SnapshotPartition.objects.filter(claimable, id=partition_id, run__status=SnapshotRun.Status.RUNNING).update(
+        status=SnapshotPartition.Status.RUNNING, claimed_at=timezone.now(), attempts=F("attempts") + 1, error=""
+    )
+    if not claimed:
+        return
+    partition = SnapshotPartition.objects.select_related("run").get(id=partition_id)
+    run = partition.run
+    work = PartitionWork(
+        run_id=run.id, as_of=run.as_of_date, window_days=run.window_days, id_from=partition.id_from,
+        id_to=partition.id_to, lake_files=_paths(run.lake_batches),
+    )
+    con = store.connect()
+    try:
+        summary = STAGES[partition.stage].compute(con, work, work.output_path(partition.stage, partition.index))
+    except Exception as exc:
+        SnapshotPartition.objects.filter(id=partition_id).update(status=SnapshotPartition.Status.FAILED, error=str(exc)[:4000])
+        raise
+    finally:
+        con.close()
+    SnapshotPartition.objects.filter(id=partition_id).update(
+        status=SnapshotPartition.Status.DONE, rows=summary.get("subscribers", 0), summary=summary, finished_at=timezone.now()
+    )
+    logger.info("run #%s %s partition %s/%s done: %s", run.id, partition.stage, partition.index + 1, run.partition_count, summary)
+    advance_run(run_id=run.id, stage=partition.stage)
+
+
+def advance_run(*, run_id: int, stage: str) -> None:
+    """When every partition of `stage` is done, start the next stage, or publish after the last one."""
+    from ..tasks import compute_partition_task
+
+    if SnapshotPartition.objects.filter(run_id=run_id, stage=stage).exclude(status=SnapshotPartition.Status.DONE).exists():
+        return
+    names = [s.name for s in ordered_stages()]
+    following = names[names.index(stage) + 1] if names.index(stage) + 1 < len(names) else None
+    with transaction.atomic():
+        # Whoever finishes the stage's last partition moves the run on; a racing second finisher
+        # finds the stage already changed and does nothing.
+        moved = SnapshotRun.objects.filter(id=run_id, stage=stage, status=SnapshotRun.Status.RUNNING).update(
+            stage=following or "publish"
+        )
+        if not moved:
+            return
+        run = SnapshotRun.objects.get(id=run_id)
+        if following is None:
+            publish_snapshot(run=run)
+            return
+        partitions = _create_partitions(run, following)
+        transaction.on_commit(lambda: [compute_partition_task.delay(p.id) for p in partitions])
+
+
+@transaction.atomic
+def publish_snapshot(*, run: SnapshotRun) -> Snapshot:
+    """Make the run's snapshot current; refuse if any partition is unfinished."""
+    unfinished = run.partitions.exclude(status=SnapshotPartition.Status.DONE).count()
+    if unfinished or not run.partitions.exists():
+        raise SnapshotRefused(f"run #{run.id} has {unfinished} unfinished partitions")
+    first = ordered_stages()[0].name
+    summary: dict[str, dict] = {}
+    for stage, partition_summary in run.partitions.values_list("stage", "summary"):
+        totals = summary.setdefault(stage, {})
+        for key, value in partition_summary.items():
+            if isinstance(value, (int, float)):
+                totals[key] = round(totals.get(key, 0) + value, 2)
+    subscribers = run.partitions.filter(stage=first).aggregate(n=Sum("rows"))["n"] or 0
+    Snapshot.objects.filter(is_current=True).update(is_current=False)
+    snapshot = Snapshot.objects.create(
+        run=run, as_of_date=run.as_of_date, is_current=True, subscriber_count=subscribers, summary=summary
+    )
+    run.status, run.stage, run.finished_at = SnapshotRun.Status.SUCCEEDED, "", timezone.now()
+    run.save(update_fields=["status", "stage", "finished_at"])
+    logger.info("run #%s published: snapshot as of %s with %s subscribers", run.id, run.as_of_date, subscribers)
+    return snapshot
+
+
+def fail_run(*, run_id: int, error: str) -> None:
+    """Give up on a run; the snapshot that was current stays current."""
+    SnapshotRun.objects.filter(id=run_id, status__in=[SnapshotRun.Status.PENDING, SnapshotRun.Status.RUNNING]).update(
+        status=SnapshotRun.Status.FAILED, error=error[:4000], finished_at=timezone.now()
+    )
+    logger.error("run #%s failed: %s", run_id, error)
+
+
+def fail_run_of_partition(*, partition_id: int, error: str) -> None:
+    partition = SnapshotPartition.objects.get(id=partition_id)
+    fail_run(run_id=partition.run_id, error=f"{partition.stage} partition {partition.index}: {error}")
