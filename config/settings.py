@@ -220,7 +220,9 @@ SPECTACULAR_SETTINGS = {
 # Celery: without REDIS_URL every task runs eagerly in the calling process, on the same code path.
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
-CELERY_TASK_EAGER_PROPAGATES = True
+# Eager tasks record their own failures in the database (run state lives there); not propagating
+# lets Celery's eager apply() perform the same bounded retries a worker would.
+CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -4,13 +4,17 @@ from celery import shared_task
 
 from .services import snapshots
 
+MAX_RETRIES = 3
 
-@shared_task(bind=True, acks_late=True, max_retries=3, retry_backoff=True, retry_backoff_max=120)
+
+@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
 def compute_partition_task(self, partition_id: int) -> None:
     try:
         snapshots.compute_partition(partition_id=partition_id)
     except Exception as exc:
-        if self.request.retries >= self.max_retries:
+        if self.request.retries >= MAX_RETRIES:
             snapshots.fail_run_of_partition(partition_id=partition_id, error=f"{type(exc).__name__}: {exc}")
             return
-        raise self.retry(exc=exc)
+        # Exponential backoff (2, 4, 8 s): long enough for a flaky share to recover, short enough
+        # that a run that cannot finish is marked failed within seconds.
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))

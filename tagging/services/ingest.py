@@ -212,7 +212,8 @@ class _Source:
             relation = f"read_parquet({_literal(str(self.path))})"
         absent = [c.name for c in spec.columns if c.name not in self.names]
         if absent:
-            relation = f"(SELECT *, {', '.join(f'NULL::VARCHAR AS {quote(n)}' for n in absent)} FROM {relation})"
+            types = csv_column_types(spec, absent, native=native and self.is_csv)
+            relation = f"(SELECT *, {', '.join(f'NULL::{types[n]} AS {quote(n)}' for n in absent)} FROM {relation})"
         return relation
 
 

@@ -1,0 +1,50 @@
+# The quick start is two commands: `make demo` and `make test`. See README.md.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_SUBSCRIBERS ?= 50000
+DEMO_DAYS ?= 30
+DEMO_DATE ?= 2026-10-31
+DEMO_CITY := var/city
+# Services used by `make test-services` (the machine's local PostgreSQL and Redis by default).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install demo serve test test-services bench clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DEMO_CITY)/truth/city.json: | install
+	$(PY) manage.py simulate_city --subscribers $(DEMO_SUBSCRIBERS) --days $(DEMO_DAYS) --end-date $(DEMO_DATE) --out $(DEMO_CITY)
+
+demo: install $(DEMO_CITY)/truth/city.json
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py ingest_city $(DEMO_CITY)
+	SNAPSHOT_PARTITION_SIZE=10000 $(PY) manage.py run_snapshot --date $(DEMO_DATE)
+	@echo
+	@$(PY) manage.py create_demo_accounts
+	@echo "Serving on http://127.0.0.1:8000/ (Ctrl-C to stop)"
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+serve: install
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+# The whole suite on the embedded default: SQLite, a local lake, Celery eager.
+test: install
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
+
+# The same suite against PostgreSQL and Redis, with a real `celery worker` process (started by the tests).
+test-services: install
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
+
+bench: install
+	cd bench && ../$(PY) ingest.py
+
+clean:
+	rm -rf var

@@ -1,0 +1,99 @@
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tagging.lake.schemas import INGEST_ORDER
+from tagging.models import IngestBatch, SnapshotRun
+from tagging.simulation import CityParameters, simulate_city
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = bool(settings.REDIS_URL)  # `make test-services`: PostgreSQL, Redis and a real Celery worker
+
+SMALL_CITY = CityParameters(subscribers=1200, days=14, seed=7)
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(autouse=True)
+def data_dir(settings, tmp_path, shared_data_dir) -> Path:
+    """Every test writes its lake and reports under a scratch DATA_DIR. With a real worker the folder
+    is shared for the session, since the worker process must read the same lake."""
+    folder = shared_data_dir if SERVICES else tmp_path / "data"
+    folder.mkdir(exist_ok=True)
+    settings.DATA_DIR = folder
+    settings.LAKE_DIR = folder / "lake"
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_city(tmp_path_factory) -> Path:
+    """A small simulated city, written once per session; tests ingest it into their own database."""
+    folder = tmp_path_factory.mktemp("city")
+    simulate_city(SMALL_CITY, folder)
+    return folder
+
+
+def ingest_city(folder: Path, datasets=INGEST_ORDER) -> None:
+    from tagging.services.ingest import ingest_file
+
+    for dataset in datasets:
+        batch = ingest_file(dataset=dataset, path=folder / f"{dataset}.csv")
+        assert batch.status == IngestBatch.Status.ACCEPTED, (dataset, batch.message, batch.errors[:5])
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, shared_data_dir):
+    """In services mode, a real `celery worker` on the test database and the shared lake."""
+    if not SERVICES:
+        yield None
+        return
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # no task left over from an earlier session
+    db = connection.settings_dict
+    url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {**os.environ, "DATABASE_URL": url, "DATA_DIR": str(shared_data_dir), "REDIS_URL": settings.REDIS_URL}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=" + os.environ.get("TEST_WORKER_LOGLEVEL", "warning"), "--concurrency=2",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env,
+    )
+    from config.celery import app
+
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=1.0):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            raise RuntimeError("the Celery worker did not start")
+    yield worker
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
+@pytest.fixture
+def run_to_end(celery_worker_process):
+    """Wait for a snapshot run to finish, however its tasks run (eagerly, or on the worker)."""
+
+    def wait(run: SnapshotRun, timeout: float = 180) -> SnapshotRun:
+        deadline = time.monotonic() + timeout
+        while True:
+            run.refresh_from_db()
+            if run.status in (SnapshotRun.Status.SUCCEEDED, SnapshotRun.Status.FAILED):
+                return run
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run #{run.id} still {run.status} after {timeout}s: {list(run.partitions.values('stage', 'status', 'error'))}")
+            time.sleep(0.2)
+
+    return wait
