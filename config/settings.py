@@ -69,7 +69,7 @@ elif len(PSEUDONYM_KEY) < 16:
 DATA_DIR = Path(os.environ.get("DATA_DIR") or BASE_DIR / "var").resolve()
 LAKE_DIR = DATA_DIR / "lake"
 try:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    (DATA_DIR / "static").mkdir(parents=True, exist_ok=True)  # also STATIC_ROOT, below
 except OSError as exc:
     raise ImproperlyConfigured(f"DATA_DIR={str(DATA_DIR)!r} cannot be created: {exc}") from None
 
@@ -215,6 +215,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "SubscriberStatusEnum": "tagging.models.Subscriber.Status",
+        "IngestBatchStatusEnum": "tagging.models.IngestBatch.Status",
+        "SnapshotRunStatusEnum": "tagging.models.SnapshotRun.Status",
+        "SnapshotPartitionStatusEnum": "tagging.models.SnapshotPartition.Status",
+    },
 }
 
 # Celery: without REDIS_URL every task runs eagerly in the calling process, on the same code path.

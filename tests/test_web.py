@@ -1,0 +1,64 @@
+"""Login, the home page, the health check and the API documentation."""
+
+import pytest
+
+from tagging.models import StaffProfile
+
+from .factories import RegionFactory, SubscriberFactory, staff_user
+
+pytestmark = pytest.mark.django_db
+
+
+def test_home_needs_login_and_then_shows_my_regions(client):
+    assert client.get("/").status_code == 302
+    region = RegionFactory(code="440604", name="禅城区", name_en="Chancheng")
+    SubscriberFactory.create_batch(4, region=region)
+    staff_user(StaffProfile.Role.SALES, region, username="sales")
+    response = client.post("/accounts/login/", {"username": "sales", "password": "pass-word-123"})
+    assert response.status_code == 302
+    page = client.get("/").content.decode()
+    assert "禅城区 Chancheng" in page and ">4<" in page
+    assert "/api/docs/" in page and "Map" in page and "Campaigns" in page
+
+
+def test_wrong_password_is_refused(client):
+    staff_user(StaffProfile.Role.SALES, RegionFactory(), username="sales")
+    response = client.post("/accounts/login/", {"username": "sales", "password": "wrong"})
+    assert response.status_code == 200 and "Wrong username or password" in response.content.decode()
+
+
+def test_healthz_reports_database_broker_and_lake(client, settings, tmp_path):
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"database", "broker", "lake"}
+    settings.LAKE_DIR = tmp_path / "file-not-dir"
+    (tmp_path / "file-not-dir").write_text("x")
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json()["checks"]["lake"]["ok"] is False
+
+
+def test_healthz_reports_an_unreachable_broker(client, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json()["checks"]["broker"]["ok"] is False
+
+
+def test_openapi_schema_and_docs_served_without_a_cdn(client):
+    staff_user(StaffProfile.Role.ADMIN, RegionFactory(), username="analyst")
+    client.login(username="analyst", password="pass-word-123")
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200 and b"/api/v1/subscribers/" in schema.content
+    docs = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in docs and "cdn" not in docs.lower()
+
+
+def test_demo_accounts_one_per_role(small_city, capsys):
+    from django.core.management import call_command
+
+    from .conftest import ingest_city
+
+    ingest_city(small_city, ["regions"])
+    call_command("create_demo_accounts")
+    out = capsys.readouterr().out
+    assert {"admin", "sales_chancheng", "field_shunde"} <= set(out.split())
+    assert set(StaffProfile.objects.values_list("role", flat=True)) == {"admin", "sales", "field"}
