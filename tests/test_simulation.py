@@ -99,3 +99,10 @@ def test_products_follow_the_planted_propensity(small_city):
 def test_refuses_a_city_too_small_to_mean_anything(tmp_path, bad):
     with pytest.raises(ValueError):
         simulate_city(bad, tmp_path)
+
+
+def test_a_subscribers_stays_never_overlap(small_city):
+    overlapping = q(f"""SELECT count(*) FROM (
+        SELECT start_time, lag(end_time) OVER (PARTITION BY msisdn ORDER BY start_time) AS previous_end
+        FROM read_csv('{small_city}/stays.csv')) WHERE start_time < previous_end""")[0][0]
+    assert overlapping == 0

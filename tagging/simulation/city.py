@@ -423,18 +423,21 @@ def _stays(rng, params: CityParameters, people: _People, network, places, active
     # Weekday office hours for those who work: a morning and an afternoon stay.
     at_work = active & people.works[:, None] & weekday[None, :]
     sub, day = np.nonzero(at_work)
-    for lo, span in ((8 * 3600 + 1800, 3 * 3600), (13 * 3600 + 1800, 4 * 3600)):
+    for lo, span in ((8 * 3600 + 1800, 3 * 3600), (13 * 3600 + 1800, 4 * 3600)):  # 08:30-12:30, 13:30-18:30
         seen = rng.random(len(sub)) < observed[sub]
         start = lo + rng.integers(0, 3600, seen.sum())
         emit(sub[seen], day[seen], start, start + span, people.work_cell[sub[seen]], work_nb[sub[seen]])
 
-    # Leisure, errands, visits: a stay somewhere in the city on some days.
+    # Leisure, errands, visits: a stay somewhere in the city on some days, never overlapping the
+    # day's other stays (workers go after work, before the night at home starts at 20:00).
     out = active & (rng.random(active.shape) < np.where(weekday, 0.25, 0.6)[None, :])
     sub, day = np.nonzero(out)
     where = geography.sample_positions(rng, places, len(sub), centre_bias=2.0)
     leisure_cell = network.serving_cell(where)
-    start = 10 * 3600 + rng.integers(0, 8 * 3600, len(sub))
-    emit(sub, day, start, start + rng.integers(1800, 3 * 3600, len(sub)), leisure_cell, leisure_cell)
+    after_work = people.works[sub] & weekday[day]
+    start = np.where(after_work, 18 * 3600 + 1800 + rng.integers(0, 1800, len(sub)), 10 * 3600 + rng.integers(0, 7 * 3600, len(sub)))
+    length = np.where(after_work, rng.integers(900, 2700, len(sub)), rng.integers(1800, 3 * 3600, len(sub)))
+    emit(sub, day, start, start + length, leisure_cell, leisure_cell)
 
     sub = np.concatenate([p[0] for p in parts])
     order = np.lexsort((np.concatenate([p[1] for p in parts]), sub))
