@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 from tagging.models import IngestBatch, Region, Snapshot, SnapshotRun, Subscriber
+from tagging.selectors import usage_in_regions
 
 
 @login_required
@@ -23,9 +24,11 @@ def home(request):
         .order_by("region__code")
     )
     profile = getattr(request.user, "staff", None)
+    snapshot = Snapshot.objects.current()
     context = {
         "profile": profile,
-        "snapshot": Snapshot.objects.current(),
+        "snapshot": snapshot,
+        "usage": usage_in_regions(snapshot=snapshot, user=request.user) if snapshot else None,
         "regions": regions,
         "total": sum(r["subscribers"] for r in regions),
         "assigned": Region.objects.filter(staff__user=request.user) if profile else Region.objects.none(),

@@ -278,3 +278,14 @@ def test_ingest_command_exit_status_and_report(city_references, tmp_path, capsys
     good = shutil.copy(city_references / "usage_daily.csv", tmp_path / "good.csv")
     call_command("ingest", "usage_daily", str(good))
     assert "Accepted" in capsys.readouterr().out
+
+
+def test_a_day_already_in_the_lake_is_refused_naming_the_batch(city_references, tmp_path, data_dir):
+    msisdns = known_msisdns(city_references, 3)
+    first = ingest_file(dataset="usage_daily", path=write(tmp_path, "day1.csv", "\n".join([USAGE_HEADER, *usage_rows(msisdns[:2])]) + "\n"))
+    assert first.status == IngestBatch.Status.ACCEPTED
+    files = lake_files(data_dir)
+    again = "\n".join([USAGE_HEADER, *usage_rows(msisdns)]) + "\n"  # the first two rows were delivered before
+    batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "day1-resent.csv", again))
+    assert_rejected_and_nothing_changed(batch, data_dir, files, line=2, column="msisdn+date", reason_part=f"already ingested in batch #{first.id}")
+    assert batch.rows_rejected == 2

@@ -62,3 +62,21 @@ def test_demo_accounts_one_per_role(small_city, capsys):
     out = capsys.readouterr().out
     assert {"admin", "sales_chancheng", "field_shunde"} <= set(out.split())
     assert set(StaffProfile.objects.values_list("role", flat=True)) == {"admin", "sales", "field"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_home_usage_cards_count_only_my_regions(small_city, client, run_to_end):
+    from tagging.models import Region, Subscriber
+    from tagging.services.snapshots import start_snapshot_run
+
+    from .conftest import SMALL_CITY, ingest_city
+
+    ingest_city(small_city)
+    run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, partition_size=600))
+    region = Region.objects.get(code="440604")
+    staff_user(StaffProfile.Role.SALES, region, username="sales")
+    client.login(username="sales", password="pass-word-123")
+    mine = Subscriber.objects.filter(region=region).count()
+    page = client.get("/").content.decode()
+    assert f"of {mine:,} in my regions" in page
+    assert mine < SMALL_CITY.subscribers

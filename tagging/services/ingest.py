@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..lake import store
-from ..lake.schemas import DATASETS, Dataset
+from ..lake.schemas import DATASETS, Dataset, Kind
 from ..lake.validation import SEPARATOR, csv_column_types, quote, staging_sql
 from ..models import IngestBatch, Product, Region, Subscriber, Subscription
 from ..privacy import hmac_pads, pseudonym_sql
@@ -272,7 +272,31 @@ def _write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Sourc
                           f"{quote(reference.column)} NOT IN (SELECT key FROM {target}))")
     rows, *counts = con.execute(f"SELECT count(*), {', '.join(checks)} FROM {written}").fetchone()
     parser_rejects = con.execute("SELECT count(*) FROM reject_errors").fetchone()[0] if source.is_csv else 0
+    earlier = _earlier_keys(con, spec, written)
+    if earlier and not any(counts):
+        lake_key = [quote("subscriber_id" if k == "msisdn" and spec.keyed_by_subscriber else k) for k in spec.key]
+        counts.append(con.execute(f"SELECT count(*) FROM {written} SEMI JOIN {earlier} USING ({', '.join(lake_key)})").fetchone()[0])
     return rows, bool(parser_rejects or any(counts))
+
+
+def _earlier_keys(con: duckdb.DuckDBPyConnection, spec: Dataset, rows: str) -> str | None:
+    """Keys (and their batch) of earlier accepted batches of a fact dataset over the same days, or None.
+
+    Facts are appended, so a day delivered twice would be counted twice: a key already in the lake is
+    refused like a duplicate inside the file.
+    """
+    if spec.kind != Kind.FACT or not spec.period:
+        return None
+    day = f"CAST({quote(spec.period)} AS DATE)"
+    first, last = con.execute(f"SELECT min({day}), max({day}) FROM {rows}").fetchone()
+    if first is None:
+        return None
+    paths = [b.lake_path for b in store.accepted_batches(spec.name, period=(first, last))]
+    if not paths:
+        return None
+    lake_key = ", ".join(quote("subscriber_id" if k == "msisdn" and spec.keyed_by_subscriber else k) for k in spec.key)
+    return (f"(SELECT {lake_key}, _batch FROM read_parquet({store.files_sql(paths)}, union_by_name = true) "
+            f"WHERE {day} BETWEEN DATE '{first}' AND DATE '{last}')")
 
 
 def _report(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Source) -> _Outcome:
@@ -305,6 +329,17 @@ def _report(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Source) -> _
     con.execute(f"INSERT INTO bad_rows SELECT rid FROM ({duplicates})")
     found += [(r, "+".join(spec.key), f"duplicate key: same as line {line_of(first)}")
               for r, first in con.execute(f"{duplicates} ORDER BY rid LIMIT {limit}").fetchall()]
+    earlier = _earlier_keys(con, spec, "staged")
+    if earlier:
+        ids = _subscriber_ids(con) if spec.keyed_by_subscriber else None
+        lake_key = ["subscriber_id" if k == "msisdn" and ids else k for k in spec.key]
+        keyed = f"(SELECT s.rowid AS rid, s.*, m.subscriber_id FROM staged s LEFT JOIN {ids} m USING (msisdn))" if ids \
+            else "(SELECT rowid AS rid, * FROM staged)"
+        again = (f"SELECT s.rid, min(e._batch) AS batch FROM {keyed} s JOIN {earlier} e "
+                 f"USING ({', '.join(quote(k) for k in lake_key)}) GROUP BY s.rid")
+        con.execute(f"INSERT INTO bad_rows SELECT rid FROM ({again})")
+        found += [(r, "+".join(spec.key), f"already ingested in batch #{batch}")
+                  for r, batch in con.execute(f"{again} ORDER BY rid LIMIT {limit}").fetchall()]
     for reference in spec.references:
         target = _reference_keys(con, spec, reference.target, staged="staged")
         unknown = (
