@@ -20,7 +20,7 @@ USAGE_HEADER = ("msisdn,date,voice_calls,voice_minutes,onnet_calls,offnet_calls,
 
 
 def lake_files(data_dir: Path) -> list[Path]:
-    return sorted(p for p in (data_dir / "lake").rglob("*") if p.is_file())
+    return sorted(p for p in (data_dir / "lake").rglob("*") if p.is_file() and p.name != ".ingest.lock")
 
 
 def write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:

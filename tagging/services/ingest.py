@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import fcntl
 import hashlib
 import os
 from bisect import bisect_right
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +59,26 @@ def ingest_file(*, dataset: str, path: Path, user=None, encoding: str = "utf-8")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     checksum, size = _sha256(path)
+    with _dataset_lock(dataset):
+        return _ingest(spec, path, checksum, size, user, encoding)
+
+
+@contextmanager
+def _dataset_lock(dataset: str):
+    """One ingest per dataset at a time (new subscriber ids, duplicate checks against the lake);
+    ingests of different datasets run in parallel."""
+    folder = store.dataset_dir(dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".ingest.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ingest(spec: Dataset, path: Path, checksum: str, size: int, user, encoding: str) -> IngestBatch:
+    dataset = spec.name
     batch = IngestBatch.objects.create(
         dataset=dataset, file_name=str(path), checksum=checksum, size_bytes=size,
         created_by=user if user and user.is_authenticated else None,
