@@ -289,3 +289,42 @@ def test_a_day_already_in_the_lake_is_refused_naming_the_batch(city_references, 
     batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "day1-resent.csv", again))
     assert_rejected_and_nothing_changed(batch, data_dir, files, line=2, column="msisdn+date", reason_part=f"already ingested in batch #{first.id}")
     assert batch.rows_rejected == 2
+
+
+def test_missing_and_too_large_numbers(city_references, tmp_path, data_dir):
+    rows = usage_rows(known_msisdns(city_references, 3))
+    rows[0] = rows[0].replace(",3,4.5,", ",,4.5,")  # voice_calls left empty
+    rows[2] = rows[2].replace(",5,0,120.5,", ",100001,0,120.5,")  # more SMS in a day than plausible
+    files = lake_files(data_dir)
+    batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "usage.csv", "\n".join([USAGE_HEADER, *rows]) + "\n"))
+    assert_rejected_and_nothing_changed(batch, data_dir, files, line=2, column="voice_calls", reason_part="missing value")
+    assert any(e["line"] == 4 and e["column"] == "sms" and "above the maximum 100000" in e["reason"] for e in batch.errors)
+
+
+def test_every_attempt_records_the_files_checksum(city_references, tmp_path):
+    import hashlib
+
+    bad = write(tmp_path, "usage.csv", USAGE_HEADER + "\n")
+    batch = ingest_file(dataset="usage_daily", path=bad)
+    assert batch.checksum == hashlib.sha256(bad.read_bytes()).hexdigest()
+    good = IngestBatch.objects.get(dataset="subscribers")
+    assert good.checksum == hashlib.sha256((city_references / "subscribers.csv").read_bytes()).hexdigest()
+
+
+def test_malformed_and_missing_numbers_in_a_fact_file(city_references, tmp_path, data_dir):
+    rows = usage_rows(known_msisdns(city_references, 3))
+    rows[0] = "1380000abcd" + rows[0][11:]
+    rows[2] = rows[2][11:]  # no number at all
+    files = lake_files(data_dir)
+    batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "usage.csv", "\n".join([USAGE_HEADER, *rows]) + "\n"))
+    assert_rejected_and_nothing_changed(batch, data_dir, files, line=2, column="msisdn", reason_part="not an 11-digit mobile number: 1380000abcd")
+    assert any(e["line"] == 4 and e["column"] == "msisdn" and e["reason"] == "missing value" for e in batch.errors)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_numbers_that_are_not_finite(city_references, tmp_path, data_dir, value):
+    rows = usage_rows(known_msisdns(city_references, 3))
+    rows[1] = rows[1].replace(",120.5,", f",{value},")
+    files = lake_files(data_dir)
+    batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "usage.csv", "\n".join([USAGE_HEADER, *rows]) + "\n"))
+    assert_rejected_and_nothing_changed(batch, data_dir, files, line=3, column="data_mb", reason_part=value)

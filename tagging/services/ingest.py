@@ -9,6 +9,7 @@ import hashlib
 import os
 from bisect import bisect_right
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from ..lake import store
 from ..lake.schemas import DATASETS, Dataset, Kind
-from ..lake.validation import SEPARATOR, csv_column_types, quote, staging_sql
+from ..lake.validation import SEPARATOR, checked_by_statistics, csv_column_types, quote, staging_sql
 from ..models import IngestBatch, Product, Region, Subscriber, Subscription
 from ..privacy import hmac_pads, pseudonym_sql
 
@@ -58,9 +59,23 @@ def ingest_file(*, dataset: str, path: Path, user=None, encoding: str = "utf-8")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    checksum, size = _sha256(path)
-    with _dataset_lock(dataset):
-        return _ingest(spec, path, checksum, size, user, encoding)
+    size = path.stat().st_size
+    with _dataset_lock(dataset), ThreadPoolExecutor(max_workers=1) as hasher:
+        batch = IngestBatch.objects.create(
+            dataset=dataset, file_name=str(path), size_bytes=size,
+            created_by=user if user and user.is_authenticated else None,
+        )
+        if IngestBatch.objects.accepted().filter(dataset=dataset, size_bytes=size).exists():
+            # Perhaps the same file again: find out before doing any work.
+            checksum = _sha256(path)
+            previous = IngestBatch.objects.accepted().filter(dataset=dataset, checksum=checksum).first()
+            if previous:
+                return _finish(batch, IngestBatch.Status.UNCHANGED, checksum=checksum, same_as=previous,
+                               rows_total=previous.rows_total,
+                               message=f"Same file (SHA-256) already accepted as batch #{previous.id}; nothing changed.")
+            return _ingest(spec, path, batch, checksum, encoding)
+        # No accepted file has this size, so this one is new: hash it while DuckDB reads it.
+        return _ingest(spec, path, batch, hasher.submit(_sha256, path), encoding)
 
 
 @contextmanager
@@ -77,16 +92,14 @@ def _dataset_lock(dataset: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _ingest(spec: Dataset, path: Path, checksum: str, size: int, user, encoding: str) -> IngestBatch:
+def _ingest(spec: Dataset, path: Path, batch: IngestBatch, checksum: str | Future, encoding: str) -> IngestBatch:
     dataset = spec.name
-    batch = IngestBatch.objects.create(
-        dataset=dataset, file_name=str(path), checksum=checksum, size_bytes=size,
-        created_by=user if user and user.is_authenticated else None,
-    )
-    previous = IngestBatch.objects.accepted().filter(dataset=dataset, checksum=checksum).first()
-    if previous:
-        return _finish(batch, IngestBatch.Status.UNCHANGED, same_as=previous, rows_total=previous.rows_total,
-                       message=f"Same file (SHA-256) already accepted as batch #{previous.id}; nothing changed.")
+
+    def record_checksum() -> None:
+        if not batch.checksum:
+            batch.checksum = checksum.result() if isinstance(checksum, Future) else checksum
+            batch.save(update_fields=["checksum"])
+
     staging = store.dataset_dir(dataset) / f".staging-{batch.id}.parquet"
     text_path = path
     con = store.connect()
@@ -97,10 +110,14 @@ def _ingest(spec: Dataset, path: Path, checksum: str, size: int, user, encoding:
         # Fast path: one pass types, flags and writes every row; only a file with problems pays for
         # the second, detailed pass that names each one.
         rows, problems = _write_staging(con, spec, source, batch.id, staging)
+        record_checksum()
         if problems:
             con.close()
             con = store.connect()
-            return _reject(batch, _report(con, spec, source))
+            outcome = _report(con, spec, source)
+            if outcome.errors_count:
+                return _reject(batch, outcome)
+            # Otherwise a false alarm of the fast checks (a hash collision): every row is good.
         period = _period(con, spec, staging)
         final = store.batch_path(dataset, batch.id)
         try:
@@ -116,8 +133,10 @@ def _ingest(spec: Dataset, path: Path, checksum: str, size: int, user, encoding:
             final.unlink(missing_ok=True)
             raise
     except FileProblem as problem:
+        record_checksum()
         return _reject(batch, _Outcome(rows=0, errors=[problem.error], errors_count=1, bad_rows=0))
     except Exception as exc:
+        record_checksum()
         _finish(batch, IngestBatch.Status.REJECTED, message=f"Ingest failed, nothing was written: {exc}")
         raise
     finally:
@@ -135,13 +154,12 @@ class _Outcome:
     bad_rows: int
 
 
-def _sha256(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()  # releases the GIL on large chunks, so it overlaps DuckDB's work
     with open(path, "rb") as handle:
         while chunk := handle.read(8 << 20):
             digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    return digest.hexdigest()
 
 
 def _utf8_copy(path: Path, encoding: str, batch_id: int) -> Path:
@@ -278,27 +296,59 @@ def _write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Sourc
     else:
         select = f"SELECT {columns}, {batch} FROM {rows_sql} s"
     try:
-        con.execute(f"COPY ({select}) TO {_literal(str(staging))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)", params)
+        con.execute(f"COPY ({select}) TO {_literal(str(staging))} (FORMAT parquet, COMPRESSION zstd)", params)
     except duckdb.Error as exc:
         raise FileProblem(f"cannot be read as {spec.name}: {str(exc).splitlines()[0]}") from None
 
-    written = f"read_parquet({_literal(str(staging))})"
-    key = ", ".join(quote("subscriber_id" if k == "msisdn" and spec.keyed_by_subscriber else k) for k in spec.key)
-    checks = ["count(*) FILTER (WHERE _batch < 0)", f"count(*) - count(DISTINCT hash({key}))"]  # a hash collision only costs a detailed pass
+    parquet = f"read_parquet({_literal(str(staging))})"
+    key = [quote("subscriber_id" if k == "msisdn" and spec.keyed_by_subscriber else k) for k in spec.key]
+    # Sorted by key, a repeated key is a row equal to the one before it (facts are written sorted, so
+    # this sort is nearly free).
+    repeats = " AND ".join(f"{k} = lag({k}) OVER w" for k in key)
+    written = f"(SELECT *, coalesce({repeats}, false) AS _repeat FROM {parquet} WINDOW w AS (ORDER BY {', '.join(key)}))"
+    checks = ["count(*) FILTER (WHERE _batch < 0)", "count(*) FILTER (WHERE _repeat)"]
     if spec.keyed_by_subscriber:
         checks.append("count(*) FILTER (WHERE subscriber_id IS NULL)")
     for reference in spec.references:
         if reference.target != "subscriber":
-            target = _reference_keys(con, spec, reference.target, staged=written)
+            target = _reference_keys(con, spec, reference.target, staged=parquet)
             checks.append(f"count(*) FILTER (WHERE {quote(reference.column)} IS NOT NULL AND "
                           f"{quote(reference.column)} NOT IN (SELECT key FROM {target}))")
     rows, *counts = con.execute(f"SELECT count(*), {', '.join(checks)} FROM {written}").fetchone()
+    counts.append(_outside_statistics(con, spec, staging, native=source.is_csv))
     parser_rejects = con.execute("SELECT count(*) FROM reject_errors").fetchone()[0] if source.is_csv else 0
-    earlier = _earlier_keys(con, spec, written)
+    earlier = _earlier_keys(con, spec, parquet)
     if earlier and not any(counts):
-        lake_key = [quote("subscriber_id" if k == "msisdn" and spec.keyed_by_subscriber else k) for k in spec.key]
-        counts.append(con.execute(f"SELECT count(*) FROM {written} SEMI JOIN {earlier} USING ({', '.join(lake_key)})").fetchone()[0])
+        counts.append(con.execute(f"SELECT count(*) FROM {parquet} SEMI JOIN {earlier} USING ({', '.join(key)})").fetchone()[0])
     return rows, bool(parser_rejects or any(counts))
+
+
+def _outside_statistics(con: duckdb.DuckDBPyConnection, spec: Dataset, staging: Path, *, native: bool) -> bool:
+    """Does any column left to the statistics (see checked_by_statistics) have a missing value or a
+    value out of range? Read from the Parquet footer, without scanning a row."""
+    columns = {c.name: c for c in checked_by_statistics(spec, native=native)}
+    if not columns:
+        return False
+    stats = con.execute(
+        f"SELECT path_in_schema, min(TRY_CAST(stats_min_value AS DOUBLE)), max(TRY_CAST(stats_max_value AS DOUBLE)), "
+        # A row group whose non-null values have no min or max holds NaN or infinity (or has no
+        # statistics at all): let the detailed pass name the rows.
+        f"sum(stats_null_count), count(*) FILTER (WHERE stats_null_count IS NULL OR ((stats_min_value IS NULL "
+        f"OR stats_max_value IS NULL) AND stats_null_count < row_group_num_rows)) "
+        f"FROM parquet_metadata({_literal(str(staging))}) WHERE path_in_schema IN (SELECT unnest($names::VARCHAR[])) GROUP BY 1",
+        {"names": list(columns)},
+    ).fetchall()
+    if len(stats) != len(columns):
+        return True  # no statistics to go by: let the detailed pass look at every row
+    for name, low, high, nulls, unknown in stats:
+        column = columns[name]
+        if unknown or (column.required and nulls):
+            return True
+        if column.minimum is not None and low is not None and low < column.minimum:
+            return True
+        if column.maximum is not None and high is not None and high > column.maximum:
+            return True
+    return False
 
 
 def _earlier_keys(con: duckdb.DuckDBPyConnection, spec: Dataset, rows: str) -> str | None:
@@ -428,13 +478,13 @@ def _reference_keys(con: duckdb.DuckDBPyConnection, spec: Dataset, target: str, 
 
 
 def _subscriber_ids(con: duckdb.DuckDBPyConnection) -> str:
-    """Temp table (msisdn, subscriber_id) of every known subscriber, read from the lake once per ingest."""
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'subscriber_ids'").fetchone()[0]
+    """A view (msisdn, subscriber_id) of every known subscriber in the lake."""
+    exists = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'subscriber_ids'").fetchone()[0]
     if not exists:
         current = store.current_sql("subscribers")
         source = f"(SELECT msisdn, subscriber_id FROM {current})" if current else \
             "(SELECT NULL::VARCHAR AS msisdn, NULL::BIGINT AS subscriber_id WHERE false)"
-        con.execute(f"CREATE TEMP TABLE subscriber_ids AS {source}")
+        con.execute(f"CREATE TEMP VIEW subscriber_ids AS {source}")
     return "subscriber_ids"
 
 
