@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..lake import store
-from ..lake.schemas import DATASETS, Dataset, Kind
+from ..lake.schemas import DATASETS, Column, Dataset, Kind
 from ..lake.validation import SEPARATOR, checked_by_statistics, csv_column_types, quote, staging_sql
 from ..models import IngestBatch, Product, Region, Subscriber, Subscription
 from ..privacy import hmac_pads, pseudonym_sql
@@ -306,16 +306,18 @@ def _write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Sourc
     # this sort is nearly free).
     repeats = " AND ".join(f"{k} = lag({k}) OVER w" for k in key)
     written = f"(SELECT *, coalesce({repeats}, false) AS _repeat FROM {parquet} WINDOW w AS (ORDER BY {', '.join(key)}))"
-    checks = ["count(*) FILTER (WHERE _batch < 0)", "count(*) FILTER (WHERE _repeat)"]
-    if spec.keyed_by_subscriber:
-        checks.append("count(*) FILTER (WHERE subscriber_id IS NULL)")
+    checks = ["count(*) FILTER (WHERE _repeat)"]
     for reference in spec.references:
         if reference.target != "subscriber":
             target = _reference_keys(con, spec, reference.target, staged=parquet)
             checks.append(f"count(*) FILTER (WHERE {quote(reference.column)} IS NOT NULL AND "
                           f"{quote(reference.column)} NOT IN (SELECT key FROM {target}))")
     rows, *counts = con.execute(f"SELECT count(*), {', '.join(checks)} FROM {written}").fetchone()
-    counts.append(_outside_statistics(con, spec, staging, native=source.is_csv))
+    # Bad rows were written with _batch = -1, unknown subscribers with no id; the footer tells.
+    limits = [*checked_by_statistics(spec, native=source.is_csv), Column("_batch", "int", minimum=0)]
+    if spec.keyed_by_subscriber:
+        limits.append(Column("subscriber_id", "int"))
+    counts.append(_outside_statistics(con, staging, limits))
     parser_rejects = con.execute("SELECT count(*) FROM reject_errors").fetchone()[0] if source.is_csv else 0
     earlier = _earlier_keys(con, spec, parquet)
     if earlier and not any(counts):
@@ -323,12 +325,10 @@ def _write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Sourc
     return rows, bool(parser_rejects or any(counts))
 
 
-def _outside_statistics(con: duckdb.DuckDBPyConnection, spec: Dataset, staging: Path, *, native: bool) -> bool:
-    """Does any column left to the statistics (see checked_by_statistics) have a missing value or a
-    value out of range? Read from the Parquet footer, without scanning a row."""
-    columns = {c.name: c for c in checked_by_statistics(spec, native=native)}
-    if not columns:
-        return False
+def _outside_statistics(con: duckdb.DuckDBPyConnection, staging: Path, limits: list[Column]) -> bool:
+    """Does any of these columns have a missing value or a value out of range? Read from the Parquet
+    footer's column statistics, without scanning a row."""
+    columns = {c.name: c for c in limits}
     stats = con.execute(
         f"SELECT path_in_schema, min(TRY_CAST(stats_min_value AS DOUBLE)), max(TRY_CAST(stats_max_value AS DOUBLE)), "
         # A row group whose non-null values have no min or max holds NaN or infinity (or has no
