@@ -15,6 +15,8 @@ from pathlib import Path
 import duckdb
 from django.conf import settings
 
+from .lake.store import files_sql, read_sql
+
 
 @dataclass(frozen=True)
 class PartitionWork:
@@ -66,18 +68,12 @@ def write_atomically(con: duckdb.DuckDBPyConnection, select: str, target: Path, 
     os.replace(partial, target)
 
 
-def _files(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-
-
 def compute_usage_totals(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
     """Per-subscriber usage over the window: every subscriber of the partition, zeros when silent."""
-    from .lake.store import read_sql
-
-    subscribers = read_sql("subscribers", work.lake_files["subscribers"], columns="subscriber_id, status, _batch")
+    subscribers = read_sql("subscribers", work.lake_files["subscribers"], columns="subscriber_id, _batch")
     usage_files = work.lake_files.get("usage_daily", [])
     usage = (
-        f"(SELECT * FROM read_parquet({_files(usage_files)}) WHERE subscriber_id >= {work.id_from} "
+        f"(SELECT * FROM read_parquet({files_sql(usage_files)}) WHERE subscriber_id >= {work.id_from} "
         f"AND subscriber_id < {work.id_to} AND date BETWEEN DATE '{work.window_start}' AND DATE '{work.as_of}')"
         if usage_files
         else "(SELECT NULL::BIGINT AS subscriber_id, NULL::DATE AS date, 0 AS voice_calls, 0.0 AS voice_minutes, "
