@@ -65,15 +65,22 @@ class StaffUserAdmin(UserAdmin):
         return user.staff.get_role_display() if hasattr(user, "staff") else "-"
 
 
-class SubscriptionInline(admin.TabularInline):
-    model = Subscription
-    fields = ["product", "start_date", "end_date"]
-    readonly_fields = fields
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown beside their parent, written only by ingest or a run."""
+
     extra = 0
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+
+class SubscriptionInline(ReadOnlyInline):
+    model = Subscription
+    fields = ["product", "start_date", "end_date"]
 
 
 @admin.register(Subscriber)
@@ -130,15 +137,9 @@ class IngestBatchAdmin(ReadOnlyAdmin):
         return format_html("<table><tr><th>line</th><th>column</th><th>reason</th></tr>{}</table>", rows)
 
 
-class SnapshotPartitionInline(admin.TabularInline):
+class SnapshotPartitionInline(ReadOnlyInline):
     model = SnapshotPartition
     fields = ["stage", "index", "id_from", "id_to", "status", "attempts", "rows", "error", "claimed_at", "finished_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(SnapshotRun)

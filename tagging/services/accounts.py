@@ -13,7 +13,7 @@ from ..models import Region, StaffProfile
 # What each role may do in admin and the API; every row it sees is still scoped to its regions.
 ROLE_PERMISSIONS = {
     StaffProfile.Role.ADMIN: {
-        "tagging": ["view_*", "change_product", "add_product", "view_region", "change_region", "add_region"],
+        "tagging": ["view_*", "add_product", "change_product", "add_region", "change_region", "add_snapshotrun"],
     },
     StaffProfile.Role.SALES: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot"],

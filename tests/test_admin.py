@@ -1,0 +1,44 @@
+"""Admins watch ingests and runs in Django admin and start runs through the API."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from tagging.models import IngestBatch, Region, SnapshotRun, StaffProfile
+from tagging.services.ingest import ingest_file
+
+from .conftest import SMALL_CITY, ingest_city
+from .factories import staff_user
+
+
+@pytest.mark.django_db
+def test_rejected_batch_shows_its_rows_in_admin(small_city, client, tmp_path):
+    ingest_city(small_city, ["regions"])
+    bad = tmp_path / "products.csv"
+    bad.write_text("code,name,name_en,category,monthly_fee_yuan\nBad Code,套餐,Plan,plan,-3\n", encoding="utf-8")
+    batch = ingest_file(dataset="products", path=bad)
+    staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="analyst")
+    client.login(username="analyst", password="pass-word-123")
+    listing = client.get("/admin/tagging/ingestbatch/?status=rejected").content.decode()
+    assert "products.csv" in listing
+    page = client.get(f"/admin/tagging/ingestbatch/{batch.id}/change/").content.decode()
+    assert "product code must be lower-case" in page and "below the minimum 0" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_starts_a_run_through_the_api_and_watches_it(small_city, client, run_to_end):
+    ingest_city(small_city)
+    analyst = staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="analyst")
+    api = APIClient()
+    api.force_authenticate(analyst)
+    response = api.post("/api/v1/snapshot-runs/", {"as_of_date": SMALL_CITY.end_date.isoformat(), "partition_size": 500}, format="json")
+    assert response.status_code == 202, response.content
+    run = run_to_end(SnapshotRun.objects.get(id=response.json()["id"]))
+    assert run.status == SnapshotRun.Status.SUCCEEDED
+    detail = api.get(f"/api/v1/snapshot-runs/{run.id}/").json()
+    assert detail["progress"] == 1.0 and len(detail["partitions"]) == 3
+    assert api.post("/api/v1/snapshot-runs/", {"as_of_date": "2099-01-01"}, format="json").status_code == 409
+    assert api.post("/api/v1/snapshot-runs/", {"as_of_date": "yesterday"}, format="json").status_code == 400
+    client.force_login(analyst)
+    page = client.get(f"/admin/tagging/snapshotrun/{run.id}/change/").content.decode()
+    assert "usage_totals" in page and "100%" in client.get("/admin/tagging/snapshotrun/").content.decode()
+    assert IngestBatch.objects.accepted().count() == 10
