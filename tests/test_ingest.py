@@ -328,3 +328,30 @@ def test_numbers_that_are_not_finite(city_references, tmp_path, data_dir, value)
     files = lake_files(data_dir)
     batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "usage.csv", "\n".join([USAGE_HEADER, *rows]) + "\n"))
     assert_rejected_and_nothing_changed(batch, data_dir, files, line=3, column="data_mb", reason_part=value)
+
+
+def test_rows_the_fast_parser_refuses_but_the_checks_accept_are_not_lost(city_references, tmp_path, monkeypatch):
+    from tagging.services import ingest
+
+    real = ingest.csv_column_types
+
+    def stricter(dataset, names, *, native):  # a parser stricter than the checks: it refuses every sms value
+        types = real(dataset, names, native=native)
+        return {**types, "sms": "DATE"} if native else types
+
+    monkeypatch.setattr(ingest, "csv_column_types", stricter)
+    rows = usage_rows(known_msisdns(city_references, 4))
+    batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "usage.csv", "\n".join([USAGE_HEADER, *rows]) + "\n"))
+    assert batch.status == IngestBatch.Status.ACCEPTED, batch.errors
+    assert batch.rows_accepted == 4
+    assert duckdb.execute(f"SELECT count(*), sum(sms) FROM read_parquet('{batch.lake_path}')").fetchone() == (4, 20)
+
+
+def test_dates_read_the_same_on_both_paths(city_references, tmp_path, data_dir):
+    rows = usage_rows(known_msisdns(city_references, 3))
+    rows[0] = rows[0].replace("2026-10-20", "2026-10-1")  # unpadded, still a date
+    rows[1] = rows[1].replace("2026-10-21", "20261021")
+    files = lake_files(data_dir)
+    batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "usage.csv", "\n".join([USAGE_HEADER, *rows]) + "\n"))
+    assert_rejected_and_nothing_changed(batch, data_dir, files, line=3, column="date", reason_part="not a date")
+    assert [e["line"] for e in batch.errors] == [3]

@@ -109,7 +109,7 @@ def _ingest(spec: Dataset, path: Path, batch: IngestBatch, checksum: str | Futur
         source = _Source.open(con, spec, text_path)
         # Fast path: one pass types, flags and writes every row; only a file with problems pays for
         # the second, detailed pass that names each one.
-        rows, problems = _write_staging(con, spec, source, batch.id, staging)
+        rows, problems, parser_rejects = _write_staging(con, spec, source, batch.id, staging, native=source.is_csv)
         record_checksum()
         if problems:
             con.close()
@@ -117,7 +117,12 @@ def _ingest(spec: Dataset, path: Path, batch: IngestBatch, checksum: str | Futur
             outcome = _report(con, spec, source)
             if outcome.errors_count:
                 return _reject(batch, outcome)
-            # Otherwise a false alarm of the fast checks (a hash collision): every row is good.
+            if parser_rejects:
+                # The parser refused a value the detailed pass reads as good, so the staging file lacks
+                # that row: write it again the detailed pass's way, reading every value as text.
+                rows, problems, _ = _write_staging(con, spec, source, batch.id, staging, native=False)
+                if problems:
+                    raise RuntimeError(f"{spec.name}: the fast and the detailed checks disagree about this file")
         period = _period(con, spec, staging)
         final = store.batch_path(dataset, batch.id)
         try:
@@ -263,14 +268,15 @@ def _encoding_reason() -> str:
 
 
 def _write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Source, batch_id: int,
-                   staging: Path) -> tuple[int, bool]:
-    """Type, flag and write every row to the batch's Parquet file in one pass; return (rows, any problem).
+                   staging: Path, *, native: bool) -> tuple[int, bool, int]:
+    """Type, flag and write every row to the batch's Parquet file in one pass; return (rows written,
+    any problem, lines the CSV parser refused).
 
     A bad row is written with _batch = -1 and a subscriber the lake does not know with a NULL id, so
     the checks afterwards read the small, typed Parquet file instead of the raw file again.
     """
     staging.parent.mkdir(parents=True, exist_ok=True)
-    rows_sql = f"({staging_sql(spec, source.sql(spec, native=source.is_csv), native=source.is_csv)})"
+    rows_sql = f"({staging_sql(spec, source.sql(spec, native=native), native=native)})"
     columns = ", ".join(f"s.{quote(c)}" for c in spec.column_names if c != "msisdn" or not spec.keyed_by_subscriber)
     batch = f"CASE WHEN s._bad THEN -1 ELSE {batch_id} END::BIGINT AS _batch"
     params = {}
@@ -314,7 +320,7 @@ def _write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Sourc
                           f"{quote(reference.column)} NOT IN (SELECT key FROM {target}))")
     rows, *counts = con.execute(f"SELECT count(*), {', '.join(checks)} FROM {written}").fetchone()
     # Bad rows were written with _batch = -1, unknown subscribers with no id; the footer tells.
-    limits = [*checked_by_statistics(spec, native=source.is_csv), Column("_batch", "int", minimum=0)]
+    limits = [*checked_by_statistics(spec, native=native), Column("_batch", "int", minimum=0)]
     if spec.keyed_by_subscriber:
         limits.append(Column("subscriber_id", "int"))
     counts.append(_outside_statistics(con, staging, limits))
@@ -322,7 +328,7 @@ def _write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Sourc
     earlier = _earlier_keys(con, spec, parquet)
     if earlier and not any(counts):
         counts.append(con.execute(f"SELECT count(*) FROM {parquet} SEMI JOIN {earlier} USING ({', '.join(key)})").fetchone()[0])
-    return rows, bool(parser_rejects or any(counts))
+    return rows, bool(parser_rejects or any(counts)), parser_rejects
 
 
 def _outside_statistics(con: duckdb.DuckDBPyConnection, staging: Path, limits: list[Column]) -> bool:
