@@ -347,8 +347,10 @@ def _active_days(rng, params: CityParameters, people: _People) -> np.ndarray:
     return active
 
 
-def _weekday(params: CityParameters) -> np.ndarray:
-    return (np.array(params.start_date, dtype="datetime64[D]") + np.arange(params.days)).astype("datetime64[D]").view("int64") % 7
+def _weekend(params: CityParameters) -> np.ndarray:
+    """Per day of the window: is it a Saturday or Sunday? (1970-01-01 was a Thursday.)"""
+    days = (np.array(params.start_date, dtype="datetime64[D]") + np.arange(params.days)).view("int64")
+    return np.isin((days + 3) % 7, [5, 6])
 
 
 def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarray) -> dict:
@@ -356,7 +358,7 @@ def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarra
     m = len(sub)
     profile, value = people.profile[sub], people.traits[sub, 0]
     is_ = lambda name: profile == PROFILES.index(name)  # noqa: E731
-    weekend = np.isin(((np.array(params.start_date, dtype="datetime64[D]") + day).view("int64") + 3) % 7, [5, 6])
+    weekend = _weekend(params)[day]
     progress_in_window = day / max(params.days - 1, 1)
     trend = np.where(is_("declining"), 1.0 - 0.75 * progress_in_window, np.where(is_("growing"), 0.7 + 0.6 * progress_in_window, 1.0))
     scale = np.where(is_("silent"), 0.05, 1.0) * trend
@@ -401,7 +403,7 @@ def _stays(rng, params: CityParameters, people: _People, network, places, active
     home_nb = network.serving_cell(people.home, neighbour=np.ones(people.n, bool))
     new_home_nb = network.serving_cell(people.new_home, neighbour=np.ones(people.n, bool))
     work_nb = network.serving_cell(people.work, neighbour=np.ones(people.n, bool))
-    weekday = ~np.isin(((np.array(params.start_date, dtype="datetime64[D]") + np.arange(params.days)).view("int64") + 3) % 7, [5, 6])
+    weekday = ~_weekend(params)
     parts = []
 
     def emit(sub, day, start_s, end_s, cell, neighbour_cell):
@@ -456,7 +458,7 @@ def _iso_local(epoch_seconds: np.ndarray) -> pa.Array:
 
 
 def _events_and_observations(rng, params, people: _People, phones: _Phones, network, active, epoch0: int):
-    n, days = people.n, params.days
+    days = params.days
     sub, day = np.nonzero(active)
     changed = day >= phones.change_day[sub]
     imei_today = np.where(changed, phones.imei_after[sub], phones.imei_before[sub])

@@ -28,12 +28,12 @@ class Command(BaseCommand):
             end_date=options["end_date"], sites=options["sites"], file_format=options["format"],
         )
         started = time.monotonic()
-        steps = 8
+        steps, done = 8, 0
 
-        def progress(step: str, _count=[0]) -> None:
-            _count[0] += 1
-            bar = "#" * _count[0] + "." * (steps - _count[0])
-            self.stdout.write(f"[{bar}] {_count[0]}/{steps} {step} ({time.monotonic() - started:.1f}s)")
+        def progress(step: str) -> None:
+            nonlocal done
+            done += 1
+            self.stdout.write(f"[{'#' * done}{'.' * (steps - done)}] {done}/{steps} {step} ({time.monotonic() - started:.1f}s)")
 
         try:
             summary = simulate_city(params, Path(out), progress=progress)
