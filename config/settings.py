@@ -242,6 +242,9 @@ SNAPSHOT_PARTITION_SIZE = _env_int("SNAPSHOT_PARTITION_SIZE", 250_000, minimum=1
 SNAPSHOT_WINDOW_DAYS = _env_int("SNAPSHOT_WINDOW_DAYS", 30, minimum=1)
 # A partition claimed longer ago than this is taken to be abandoned (its worker died) and is re-claimed.
 SNAPSHOT_PARTITION_LEASE_SECONDS = _env_int("SNAPSHOT_PARTITION_LEASE_SECONDS", 1800, minimum=1)
+# Behaviour segments: k of the k-means (0 turns segments off) and its seed, for reproducible runs.
+SEGMENT_COUNT = _env_int("SEGMENT_COUNT", 8, minimum=0)
+SEGMENT_SEED = _env_int("SEGMENT_SEED", 7, minimum=0)
 # How many rejected rows an ingest report lists in full (the count is always exact).
 INGEST_MAX_REPORTED_ERRORS = _env_int("INGEST_MAX_REPORTED_ERRORS", 1000, minimum=1)
 DUCKDB_MEMORY_LIMIT = os.environ.get("DUCKDB_MEMORY_LIMIT", "8GB")

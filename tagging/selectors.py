@@ -15,13 +15,13 @@ def usage_in_regions(*, snapshot: Snapshot, user) -> dict:
     empty = {"subscribers": 0, "subscribers_with_usage": 0, "charge_yuan": 0.0, "data_gb": 0.0}
     if not codes or not paths:
         return empty
-    totals = snapshot_dir(snapshot.run_id) / "usage_totals" / "*.parquet"
+    totals = snapshot_dir(snapshot.run_id) / "features" / "*.parquet"
     subscribers = store.read_sql("subscribers", paths, columns="subscriber_id, region_code, _batch")
     con = store.connect()
     try:
         row = con.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE u.active_days > 0), coalesce(sum(u.charge_yuan), 0), "
-            f"coalesce(sum(u.data_mb), 0) / 1024 FROM read_parquet('{totals}') u JOIN {subscribers} s USING (subscriber_id) "
+            f"SELECT count(*), count(*) FILTER (WHERE u.active_days > 0), coalesce(sum(u.charge_total), 0), "
+            f"coalesce(sum(u.data_mb_total), 0) / 1024 FROM read_parquet('{totals}') u JOIN {subscribers} s USING (subscriber_id) "
             f"WHERE s.region_code IN (SELECT unnest($codes::VARCHAR[]))",
             {"codes": codes},
         ).fetchone()

@@ -11,6 +11,8 @@ MAX_RETRIES = 3
 def compute_partition_task(self, partition_id: int) -> None:
     try:
         snapshots.compute_partition(partition_id=partition_id)
+    except snapshots.StageFailed as exc:
+        snapshots.fail_run_of_partition(partition_id=partition_id, error=str(exc))
     except Exception as exc:
         if self.request.retries >= MAX_RETRIES:
             snapshots.fail_run_of_partition(partition_id=partition_id, error=f"{type(exc).__name__}: {exc}")

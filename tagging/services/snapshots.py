@@ -22,6 +22,10 @@ class SnapshotRefused(ValueError):
     """A run that cannot start: say why, change nothing."""
 
 
+class StageFailed(RuntimeError):
+    """A failure that retrying cannot fix (a rule that fails on the data): the run fails at once."""
+
+
 def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = None,
                        window_days: int | None = None) -> SnapshotRun:
     """Pin the lake batches the run will read, create its first stage's partitions and enqueue them."""
@@ -36,10 +40,11 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
     active = SnapshotRun.objects.active().first()
     if active:
         raise SnapshotRefused(f"run #{active.id} (as of {active.as_of_date}) is still {active.status}; wait for it")
-    window = (as_of - timedelta(days=window_days - 1), as_of)
+    # Facts are read over the window and the one before it (usage trends compare the two).
+    lookback = (as_of - timedelta(days=2 * window_days - 1), as_of)
     pinned: dict[str, list[int]] = {}
     for name, spec in DATASETS.items():
-        batches = store.accepted_batches(name, period=window if spec.kind == Kind.FACT else None)
+        batches = store.accepted_batches(name, period=lookback if spec.kind == Kind.FACT else None)
         # Rows describing days after the as-of date are not part of this snapshot.
         batches = batches.filter(Q(period_start__isnull=True) | Q(period_start__lte=as_of))
         pinned[name] = list(batches.values_list("id", flat=True))
@@ -61,6 +66,7 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
             max_subscriber_id=max_id, lake_batches=pinned, started_at=timezone.now(),
             created_by=user if user and user.is_authenticated else None,
         )
+        _prepare_stage(run, first)
         partitions = _create_partitions(run, first.name)
         logger.info("run #%s as of %s: %s partitions of %s subscriber ids", run.id, as_of, run.partition_count, partition_size)
         transaction.on_commit(lambda: [compute_partition_task.delay(p.id) for p in partitions])
@@ -99,12 +105,18 @@ def compute_partition(*, partition_id: int) -> None:
         status=SnapshotPartition.Status.RUNNING, claimed_at=timezone.now(), attempts=F("attempts") + 1, error=""
     )
     if not claimed:
+        # A redelivered task of a finished partition: make sure the run moved on, in case the worker
+        # that finished it died between recording it and advancing the run.
+        finished = SnapshotPartition.objects.filter(id=partition_id, status=SnapshotPartition.Status.DONE).first()
+        if finished:
+            advance_run(run_id=finished.run_id, stage=finished.stage)
         return
     partition = SnapshotPartition.objects.select_related("run").get(id=partition_id)
     run = partition.run
     work = PartitionWork(
-        run_id=run.id, as_of=run.as_of_date, window_days=run.window_days, id_from=partition.id_from,
-        id_to=partition.id_to, lake_files=_paths(run.lake_batches),
+        run_id=run.id, index=partition.index, as_of=run.as_of_date, window_days=run.window_days,
+        id_from=partition.id_from, id_to=partition.id_to, lake_files=_paths(run.lake_batches),
+        definitions=run.definitions,
     )
     con = store.connect()
     try:
@@ -129,20 +141,31 @@ def advance_run(*, run_id: int, stage: str) -> None:
         return
     names = [s.name for s in ordered_stages()]
     following = names[names.index(stage) + 1] if names.index(stage) + 1 < len(names) else None
-    with transaction.atomic():
-        # Whoever finishes the stage's last partition moves the run on; a racing second finisher
-        # finds the stage already changed and does nothing.
-        moved = SnapshotRun.objects.filter(id=run_id, stage=stage, status=SnapshotRun.Status.RUNNING).update(
-            stage=following or "publish"
-        )
-        if not moved:
-            return
-        run = SnapshotRun.objects.get(id=run_id)
-        if following is None:
-            publish_snapshot(run=run)
-            return
-        partitions = _create_partitions(run, following)
-        transaction.on_commit(lambda: [compute_partition_task.delay(p.id) for p in partitions])
+    try:
+        with transaction.atomic():
+            # Whoever finishes the stage's last partition moves the run on; a racing second finisher
+            # finds the stage already changed and does nothing.
+            moved = SnapshotRun.objects.filter(id=run_id, stage=stage, status=SnapshotRun.Status.RUNNING).update(
+                stage=following or "publish"
+            )
+            if not moved:
+                return
+            run = SnapshotRun.objects.get(id=run_id)
+            if following is None:
+                publish_snapshot(run=run)
+                return
+            _prepare_stage(run, STAGES[following])
+            partitions = _create_partitions(run, following)
+            transaction.on_commit(lambda: [compute_partition_task.delay(p.id) for p in partitions])
+    except StageFailed as exc:
+        fail_run(run_id=run_id, error=f"{following or 'publish'}: {exc}")
+
+
+def _prepare_stage(run: SnapshotRun, stage) -> None:
+    if stage.prepare is None:
+        return
+    run.definitions = {**run.definitions, **stage.prepare(run)}
+    run.save(update_fields=["definitions"])
 
 
 @transaction.atomic
@@ -163,6 +186,10 @@ def publish_snapshot(*, run: SnapshotRun) -> Snapshot:
     snapshot = Snapshot.objects.create(
         run=run, as_of_date=run.as_of_date, is_current=True, subscriber_count=subscribers, summary=summary
     )
+    for stage in ordered_stages():
+        if stage.publish:
+            summary.setdefault(stage.name, {}).update(stage.publish(run, snapshot))
+    snapshot.save(update_fields=["summary"])
     run.status, run.stage, run.finished_at = SnapshotRun.Status.SUCCEEDED, "", timezone.now()
     run.save(update_fields=["status", "stage", "finished_at"])
     logger.info("run #%s published: snapshot as of %s with %s subscribers", run.id, run.as_of_date, subscribers)

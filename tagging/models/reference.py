@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from .privacy import mask_msisdn
+from ..privacy import mask_msisdn
 
 
 class RegionQuerySet(models.QuerySet):
@@ -255,6 +255,9 @@ class SnapshotRun(models.Model):
     partition_count = models.PositiveIntegerField(default=0)
     max_subscriber_id = models.PositiveBigIntegerField(default=0)
     lake_batches = models.JSONField(default=dict, help_text="The accepted ingest batches read, per dataset")
+    definitions = models.JSONField(
+        default=dict, blank=True, help_text="What the run pinned before its later stages: tag versions, segment model"
+    )
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)

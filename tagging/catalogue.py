@@ -1,0 +1,122 @@
+"""The starting tag catalogue, from operator practice. Installed by `manage.py install_tag_catalogue`.
+
+Each description gives the rationale: what marketing does with the tag and why the rule decides it so.
+Thresholds are per 30 days, so they hold whatever the snapshot window. Order matters: a tag comes after
+the tags its rule uses.
+"""
+
+BASIC, CONSUMPTION, BEHAVIOUR, NEED, LIFECYCLE, VALUE = "basic", "consumption", "behaviour", "need", "lifecycle", "value"
+
+
+def _tag(code: str, name: str, name_en: str, category: str, expression: str, description: str) -> dict:
+    return {"code": code, "name": name, "name_en": name_en, "category": category, "kind": "rule",
+            "expression": expression, "enabled": True, "description": description}
+
+
+STARTING_TAGS = [
+    # --- basic attributes
+    _tag("young_subscriber", "青年用户", "Young subscriber", BASIC, "age < 30",
+         "Under 30 at the as-of date. Youth offers (动感地带, video memberships, game data packs) convert best here."),
+    _tag("senior_subscriber", "银发用户", "Senior subscriber", BASIC, "age >= 60",
+         "60 or older. Senior plans, family-network offers and simpler handsets; calls rather than app pushes."),
+    _tag("long_tenure", "老用户", "Long-tenure subscriber", BASIC, "tenure_months >= 60",
+         "Five years or more on the network. Loyalty rewards and retention care; they churn rarely but costly."),
+    _tag("gotone_customer", "全球通客户", "GoTone customer", BASIC, 'brand == "全球通"',
+         "Customer brand 全球通, the operator's premium business brand with its own service levels."),
+    _tag("five_g_plan_holder", "5G套餐用户", "5G plan holder", BASIC, "has_5g_plan",
+         "Holds a 5G plan on the as-of date; excluded from 5G plan campaigns, targeted for 5G content."),
+    _tag("broadband_holder", "宽带用户", "Home broadband holder", BASIC, "has_broadband",
+         "Holds home broadband: a converged (融合) customer, who churns far less than a mobile-only one."),
+    # --- consumption level
+    _tag("consumption_high", "高消费", "High consumption", CONSUMPTION, "arpu_30d >= 100",
+         "ARPU of 100 yuan or more per 30 days: the operator's high tier; premium plans and service."),
+    _tag("consumption_mid", "中消费", "Middle consumption", CONSUMPTION, "arpu_30d >= 40 and arpu_30d < 100",
+         "ARPU from 40 to 100 yuan per 30 days: the mass market, where plan upgrades move revenue most."),
+    _tag("consumption_low", "低消费", "Low consumption", CONSUMPTION, "arpu_30d < 40",
+         "ARPU under 40 yuan per 30 days: price-sensitive; low-cost add-ons, or at risk when usage also falls."),
+    _tag("over_plan_spender", "套餐外消费高", "Spends beyond the plan", CONSUMPTION,
+         "arpu_30d >= 50 and arpu_30d >= plan_fee * 1.5",
+         "Pays half again the plan fee or more (out-of-bundle calls, data, roaming): a larger plan would cost "
+         "them less, which keeps them; the classic plan-upgrade (套餐升档) audience."),
+    # --- value
+    _tag("high_value", "高价值用户", "High-value subscriber", VALUE,
+         "arpu_30d >= 80 and tenure_months >= 24 and active_day_share >= 0.8",
+         "Charge (ARPU >= 80 yuan per 30 days), tenure (two years or more) and stability (active on 80% of days "
+         "or more): the subscribers whose loss hurts revenue most; key-account care."),
+    # --- communication behaviour
+    _tag("comm_active", "通信活跃", "Active communicator", BEHAVIOUR, "active_day_share >= 0.8",
+         "Uses the network on at least 80% of the days in the window."),
+    _tag("comm_silent", "沉默用户", "Silent subscriber", BEHAVIOUR,
+         'status == "active" and active_days >= 1 and active_day_share < 0.35',
+         "An active account used on fewer than 35% of days (and at least once): a second SIM or a fading "
+         "subscriber; wake-up offers before it turns into churn."),
+    _tag("comm_churned", "通信停止", "No communication", BEHAVIOUR, "active_days == 0",
+         "No call, SMS or data at all in the window, whatever the account status."),
+    _tag("night_active", "夜间积极", "Night-active", BEHAVIOUR,
+         "night_call_share >= 0.3 and voice_calls_30d >= 20",
+         "A third or more of calls at night (22:00-06:00), with at least 20 calls per 30 days: night-time "
+         "packages, video and game memberships; avoid daytime outbound calls."),
+    _tag("sms_expert", "短信专家", "SMS expert", BEHAVIOUR, "sms_30d >= 150",
+         "150 SMS or more per 30 days, five a day: SMS packages, and a hint of business use."),
+    _tag("frequent_traveller", "频繁出差", "Frequent traveller", BEHAVIOUR, "roaming_days >= 4",
+         "Roaming on four days or more in the window: roaming packs, business plans, airport lounges."),
+    _tag("competitor_caller", "网间通话", "Calls competitors' networks", BEHAVIOUR,
+         "competitor_call_share >= 0.3 and voice_calls_30d >= 20",
+         "30% or more of calls go to competing operators (with at least 20 calls): their circle is on another "
+         "network, a churn risk; family-network and all-network minutes offers."),
+    _tag("heavy_data_user", "流量超大户", "Very heavy data user", BEHAVIOUR, "data_mb_30d >= 20480",
+         "20 GB or more per 30 days: unlimited and 5G plans, and network quality care."),
+    # --- need type
+    _tag("need_voice", "语音需求型", "Voice-centric", NEED, "voice_minutes_30d >= 450 and data_mb_30d < 8192",
+         "450 call minutes or more per 30 days with moderate data: minutes bundles, HD voice."),
+    _tag("need_data", "流量需求型", "Data-centric", NEED, "data_mb_30d >= 8192 and voice_minutes_30d < 300",
+         "8 GB or more per 30 days with few calls: data packs and data-rich plans."),
+    _tag("need_sms", "短信需求型", "SMS-centric", NEED, "sms_30d >= 60",
+         "60 SMS or more per 30 days, well above the typical 15: SMS bundles."),
+    # --- lifecycle (tenure and the usage trend)
+    _tag("lifecycle_new", "新入网期", "Lifecycle: new", LIFECYCLE, "tenure_months < 6 and active_days >= 1",
+         "Joined less than six months ago: onboarding, first-bill care and early add-ons."),
+    _tag("lifecycle_growing", "成长期", "Lifecycle: growing", LIFECYCLE,
+         "tenure_months >= 6 and voice_trend >= 1.25 and data_trend >= 1.25",
+         "Calls and data both up by a quarter or more on the previous period: a good moment for upgrades."),
+    _tag("lifecycle_declining", "衰退期", "Lifecycle: declining", LIFECYCLE,
+         "tenure_months >= 6 and voice_trend < 0.75 and data_trend < 0.75",
+         "Calls and data both down by a quarter or more on the previous period: retention offers now."),
+    _tag("lifecycle_at_risk", "流失预警", "Lifecycle: at risk", LIFECYCLE,
+         'status == "active" and tenure_months >= 6 and (days_since_last_use >= 7 or '
+         "(voice_trend < 0.6 and data_trend < 0.6))",
+         "An active account unused for a week at the end of the window, or with calls and data down by 40% "
+         "or more: the churn warning; retention calls within days."),
+    _tag("lifecycle_churned", "已流失", "Lifecycle: churned", LIFECYCLE,
+         'status == "closed" or (status == "suspended" and active_days == 0)',
+         "Closed, or suspended with no use in the window: win-back lists only."),
+    _tag("lifecycle_stable", "稳定期", "Lifecycle: stable", LIFECYCLE,
+         "tenure_months >= 6 and comm_active and not lifecycle_growing and not lifecycle_declining "
+         "and not lifecycle_at_risk and not lifecycle_churned",
+         "Six months or more on the network, active, and neither growing, declining, at risk nor churned."),
+    _tag("high_value_at_risk", "高价值流失预警", "High value at risk", VALUE, "high_value and lifecycle_at_risk",
+         "High-value subscribers with a churn warning: the first list for the retention team."),
+    # --- marketing needs (upsell and care)
+    _tag("sms_pack_upsell", "短信包升级候选", "SMS-pack upsell candidate", NEED,
+         "sms_30d >= 300 and sms_package_fee < 20",
+         "300 SMS or more per 30 days on no or a small SMS package (under 20 yuan): a bigger SMS package "
+         "saves them money and keeps the revenue."),
+    _tag("data_heavy_no_pack", "流量大户无流量包", "Data-heavy without a data package", NEED,
+         "data_mb_30d >= 10240 and not has_data_pack and not has_5g_plan",
+         "10 GB or more per 30 days with neither a data pack nor a 5G plan: paying out-of-bundle rates; "
+         "the data pack or 5G plan offer."),
+    _tag("silent_wakeup", "沉默唤醒候选", "Silent-subscriber wake-up candidate", NEED,
+         "comm_silent and tenure_months >= 12 and not marketing_opt_out",
+         "Silent subscribers of a year's standing or more who accept marketing: wake-up offers (free data, "
+         "bill credit) bring a share back before they leave."),
+    _tag("roaming_pack_candidate", "漫游包候选", "Roaming-pack candidate", NEED,
+         "frequent_traveller and not has_roaming_pack",
+         "Frequent travellers without a roaming pack."),
+    _tag("family_plan_candidate", "家庭网候选", "Family-network candidate", NEED,
+         "tenure_months >= 24 and onnet_call_share >= 0.7 and not has_family_plan",
+         "Mostly on-net calls, two years or more on the network, no family network: the circle is already "
+         "here, the family plan binds it."),
+    _tag("broadband_candidate", "宽带候选", "Broadband candidate", NEED,
+         "not has_broadband and data_mb_30d >= 8192 and age >= 25 and age < 55",
+         "Working-age heavy data users without home broadband: the converged (融合) offer."),
+]

@@ -1,0 +1,289 @@
+"""The feature catalogue and the features stage: one row per subscriber of a partition, set-wise in DuckDB.
+
+Tag rules are conditions over these columns. Other apps add feature sources (terminal, location) with
+`register_feature_source()` in their AppConfig.ready(): each names the stage whose per-partition file holds
+its columns, keyed by subscriber_id, and the tag stage joins them all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+
+from .expressions import Symbol, Type
+from .lake.store import files_sql, read_sql
+from .stages import PartitionWork, Stage, register_stage, write_atomically
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One column of the feature table, as admins and the API see it."""
+
+    name: str
+    type: Type
+    unit: str
+    label: str  # Chinese
+    description: str  # English: what it measures and how
+    source: str  # the raw dataset it comes from
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "type": self.type.value, "unit": self.unit, "label": self.label,
+                "description": self.description, "source": self.source}
+
+
+@dataclass(frozen=True)
+class FeatureSource:
+    """Features one stage writes per partition (a Parquet file keyed by subscriber_id)."""
+
+    stage: str
+    features: Callable[[], list[Feature]]
+
+
+FEATURE_SOURCES: dict[str, FeatureSource] = {}
+
+
+def register_feature_source(source: FeatureSource) -> None:
+    FEATURE_SOURCES[source.stage] = source
+
+
+def catalogue() -> list[Feature]:
+    """Every feature a rule may use, from every registered source."""
+    return [feature for source in FEATURE_SOURCES.values() for feature in source.features()]
+
+
+def feature_symbols() -> dict[str, Symbol]:
+    return {f.name: Symbol(f.name, f.type, "feature") for f in catalogue()}
+
+
+def feature_table_sql(files_by_stage: dict[str, list[str]]) -> str:
+    """One row per subscriber: the base features joined with every other source's columns."""
+    base = f"read_parquet({files_sql(files_by_stage['features'])})"
+    joins = "".join(
+        f" LEFT JOIN read_parquet({files_sql(files)}) USING (subscriber_id)"
+        for stage, files in files_by_stage.items() if stage != "features" and files
+    )
+    return f"(SELECT * FROM {base}{joins})"
+
+
+# --- the base features: usage, subscriber attributes, products held --------------------------------------
+
+N, B, T = Type.NUMBER, Type.BOOLEAN, Type.TEXT
+_USAGE = [
+    ("active_days", N, "days", "通信活跃天数", "Days in the window with any call, SMS or data use"),
+    ("active_day_share", N, "0-1", "活跃天数占比", "Active days divided by the days in the window"),
+    ("days_since_last_use", N, "days", "最近一次使用距今天数", "Days from the last active day to the as-of date; window + 1 when none"),
+    ("voice_calls_total", N, "calls", "通话次数(窗口)", "Calls made in the window"),
+    ("voice_minutes_total", N, "minutes", "通话分钟(窗口)", "Call minutes in the window"),
+    ("sms_total", N, "messages", "短信条数(窗口)", "SMS sent in the window"),
+    ("mms_total", N, "messages", "彩信条数(窗口)", "MMS sent in the window"),
+    ("data_mb_total", N, "MB", "流量(窗口)", "Mobile data used in the window"),
+    ("charge_total", N, "yuan", "出账收入(窗口)", "Charges billed in the window"),
+    ("voice_calls_30d", N, "calls / 30 days", "月均通话次数", "Calls per 30 days (window total scaled to 30 days)"),
+    ("voice_minutes_30d", N, "minutes / 30 days", "月均通话分钟", "Call minutes per 30 days"),
+    ("sms_30d", N, "messages / 30 days", "月均短信条数", "SMS per 30 days"),
+    ("mms_30d", N, "messages / 30 days", "月均彩信条数", "MMS per 30 days"),
+    ("data_mb_30d", N, "MB / 30 days", "月均流量", "Mobile data per 30 days"),
+    ("arpu_30d", N, "yuan / 30 days", "月均出账收入 ARPU", "Charges per 30 days: the subscriber's ARPU"),
+    ("night_call_share", N, "0-1", "夜间通话占比", "Share of calls made at night (22:00-06:00); NULL without calls"),
+    ("onnet_call_share", N, "0-1", "网内通话占比", "Share of calls to the operator's own subscribers"),
+    ("offnet_call_share", N, "0-1", "网外通话占比", "Share of calls to other networks (fixed and other operators)"),
+    ("competitor_call_share", N, "0-1", "网间(竞争对手)通话占比", "Share of calls to competing mobile operators"),
+    ("roaming_days", N, "days", "漫游天数", "Days in the window with roaming use"),
+    ("roaming_minutes_30d", N, "minutes / 30 days", "月均漫游分钟", "Roaming minutes per 30 days"),
+    ("voice_trend", N, "ratio", "通话趋势", "Call minutes this period / the period before (1.2 = 20% growth); NULL without a base"),
+    ("sms_trend", N, "ratio", "短信趋势", "SMS this period / the period before"),
+    ("data_trend", N, "ratio", "流量趋势", "Data this period / the period before"),
+    ("charge_trend", N, "ratio", "收入趋势", "Charges this period / the period before: growth above 1, decline below"),
+]
+_SUBSCRIBER = [
+    ("tenure_months", N, "months", "在网时长", "Whole months from joining to the as-of date"),
+    ("age", N, "years", "年龄", "Age at the as-of date; NULL when the birth year is unknown"),
+    ("gender", T, "M/F/U", "性别", "Gender: 'M', 'F' or 'U' (unknown)"),
+    ("brand", T, "", "品牌", "Customer brand: '全球通', '动感地带' or '神州行'"),
+    ("plan_fee", N, "yuan / month", "套餐月费", "Monthly fee of the main plan (from the plan name, e.g. '4G飞享 58元')"),
+    ("region_code", T, "", "归属区县", "Administrative code of the subscriber's district"),
+    ("status", T, "", "状态", "Account status: 'active', 'suspended' or 'closed'"),
+    ("marketing_opt_out", B, "", "拒绝营销", "The subscriber asked not to receive marketing"),
+]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", text.lower())
+
+
+def _product_features() -> list[Feature]:
+    from .models import Product
+
+    products = list(Product.objects.order_by("code").values_list("code", "name", "name_en", "category"))
+    features = [
+        Feature("products_held", N, "products", "订购产品数", "Products held on the as-of date", "subscriptions"),
+        Feature("package_fee_total", N, "yuan / month", "订购产品月费合计", "Monthly fees of all products held", "subscriptions"),
+    ]
+    for code, name, name_en, _ in products:
+        features.append(Feature(f"has_{_slug(code)}", B, "", f"已订购{name}", f"Holds {name_en or code} on the as-of date", "subscriptions"))
+    for category in sorted({p[3] for p in products}):
+        features.append(Feature(f"{_slug(category)}_package_fee", N, "yuan / month", f"{category}类产品月费",
+                                f"Monthly fees of the {category} products held (0 when none)", "subscriptions"))
+    return features
+
+
+def base_features() -> list[Feature]:
+    usage = [Feature(n, t, u, label, d, "usage_daily") for n, t, u, label, d in _USAGE]
+    subscriber = [Feature(n, t, u, label, d, "subscribers") for n, t, u, label, d in _SUBSCRIBER]
+    return usage + subscriber + _product_features()
+
+
+def trend_periods(*, as_of: date, window_days: int, usage_from: date | None) -> dict:
+    """The two periods a trend compares: this window against the previous one when the lake holds it,
+    otherwise the window's second half against its first (a city with one window of history)."""
+    start = as_of - timedelta(days=window_days - 1)
+    previous_start = start - timedelta(days=window_days)
+    if usage_from is not None and usage_from <= previous_start:
+        return {"basis": "previous window", "previous": [str(previous_start), str(start - timedelta(days=1))],
+                "current": [str(start), str(as_of)]}
+    half = start + timedelta(days=window_days // 2)
+    return {"basis": "window halves", "previous": [str(start), str(half - timedelta(days=1))],
+            "current": [str(half), str(as_of)]}
+
+
+def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
+    """Per-subscriber features over the window for every subscriber of the partition (zeros when silent)."""
+    ids = f"subscriber_id >= {work.id_from} AND subscriber_id < {work.id_to}"
+    subscribers = read_sql("subscribers", work.lake_files["subscribers"])
+    trend = work.definitions["trend"]
+    (prev_from, prev_to), (cur_from, cur_to) = trend["previous"], trend["current"]
+    days = work.window_days
+    scale = 30.0 / days
+    usage_files = work.lake_files.get("usage_daily", [])
+    earliest = min(work.window_start, date.fromisoformat(prev_from))
+    usage = (
+        f"(SELECT * FROM read_parquet({files_sql(usage_files)}) WHERE {ids} "
+        f"AND date BETWEEN DATE '{earliest}' AND DATE '{work.as_of}')"
+        if usage_files else
+        "(SELECT NULL::BIGINT AS subscriber_id, NULL::DATE AS date, 0 AS voice_calls, 0.0 AS voice_minutes, "
+        "0 AS onnet_calls, 0 AS offnet_calls, 0 AS competitor_calls, 0 AS sms, 0 AS mms, 0.0 AS data_mb, "
+        "0.0 AS roaming_minutes, 0 AS night_calls, 0.0 AS charge_yuan WHERE false)"
+    )
+    in_window = f"date >= DATE '{work.window_start}'"
+    in_current = f"date BETWEEN DATE '{cur_from}' AND DATE '{cur_to}'"
+    in_previous = f"date BETWEEN DATE '{prev_from}' AND DATE '{prev_to}'"
+
+    def trend_of(column: str) -> str:
+        return (f"sum({column}) FILTER (WHERE {in_current}) / "
+                f"NULLIF(sum({column}) FILTER (WHERE {in_previous}), 0)")
+
+    products = read_sql("products", work.lake_files.get("products", [])) if work.lake_files.get("products") else None
+    product_columns, product_join = "", ""
+    if products and work.lake_files.get("subscriptions"):
+        rows = con.execute(f"SELECT code, category FROM {products} ORDER BY code").fetchall()
+        held = (
+            f"(SELECT s.subscriber_id, s.product_code, p.category, p.monthly_fee_yuan AS fee "
+            f"FROM {read_sql('subscriptions', work.lake_files['subscriptions'])} s JOIN {products} p ON p.code = s.product_code "
+            f"WHERE s.{ids} AND s.start_date <= DATE '{work.as_of}' "
+            f"AND (s.end_date IS NULL OR s.end_date >= DATE '{work.as_of}'))"
+        )
+        per_product = "".join(f", bool_or(product_code = '{c}') AS has_{_slug(c)}" for c, _ in rows)
+        per_category = "".join(
+            f", coalesce(sum(fee) FILTER (WHERE category = '{cat}'), 0)::DOUBLE AS {_slug(cat)}_package_fee"
+            for cat in sorted({r[1] for r in rows})
+        )
+        product_join = (
+            f" LEFT JOIN (SELECT subscriber_id, count(DISTINCT product_code) AS products_held, "
+            f"sum(fee)::DOUBLE AS package_fee_total{per_product}{per_category} FROM {held} GROUP BY subscriber_id) p "
+            f"USING (subscriber_id)"
+        )
+        product_columns = ", coalesce(p.products_held, 0) AS products_held, coalesce(p.package_fee_total, 0) AS package_fee_total" + "".join(
+            f", coalesce(p.has_{_slug(c)}, false) AS has_{_slug(c)}" for c, _ in rows
+        ) + "".join(f", coalesce(p.{_slug(cat)}_package_fee, 0) AS {_slug(cat)}_package_fee" for cat in sorted({r[1] for r in rows}))
+
+    select = f"""
+        WITH u AS (
+            SELECT subscriber_id,
+                   count(*) FILTER (WHERE {in_window}) AS active_days,
+                   max(date) FILTER (WHERE {in_window}) AS last_use,
+                   sum(voice_calls) FILTER (WHERE {in_window}) AS voice_calls,
+                   sum(voice_minutes) FILTER (WHERE {in_window}) AS voice_minutes,
+                   sum(onnet_calls) FILTER (WHERE {in_window}) AS onnet_calls,
+                   sum(offnet_calls) FILTER (WHERE {in_window}) AS offnet_calls,
+                   sum(competitor_calls) FILTER (WHERE {in_window}) AS competitor_calls,
+                   sum(night_calls) FILTER (WHERE {in_window}) AS night_calls,
+                   sum(sms) FILTER (WHERE {in_window}) AS sms,
+                   sum(mms) FILTER (WHERE {in_window}) AS mms,
+                   sum(data_mb) FILTER (WHERE {in_window}) AS data_mb,
+                   sum(charge_yuan) FILTER (WHERE {in_window}) AS charge,
+                   count(*) FILTER (WHERE {in_window} AND roaming_minutes > 0) AS roaming_days,
+                   sum(roaming_minutes) FILTER (WHERE {in_window}) AS roaming_minutes,
+                   {trend_of('voice_minutes')} AS voice_trend,
+                   {trend_of('sms')} AS sms_trend,
+                   {trend_of('data_mb')} AS data_trend,
+                   {trend_of('charge_yuan')} AS charge_trend
+            FROM {usage} GROUP BY subscriber_id
+        )
+        SELECT s.subscriber_id,
+               coalesce(u.active_days, 0) AS active_days,
+               coalesce(u.active_days, 0) / {days} AS active_day_share,
+               coalesce(DATE '{work.as_of}' - u.last_use, {days + 1}) AS days_since_last_use,
+               coalesce(u.voice_calls, 0)::BIGINT AS voice_calls_total,
+               coalesce(u.voice_minutes, 0)::DOUBLE AS voice_minutes_total,
+               coalesce(u.sms, 0)::BIGINT AS sms_total,
+               coalesce(u.mms, 0)::BIGINT AS mms_total,
+               coalesce(u.data_mb, 0)::DOUBLE AS data_mb_total,
+               coalesce(u.charge, 0)::DOUBLE AS charge_total,
+               coalesce(u.voice_calls, 0) * {scale} AS voice_calls_30d,
+               coalesce(u.voice_minutes, 0) * {scale} AS voice_minutes_30d,
+               coalesce(u.sms, 0) * {scale} AS sms_30d,
+               coalesce(u.mms, 0) * {scale} AS mms_30d,
+               coalesce(u.data_mb, 0) * {scale} AS data_mb_30d,
+               coalesce(u.charge, 0) * {scale} AS arpu_30d,
+               u.night_calls / NULLIF(u.voice_calls, 0) AS night_call_share,
+               u.onnet_calls / NULLIF(u.voice_calls, 0) AS onnet_call_share,
+               u.offnet_calls / NULLIF(u.voice_calls, 0) AS offnet_call_share,
+               u.competitor_calls / NULLIF(u.voice_calls, 0) AS competitor_call_share,
+               coalesce(u.roaming_days, 0) AS roaming_days,
+               coalesce(u.roaming_minutes, 0) * {scale} AS roaming_minutes_30d,
+               u.voice_trend, u.sms_trend, u.data_trend, u.charge_trend,
+               date_sub('month', s.join_date, DATE '{work.as_of}') AS tenure_months,
+               {work.as_of.year} - s.birth_year AS age,
+               coalesce(s.gender, 'U') AS gender,
+               s.brand,
+               TRY_CAST(regexp_extract(s.plan, '(\\d+(?:\\.\\d+)?)元', 1) AS DOUBLE) AS plan_fee,
+               s.region_code,
+               s.status,
+               s.marketing_opt_out
+               {product_columns}
+        FROM (SELECT * FROM {subscribers} WHERE {ids}) s
+        LEFT JOIN u USING (subscriber_id){product_join}
+        ORDER BY s.subscriber_id
+    """
+    write_atomically(con, select, target)
+    subscribers_n, active, minutes, data_mb, charge = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE active_days > 0), sum(voice_minutes_total), sum(data_mb_total), "
+        f"sum(charge_total) FROM read_parquet('{target}')"
+    ).fetchone()
+    return {
+        "subscribers": subscribers_n,
+        "subscribers_with_usage": active,
+        "voice_minutes": round(minutes or 0, 1),
+        "data_gb": round((data_mb or 0) / 1024, 2),
+        "charge_yuan": round(charge or 0, 2),
+    }
+
+
+def prepare_features(run) -> dict:
+    """Pin the trend periods once for the whole run, from what the pinned usage batches cover."""
+    from django.db.models import Min
+
+    from .models import IngestBatch
+
+    usage_from = IngestBatch.objects.filter(id__in=run.lake_batches.get("usage_daily", [])).aggregate(
+        first=Min("period_start"))["first"]
+    return {"trend": trend_periods(as_of=run.as_of_date, window_days=run.window_days, usage_from=usage_from)}
+
+
+register_stage(Stage("features", "特征计算 Features", 30, compute_features, prepare=prepare_features))
+register_feature_source(FeatureSource("features", base_features))

@@ -1,0 +1,134 @@
+"""Behaviour segments: k-means on standardised behaviour features, described and matched. Pure numpy.
+
+Each segment is described by its most distinguishing features ("SMS-heavy, low data, night-active") and
+keeps its code from one snapshot to the next: the new centroids are matched to the previous model's by
+minimum total distance (Hungarian assignment), so `segment_3` means the same kind of subscriber over time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+# feature, SQL giving the value the model sees (volumes on a log scale), words when high / low (zh, en)
+BEHAVIOUR = [
+    ("voice_minutes_30d", "ln(1 + coalesce(voice_minutes_30d, 0))", ("通话多", "voice-heavy"), ("通话少", "little voice")),
+    ("sms_30d", "ln(1 + coalesce(sms_30d, 0))", ("短信多", "SMS-heavy"), ("短信少", "little SMS")),
+    ("data_mb_30d", "ln(1 + coalesce(data_mb_30d, 0))", ("流量大", "data-heavy"), ("流量少", "low data")),
+    ("arpu_30d", "ln(1 + coalesce(arpu_30d, 0))", ("高消费", "high-spending"), ("低消费", "low-spending")),
+    ("night_call_share", "coalesce(night_call_share, 0)", ("夜间活跃", "night-active"), ("夜间少", "quiet at night")),
+    ("competitor_call_share", "coalesce(competitor_call_share, 0)", ("网间通话多", "calls competitors"), ("网内为主", "calls on-net")),
+    ("roaming_days", "ln(1 + coalesce(roaming_days, 0))", ("常漫游", "often roaming"), ("不漫游", "stays home")),
+    ("active_day_share", "coalesce(active_day_share, 0)", ("天天在用", "active daily"), ("沉默", "mostly silent")),
+]
+DISTINGUISHING_Z = 0.5  # a centroid this many standard deviations from the mean is worth naming
+WORDS_PER_SEGMENT = 3
+
+
+@dataclass(frozen=True)
+class SegmentFit:
+    features: list[str]
+    mean: np.ndarray  # (f,)
+    scale: np.ndarray  # (f,)
+    centroids: np.ndarray  # (k, f), standardised
+    codes: list[str]  # per centroid row, stable across snapshots
+    sizes: np.ndarray  # (k,) members in the sample
+
+
+def standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean = values.mean(axis=0)
+    scale = values.std(axis=0)
+    scale[scale == 0] = 1.0  # a constant feature carries no information; keep it from dividing by zero
+    return (values - mean) / scale, mean, scale
+
+
+def kmeans(points: np.ndarray, k: int, *, seed: int = 0, iterations: int = 60, restarts: int = 3) -> np.ndarray:
+    """Lloyd's k-means with k-means++ seeding, best of a few restarts; returns the (k, f) centroids."""
+    rng = np.random.default_rng(seed)
+    k = min(k, len(points))
+    best, best_inertia = None, np.inf
+    for _ in range(restarts):
+        centroids = _plus_plus(points, k, rng)
+        for _ in range(iterations):
+            labels = nearest(points, centroids)
+            moved = np.array([points[labels == c].mean(axis=0) if np.any(labels == c) else centroids[c] for c in range(k)])
+            if np.allclose(moved, centroids, atol=1e-6):
+                break
+            centroids = moved
+        inertia = ((points - centroids[nearest(points, centroids)]) ** 2).sum()
+        if inertia < best_inertia:
+            best, best_inertia = centroids, inertia
+    return best
+
+
+def _plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    centroids = [points[rng.integers(len(points))]]
+    distance = ((points - centroids[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        total = distance.sum()
+        index = rng.choice(len(points), p=distance / total) if total > 0 else rng.integers(len(points))
+        centroids.append(points[index])
+        distance = np.minimum(distance, ((points - points[index]) ** 2).sum(axis=1))
+    return np.array(centroids)
+
+
+def nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    squared = (points**2).sum(axis=1)[:, None] - 2 * points @ centroids.T + (centroids**2).sum(axis=1)[None, :]
+    return squared.argmin(axis=1)
+
+
+def fit(values: np.ndarray, features: list[str], k: int, *, previous: SegmentFit | None = None, seed: int = 0) -> SegmentFit:
+    """Fit k segments to the sample and give them codes, carrying codes over from `previous` by centroid."""
+    points, mean, scale = standardise(values)
+    centroids = kmeans(points, k, seed=seed)
+    # Order by size first, so a first model numbers its segments from the largest down.
+    sizes = np.bincount(nearest(points, centroids), minlength=len(centroids))
+    order = np.argsort(-sizes, kind="stable")
+    centroids, sizes = centroids[order], sizes[order]
+    codes = [f"segment_{i + 1}" for i in range(len(centroids))]
+    if previous is not None and previous.features == features:
+        codes = match_codes(centroids, mean, scale, previous)
+    return SegmentFit(features, mean, scale, centroids, codes, sizes)
+
+
+def match_codes(centroids: np.ndarray, mean: np.ndarray, scale: np.ndarray, previous: SegmentFit) -> list[str]:
+    """Each new centroid takes the code of the previous centroid it is matched to; extras get new codes."""
+    # Bring the previous centroids into this model's standardised units before comparing.
+    previous_here = (previous.centroids * previous.scale + previous.mean - mean) / scale
+    cost = ((centroids[:, None, :] - previous_here[None, :, :]) ** 2).sum(axis=2)
+    rows, columns = linear_sum_assignment(cost)
+    codes: list[str | None] = [None] * len(centroids)
+    for row, column in zip(rows, columns):
+        codes[row] = previous.codes[column]
+    used = {int(c.rsplit("_", 1)[1]) for c in codes if c}
+    fresh = (n for n in range(1, len(centroids) + len(previous.codes) + 2) if n not in used)
+    return [code or f"segment_{next(fresh)}" for code in codes]
+
+
+def describe(centroid: np.ndarray, features: list[str]) -> tuple[str, str]:
+    """The segment's most distinguishing features in words, (Chinese, English)."""
+    words = {name: (high, low) for name, _, high, low in BEHAVIOUR}
+    strongest = [i for i in np.argsort(-np.abs(centroid)) if abs(centroid[i]) >= DISTINGUISHING_Z][:WORDS_PER_SEGMENT]
+    if not strongest:
+        return "普通用户", "typical usage"
+    chosen = [words[features[i]][0 if centroid[i] > 0 else 1] for i in strongest]
+    return "·".join(zh for zh, _ in chosen), ", ".join(en for _, en in chosen)
+
+
+def distances_sql(fit: SegmentFit, column_sql: dict[str, str]) -> str:
+    """DuckDB SQL for the list of a row's squared distances to each centroid, in standardised units."""
+    distances = []
+    for centroid in fit.centroids:
+        terms = [
+            f"power(({column_sql[name]} - {mean!r}) / {scale!r} - {value!r}, 2)"
+            for name, mean, scale, value in zip(fit.features, fit.mean.tolist(), fit.scale.tolist(), centroid.tolist())
+        ]
+        distances.append("(" + " + ".join(terms) + ")")
+    return "[" + ", ".join(distances) + "]"
+
+
+def nearest_code_sql(fit: SegmentFit, distances_column: str) -> str:
+    codes = ", ".join(f"'{c}'" for c in fit.codes)
+    return f"[{codes}][list_position({distances_column}, list_min({distances_column}))]"

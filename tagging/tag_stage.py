@@ -1,0 +1,233 @@
+"""The tag stage of a snapshot run: every enabled tag of a partition in one DuckDB pass, kept as bitmaps.
+
+Before the stage starts, the run pins the tag versions it computes and fits the behaviour segments
+(prepare). Each partition evaluates every tag over its feature rows in one query (tags that use other
+tags come in later levels of the same query), writes a wide file of booleans (what rule previews and
+profiles read) and one roaring bitmap per tag and per district. Publishing unions the partitions'
+bitmaps and stores one row per (snapshot, tag) and (snapshot, district) in the publishing transaction.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.conf import settings
+from pyroaring import BitMap
+
+from . import segments
+from .features import FEATURE_SOURCES, feature_table_sql
+from .lake.store import files_sql
+from .stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
+
+BITMAPS = "tag_bitmaps"  # per-partition bitmap files, beside the stage's wide files
+SEGMENT_SAMPLE = 200_000  # subscribers the k-means sees; assignment then covers everyone
+
+
+def to_bitmap(ids: np.ndarray) -> BitMap:
+    return BitMap(array.array("I", ids.astype(np.uint32).tobytes()))
+
+
+# --- prepare: pin versions, fit segments ------------------------------------------------------------------
+
+def prepare_tags(run) -> dict:
+    from .services.tags import pin_tag_definitions
+
+    fitted = fit_segments(run)
+    return {"segments": fitted, "tags": pin_tag_definitions()}
+
+
+def _fit_from(model) -> segments.SegmentFit | None:
+    if model is None:
+        return None
+    codes = sorted(model.centroids)
+    return segments.SegmentFit(
+        features=model.features, mean=np.array(model.mean), scale=np.array(model.scale),
+        centroids=np.array([model.centroids[c] for c in codes]), codes=codes, sizes=np.zeros(len(codes)),
+    )
+
+
+def fit_segments(run) -> dict | None:
+    """Fit k-means on a deterministic sample of this run's features; keep codes stable against the
+    current snapshot's model; make each segment a tag described by its distinguishing features."""
+    from .models import SegmentModel, Snapshot, TagDefinition
+    from .services.tags import save_tag_definition
+
+    k = settings.SEGMENT_COUNT
+    if k < 1:
+        return None
+    files = sorted(str(p) for p in (snapshot_dir(run.id) / "features").glob("part=*.parquet"))
+    columns = [sql for _, sql, _, _ in segments.BEHAVIOUR]
+    features = [name for name, _, _, _ in segments.BEHAVIOUR]
+    con = duckdb.connect()
+    try:
+        active = con.execute(f"SELECT count(*) FROM read_parquet({files_sql(files)}) WHERE status = 'active'").fetchone()[0]
+        step = max(1, -(-active // SEGMENT_SAMPLE))
+        # Every step-th id: the same sample every time for the same data, unlike a seeded reservoir
+        # sample under parallel threads.
+        sample = con.execute(
+            f"SELECT {', '.join(columns)} FROM read_parquet({files_sql(files)}) "
+            f"WHERE status = 'active' AND subscriber_id % {step} = 0"
+        ).fetchnumpy()
+    finally:
+        con.close()
+    values = np.column_stack([np.asarray(sample[c], dtype=float) for c in sample])
+    if len(values) < k:
+        return None
+    current = Snapshot.objects.current()
+    previous = SegmentModel.objects.filter(run__snapshot=current).first() if current else None
+    fit = segments.fit(values, features, k, previous=_fit_from(previous), seed=settings.SEGMENT_SEED)
+    descriptions = {code: segments.describe(centroid, features) for code, centroid in zip(fit.codes, fit.centroids)}
+    model, _ = SegmentModel.objects.update_or_create(run=run, defaults=dict(
+        k=len(fit.codes), features=features, mean=fit.mean.tolist(), scale=fit.scale.tolist(),
+        centroids={c: row.tolist() for c, row in zip(fit.codes, fit.centroids)},
+        descriptions={c: {"zh": zh, "en": en, "sample_share": round(float(n) / len(values), 4)}
+                      for (c, (zh, en)), n in zip(descriptions.items(), fit.sizes)},
+        sample_size=len(values), matched_to=previous,
+    ))
+    for code, (zh, en) in descriptions.items():
+        tag = TagDefinition.objects.filter(code=code).first() or TagDefinition(code=code)
+        tag.name, tag.name_en = f"分群:{zh}"[:64], f"Segment: {en}"[:64]
+        tag.category, tag.kind, tag.enabled, tag.expression = TagDefinition.Category.SEGMENT, TagDefinition.Kind.SEGMENT, True, ""
+        tag.description = (
+            f"Behaviour segment by k-means (k={len(fit.codes)}) on standardised {', '.join(features)}. "
+            f"Compared with the average subscriber: {en}. The code stays with the matching centroid from one "
+            "snapshot to the next."
+        )
+        save_tag_definition(tag=tag, note=f"fitted in run #{run.id}")
+    for tag in TagDefinition.objects.filter(kind=TagDefinition.Kind.SEGMENT, enabled=True).exclude(code__in=fit.codes):
+        tag.enabled = False
+        save_tag_definition(tag=tag, note=f"not among the {len(fit.codes)} segments of run #{run.id}")
+    return {"model_id": model.id, "features": features, "mean": model.mean, "scale": model.scale,
+            "codes": fit.codes, "centroids": fit.centroids.tolist()}
+
+
+# --- compute one partition ---------------------------------------------------------------------------------
+
+def _tag_sql(tag: dict) -> str:
+    if tag["kind"] == "rule":
+        return tag["sql"]
+    if tag["kind"] == "segment":
+        return f"coalesce(_segment = '{tag['code']}', false)"
+    return f"coalesce(subscriber_id IN (SELECT subscriber_id FROM imported_members WHERE code = '{tag['code']}'), false)"
+
+
+def tags_select(work: PartitionWork) -> str:
+    """One query computing every pinned tag for the partition, level by level."""
+    pinned = work.definitions["tags"]
+    table = feature_table_sql({stage: [str(work.earlier_output(stage))] for stage in FEATURE_SOURCES})
+    steps = [f"level0 AS (SELECT * FROM {table})"]
+    fitted = work.definitions.get("segments")
+    if fitted:
+        fit = segments.SegmentFit(fitted["features"], np.array(fitted["mean"]), np.array(fitted["scale"]),
+                                  np.array(fitted["centroids"]), fitted["codes"], np.zeros(len(fitted["codes"])))
+        column_sql = {name: sql for name, sql, _, _ in segments.BEHAVIOUR}
+        steps.append(f"distances AS (SELECT *, {segments.distances_sql(fit, column_sql)} AS _distances FROM level0)")
+        steps.append(f"segmented AS (SELECT * EXCLUDE (_distances), {segments.nearest_code_sql(fit, '_distances')} "
+                     "AS _segment FROM distances)")
+    previous = steps[-1].split(" AS (", 1)[0]
+    for level in sorted({t["level"] for t in pinned}):
+        columns = ", ".join(f'{_tag_sql(t)} AS "{t["code"]}"' for t in pinned if t["level"] == level)
+        steps.append(f"level{level} AS (SELECT *, {columns} FROM {previous})")
+        previous = f"level{level}"
+    codes = ", ".join(f'"{t["code"]}"' for t in pinned)
+    return f"WITH {', '.join(steps)} SELECT subscriber_id{', ' + codes if codes else ''} FROM {previous} ORDER BY subscriber_id"
+
+
+def _register_imported(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> None:
+    from .models import TagVersion
+
+    ids, codes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=object)]
+    imported = [t for t in work.definitions["tags"] if t["kind"] == "imported"]
+    for version in TagVersion.objects.filter(id__in=[t["version_id"] for t in imported]).select_related("tag"):
+        members = BitMap.deserialize(bytes(version.members)) if version.members else BitMap()
+        members = np.asarray(members.to_array(), dtype=np.int64)
+        members = members[(members >= work.id_from) & (members < work.id_to)]
+        ids.append(members)
+        codes.append(np.full(len(members), version.tag.code, dtype=object))
+    con.register("imported_members", pa.table({"subscriber_id": np.concatenate(ids), "code": np.concatenate(codes).astype(str)}))
+
+
+def _failing_tag(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> dict | None:
+    """Which pinned tag makes the pass fail: compute the tags one level prefix at a time."""
+    pinned = work.definitions["tags"]
+    for count in range(1, len(pinned) + 1):
+        trial = replace(work, definitions={**work.definitions, "tags": pinned[:count]})
+        try:
+            con.execute(f"SELECT count(*) FROM ({tags_select(trial)})").fetchone()
+        except duckdb.Error:
+            return pinned[count - 1]
+    return None
+
+
+def compute_tags(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
+    from .services.snapshots import StageFailed
+
+    _register_imported(con, work)
+    try:
+        write_atomically(con, tags_select(work), target)
+    except duckdb.Error as exc:
+        failing = _failing_tag(con, work)
+        if failing is None:
+            raise
+        message = str(exc).splitlines()[0]
+        raise StageFailed(f"tag {failing['code']} (v{failing['version']}) failed on the data: {message}") from None
+    data = con.execute(f"SELECT * FROM read_parquet('{target}')").fetchnumpy()
+    ids = np.asarray(data["subscriber_id"])
+    rows = {"kind": [], "key": [], "count": [], "bitmap": []}
+
+    def keep(kind: str, key: str, bitmap: BitMap) -> None:
+        rows["kind"].append(kind), rows["key"].append(key), rows["count"].append(len(bitmap))
+        rows["bitmap"].append(bitmap.serialize())
+
+    for tag in work.definitions["tags"]:
+        keep("tag", tag["code"], to_bitmap(ids[np.asarray(data[tag["code"]], dtype=bool)]))
+    regions = con.execute(
+        f"SELECT region_code, subscriber_id FROM read_parquet('{work.earlier_output('features')}') ORDER BY region_code"
+    ).fetchnumpy()
+    region_codes, region_ids = np.asarray(regions["region_code"]).astype(str), np.asarray(regions["subscriber_id"])
+    for code in np.unique(region_codes):
+        keep("region", str(code), to_bitmap(region_ids[region_codes == code]))
+    bitmaps = work.output_path(BITMAPS, work.index)
+    bitmaps.parent.mkdir(parents=True, exist_ok=True)
+    partial = bitmaps.with_name(f".{bitmaps.name}.{os.getpid()}.partial")
+    pq.write_table(pa.table(rows), partial)
+    os.replace(partial, bitmaps)
+    memberships = sum(c for k, c in zip(rows["kind"], rows["count"]) if k == "tag")
+    return {"subscribers": len(ids), "tags": len(work.definitions["tags"]), "tag_memberships": memberships}
+
+
+# --- publish -------------------------------------------------------------------------------------------------
+
+def publish_tags(run, snapshot) -> dict:
+    """Union the partitions' bitmaps and store one per (snapshot, tag) and (snapshot, district)."""
+    from .models import Region, RegionSnapshot, TagDefinition, TagSnapshot
+
+    files = sorted((snapshot_dir(run.id) / BITMAPS).glob("part=*.parquet"))
+    merged: dict[tuple[str, str], BitMap] = {}
+    for path in files:
+        table = pq.read_table(path).to_pydict()
+        for kind, key, blob in zip(table["kind"], table["key"], table["bitmap"]):
+            merged.setdefault((kind, key), BitMap()).update(BitMap.deserialize(blob))
+    pinned = run.definitions.get("tags", [])
+    tags = dict(TagDefinition.objects.filter(code__in=[t["code"] for t in pinned]).values_list("code", "id"))
+    TagSnapshot.objects.bulk_create([
+        TagSnapshot(snapshot=snapshot, tag_id=tags[t["code"]], version_id=t["version_id"],
+                    subscriber_count=len(bitmap), bitmap=bitmap.serialize())
+        for t in pinned for bitmap in [merged.get(("tag", t["code"]), BitMap())]
+    ])
+    regions = dict(Region.objects.filter(code__in=[key for kind, key in merged if kind == "region"]).values_list("code", "id"))
+    RegionSnapshot.objects.bulk_create([
+        RegionSnapshot(snapshot=snapshot, region_id=regions[key], subscriber_count=len(bitmap), bitmap=bitmap.serialize())
+        for (kind, key), bitmap in merged.items() if kind == "region" and key in regions
+    ])
+    return {"tags": len(pinned), "regions": len(regions)}
+
+
+register_stage(Stage("tags", "标签计算 Tags", 40, compute_tags, prepare=prepare_tags, publish=publish_tags))
