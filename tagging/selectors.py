@@ -28,3 +28,92 @@ def usage_in_regions(*, snapshot: Snapshot, user) -> dict:
     finally:
         con.close()
     return {"subscribers": row[0], "subscribers_with_usage": row[1], "charge_yuan": round(row[2], 2), "data_gb": round(row[3], 2)}
+
+
+def tag_history(*, code: str, user, limit: int = 12) -> list[dict]:
+    """A tag's count in the user's regions over the last snapshots, oldest first, with who entered and left."""
+    from .services.audiences import SnapshotBitmaps
+
+    snapshots = list(Snapshot.objects.filter(tags__tag__code=code).order_by("-as_of_date", "-id")[:limit])[::-1]
+    history, before = [], None
+    for snapshot in snapshots:
+        bitmaps = SnapshotBitmaps(snapshot, user)
+        members = bitmaps.tag(code) & bitmaps.scope
+        history.append({
+            "snapshot": snapshot.id, "as_of_date": str(snapshot.as_of_date), "count": len(members),
+            "entered": len(members - before) if before is not None else None,
+            "left": len(before - members) if before is not None else None,
+        })
+        before = members
+    return history
+
+
+def tag_difference(*, code: str, user, before: Snapshot, after: Snapshot, sample: int = 20) -> dict:
+    """Who entered and who left a tag between two snapshots, in the user's regions (a few shown, masked)."""
+    from .models import Subscriber
+    from .services.audiences import SnapshotBitmaps
+
+    old, new = SnapshotBitmaps(before, user), SnapshotBitmaps(after, user)
+    was = old.tag(code) & old.scope if code in old.tag_codes else None
+    now = new.tag(code) & new.scope if code in new.tag_codes else None
+    if was is None or now is None:
+        missing = before if was is None else after
+        raise LookupError(f"tag {code} is not in the snapshot of {missing.as_of_date}")
+    entered, left = now - was, was - now
+
+    def shown(ids) -> list[dict]:
+        first = list(ids[:sample]) if len(ids) else []
+        return [{"id": s.id, "msisdn": s.msisdn_masked} for s in Subscriber.objects.filter(id__in=first)]
+
+    return {
+        "tag": code, "before": {"snapshot": before.id, "as_of_date": str(before.as_of_date), "count": len(was)},
+        "after": {"snapshot": after.id, "as_of_date": str(after.as_of_date), "count": len(now)},
+        "entered": len(entered), "left": len(left), "stayed": len(now & was),
+        "entered_sample": shown(entered), "left_sample": shown(left),
+    }
+
+
+def subscriber_tag_timeline(*, subscriber_id: int, limit: int = 12) -> list[dict]:
+    """The subscriber's tags in each of the last snapshots, oldest first, with what was gained and lost."""
+    from .models import TagDefinition
+    from .services.audiences import load_bitmap, snapshot_index
+
+    snapshots = list(Snapshot.objects.order_by("-as_of_date", "-id")[:limit])[::-1]
+    names = dict(TagDefinition.objects.values_list("code", "name"))
+    timeline, before = [], None
+    for snapshot in snapshots:
+        stamp = snapshot.published_at.timestamp()
+        held = {code for code, pk in snapshot_index(snapshot.id, stamp)["tag"].items() if subscriber_id in load_bitmap("tag", pk, stamp)}
+        timeline.append({
+            "snapshot": snapshot.id, "as_of_date": str(snapshot.as_of_date), "tags": sorted(held),
+            "gained": sorted(held - before) if before is not None else [],
+            "lost": sorted(before - held) if before is not None else [],
+        })
+        before = held
+    for entry in timeline:
+        entry["names"] = {code: names.get(code, code) for code in entry["tags"] + entry["lost"]}
+    return timeline
+
+
+def subscriber_features(*, subscriber_id: int, snapshot: Snapshot | None = None) -> dict | None:
+    """The subscriber's feature row in a snapshot (the current one by default), or None."""
+    from .features import FEATURE_SOURCES, feature_table_sql
+
+    snapshot = snapshot or Snapshot.objects.current()
+    if snapshot is None:
+        return None
+    files = {stage: sorted(str(p) for p in (snapshot_dir(snapshot.run_id) / stage).glob("part=*.parquet"))
+             for stage in FEATURE_SOURCES}
+    if not files.get("features"):
+        return None
+    con = store.connect()
+    try:
+        cursor = con.execute(f"SELECT * FROM {feature_table_sql(files)} WHERE subscriber_id = $id", {"id": subscriber_id})
+        row = cursor.fetchone()
+        columns = [d[0] for d in cursor.description]
+    finally:
+        con.close()
+    if row is None:
+        return None
+    return {name: (round(value, 4) if isinstance(value, float) else value)
+            for name, value in zip(columns, row) if name != "subscriber_id"}

@@ -1,6 +1,17 @@
 from rest_framework import serializers
 
-from ..models import IngestBatch, Product, Region, Snapshot, SnapshotPartition, SnapshotRun, Subscriber, Subscription
+from ..models import (
+    IngestBatch,
+    Product,
+    Region,
+    Snapshot,
+    SnapshotPartition,
+    SnapshotRun,
+    Subscriber,
+    Subscription,
+    TagDefinition,
+    TagVersion,
+)
 
 
 class RegionSerializer(serializers.ModelSerializer):
@@ -77,3 +88,91 @@ class SnapshotSerializer(serializers.ModelSerializer):
     class Meta:
         model = Snapshot
         fields = ["id", "as_of_date", "run", "is_current", "subscriber_count", "summary", "published_at"]
+
+
+class FeatureSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["number", "boolean", "text"])
+    unit = serializers.CharField()
+    label = serializers.CharField(help_text="Chinese name")
+    description = serializers.CharField()
+    source = serializers.CharField(help_text="The raw dataset it is computed from")
+
+
+class TagVersionSerializer(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = TagVersion
+        fields = ["number", "expression", "enabled", "name", "name_en", "category", "change", "author", "created_at"]
+
+
+class TagSerializer(serializers.ModelSerializer):
+    count = serializers.SerializerMethodField(help_text="Subscribers in your regions with the tag, current snapshot")
+    previous_count = serializers.SerializerMethodField(help_text="The same in the snapshot before")
+    trend = serializers.SerializerMethodField(help_text="count - previous_count")
+
+    class Meta:
+        model = TagDefinition
+        fields = ["code", "name", "name_en", "category", "kind", "expression", "enabled", "description", "version",
+                  "updated_at", "count", "previous_count", "trend"]
+
+    def _count(self, tag, which: str) -> int | None:
+        bitmaps = self.context.get(which)
+        if bitmaps is None or tag.code not in bitmaps.tag_codes:
+            return None
+        return bitmaps.count(bitmaps.tag(tag.code))
+
+    def get_count(self, tag) -> int | None:
+        return self._count(tag, "current")
+
+    def get_previous_count(self, tag) -> int | None:
+        return self._count(tag, "previous")
+
+    def get_trend(self, tag) -> int | None:
+        now, before = self.get_count(tag), self.get_previous_count(tag)
+        return None if now is None or before is None else now - before
+
+
+class TagHistoryEntrySerializer(serializers.Serializer):
+    snapshot = serializers.IntegerField()
+    as_of_date = serializers.DateField()
+    count = serializers.IntegerField()
+    entered = serializers.IntegerField(allow_null=True)
+    left = serializers.IntegerField(allow_null=True)
+
+
+class TagDetailSerializer(TagSerializer):
+    history = serializers.SerializerMethodField()
+    versions = TagVersionSerializer(many=True, read_only=True)
+
+    class Meta(TagSerializer.Meta):
+        fields = TagSerializer.Meta.fields + ["history", "versions"]
+
+    def get_history(self, tag) -> list[dict]:
+        return TagHistoryEntrySerializer(self.context["history"], many=True).data
+
+
+class RegionCountSerializer(serializers.Serializer):
+    region = serializers.CharField()
+    name = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class AudiencePreviewRequestSerializer(serializers.Serializer):
+    expression = serializers.CharField(trim_whitespace=False, help_text='e.g. high_value and lifecycle_at_risk')
+    snapshot = serializers.PrimaryKeyRelatedField(queryset=Snapshot.objects.all(), required=False,
+                                                  help_text="A published snapshot; the current one by default")
+
+
+class AudiencePreviewSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Subscribers in your regions matching the expression")
+    subscribers = serializers.IntegerField(help_text="All subscribers in your regions")
+    snapshot = serializers.DateField(help_text="As-of date of the snapshot counted")
+    by_region = RegionCountSerializer(many=True)
+    elapsed_ms = serializers.FloatField()
+
+
+class ExpressionErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    error = serializers.DictField(help_text="message, line, column (1-based) and the offending token")

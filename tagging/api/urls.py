@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from . import views
@@ -9,5 +10,10 @@ router.register("subscribers", views.SubscriberViewSet, basename="subscriber")
 router.register("ingest-batches", views.IngestBatchViewSet, basename="ingestbatch")
 router.register("snapshot-runs", views.SnapshotRunViewSet, basename="snapshotrun")
 router.register("snapshots", views.SnapshotViewSet, basename="snapshot")
+router.register("tags", views.TagViewSet, basename="tag")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("features/", views.FeatureCatalogueView.as_view(), name="feature-catalogue"),
+    path("audiences/preview", views.AudiencePreviewView.as_view(), name="audience-preview"),
+    *router.urls,
+]

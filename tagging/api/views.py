@@ -1,12 +1,18 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from ..models import IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscriber
+from ..expressions import ExpressionError
+from ..features import catalogue
+from ..models import IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscriber, TagDefinition
+from ..selectors import subscriber_features, subscriber_tag_timeline, tag_difference, tag_history
+from ..services.audiences import SnapshotBitmaps, preview_audience
 from ..services.snapshots import SnapshotRefused, start_snapshot_run
 from . import serializers
 from .filters import IngestBatchFilter, SubscriberFilter
-from .permissions import ModelPermissions
+from .permissions import ModelPermissions, requires
 
 
 class RegionViewSet(viewsets.ReadOnlyModelViewSet):
@@ -41,6 +47,23 @@ class SubscriberViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_serializer_class(self):
         return serializers.SubscriberDetailSerializer if self.action == "retrieve" else serializers.SubscriberSerializer
+
+    @extend_schema(responses=dict)
+    @action(detail=True)
+    def profile(self, request, pk=None):
+        """The subscriber's profile (masked): tags now, the tag timeline over snapshots, and features."""
+        subscriber = self.get_object()
+        timeline = subscriber_tag_timeline(subscriber_id=subscriber.id)
+        current = Snapshot.objects.current()
+        now = next((entry for entry in timeline if current and entry["snapshot"] == current.id), None)
+        tags = TagDefinition.objects.filter(code__in=now["tags"] if now else [])
+        return Response({
+            "subscriber": serializers.SubscriberDetailSerializer(subscriber).data,
+            "snapshot": str(current.as_of_date) if current else None,
+            "tags": [{"code": t.code, "name": t.name, "name_en": t.name_en, "category": t.category} for t in tags],
+            "timeline": timeline,
+            "features": subscriber_features(subscriber_id=subscriber.id, snapshot=current),
+        })
 
 
 class IngestBatchViewSet(viewsets.ReadOnlyModelViewSet):
@@ -77,3 +100,76 @@ class SnapshotViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.SnapshotSerializer
     permission_classes = [ModelPermissions]
     filterset_fields = ["is_current", "as_of_date"]
+
+
+class FeatureCatalogueView(APIView):
+    """The feature catalogue: every column a tag rule may use, with type, unit and source."""
+
+    permission_classes = [requires("tagging.view_tagdefinition")]
+
+    @extend_schema(responses=serializers.FeatureSerializer(many=True))
+    def get(self, request):
+        return Response([feature.as_dict() for feature in catalogue()])
+
+
+class TagViewSet(viewsets.ReadOnlyModelViewSet):
+    """Tags with their count in your regions (current snapshot), the count before and the trend;
+    the detail adds the count over the last snapshots and every kept version."""
+
+    queryset = TagDefinition.objects.prefetch_related("versions__author")
+    permission_classes = [ModelPermissions]
+    filterset_fields = ["category", "kind", "enabled"]
+    search_fields = ["code", "name", "name_en", "description"]
+    lookup_field = "code"
+
+    def get_serializer_class(self):
+        return serializers.TagDetailSerializer if self.action == "retrieve" else serializers.TagSerializer
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        recent = list(Snapshot.objects.filter(tags__isnull=False).distinct().order_by("-is_current", "-as_of_date", "-id")[:2])
+        if recent and recent[0].is_current:
+            context["current"] = SnapshotBitmaps(recent[0], self.request.user)
+            context["previous"] = SnapshotBitmaps(recent[1], self.request.user) if len(recent) > 1 else None
+        if self.action == "retrieve":
+            context["history"] = tag_history(code=self.kwargs["code"], user=self.request.user)
+        return context
+
+    @extend_schema(parameters=[OpenApiParameter("before", int, description="Snapshot id (default: the one before after)"),
+                               OpenApiParameter("after", int, description="Snapshot id (default: the current one)")],
+                   responses=dict)
+    @action(detail=True)
+    def diff(self, request, code=None):
+        """Who entered and who left the tag between two snapshots, in your regions."""
+        tag = self.get_object()
+        try:
+            after = Snapshot.objects.get(id=request.query_params["after"]) if "after" in request.query_params else Snapshot.objects.current()
+            before = (Snapshot.objects.get(id=request.query_params["before"]) if "before" in request.query_params
+                      else Snapshot.objects.filter(as_of_date__lte=after.as_of_date, tags__tag=tag).exclude(id=after.id)
+                      .order_by("-as_of_date", "-id").first())
+        except (Snapshot.DoesNotExist, ValueError, AttributeError):
+            return Response({"detail": "no such snapshot"}, status=status.HTTP_404_NOT_FOUND)
+        if before is None:
+            return Response({"detail": "there is no earlier snapshot to compare with"}, status=status.HTTP_404_NOT_FOUND)
+        try:
+            return Response(tag_difference(code=tag.code, user=request.user, before=before, after=after))
+        except LookupError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+
+
+class AudiencePreviewView(APIView):
+    """Count an audience (tags joined with and/or/not) in your regions: total, per district, time taken."""
+
+    permission_classes = [requires("tagging.view_tagdefinition")]
+
+    @extend_schema(request=serializers.AudiencePreviewRequestSerializer,
+                   responses={200: serializers.AudiencePreviewSerializer, 400: serializers.ExpressionErrorSerializer})
+    def post(self, request):
+        given = serializers.AudiencePreviewRequestSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            preview = preview_audience(expression=given.validated_data["expression"], user=request.user,
+                                       snapshot=given.validated_data.get("snapshot"))
+        except ExpressionError as exc:
+            return Response({"detail": str(exc), "error": exc.as_dict()}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(preview)

@@ -13,13 +13,15 @@ from ..models import Region, StaffProfile
 # What each role may do in admin and the API; every row it sees is still scoped to its regions.
 ROLE_PERMISSIONS = {
     StaffProfile.Role.ADMIN: {
-        "tagging": ["view_*", "add_product", "change_product", "add_region", "change_region", "add_snapshotrun"],
+        "tagging": ["view_*", "add_product", "change_product", "add_region", "change_region", "add_snapshotrun",
+                    "add_tagdefinition", "change_tagdefinition"],
     },
     StaffProfile.Role.SALES: {
-        "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot"],
+        "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot",
+                    "view_tagdefinition"],
     },
     StaffProfile.Role.FIELD: {
-        "tagging": ["view_region", "view_product", "view_subscriber"],
+        "tagging": ["view_region", "view_product", "view_subscriber", "view_tagdefinition"],
     },
 }
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from django.db import transaction
+from pyroaring import BitMap
 
 from ..expressions import Expression, ExpressionError, Symbol, Type, evaluation_order, parse
 from ..features import FEATURE_SOURCES, feature_symbols, feature_table_sql
@@ -15,6 +17,14 @@ from ..stages import snapshot_dir
 # Words of the expression language (and Python's) a tag code may not take.
 RESERVED = {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "lambda", "area", "hex"}
 VERSIONED_FIELDS = ["name", "name_en", "category", "kind", "expression", "enabled", "description"]
+
+
+class DefinitionRefused(ExpressionError):
+    """A definition that cannot be saved, naming the form field at fault (code, expression, enabled)."""
+
+    def __init__(self, message: str, *, field: str = "expression", **position):
+        self.field = field
+        super().__init__(message, **position)
 
 
 def tag_symbols(*, extra: set[str] = frozenset()) -> dict[str, Symbol]:
@@ -44,9 +54,11 @@ def check_definition(tag: TagDefinition) -> Expression | None:
     a rule using a disabled tag, or disabling a tag that enabled rules use. Raises ExpressionError."""
     features = feature_symbols()
     if tag.code in features:
-        raise ExpressionError(f"{tag.code!r} is already the name of a feature; choose another code", token=tag.code)
+        raise DefinitionRefused(f"{tag.code!r} is already the name of a feature; choose another code", field="code",
+                                token=tag.code)
     if tag.code in RESERVED:
-        raise ExpressionError(f"{tag.code!r} is a word of the rule language; choose another code", token=tag.code)
+        raise DefinitionRefused(f"{tag.code!r} is a word of the rule language; choose another code", field="code",
+                                token=tag.code)
     symbols = tag_symbols(extra={tag.code})
     if tag.pk:
         previous_code = TagDefinition.objects.filter(pk=tag.pk).values_list("code", flat=True).first()
@@ -56,12 +68,14 @@ def check_definition(tag: TagDefinition) -> Expression | None:
     users = sorted(code for code, used in dependencies.items() if tag.code in used and code != tag.code)
     enabled_users = set(TagDefinition.objects.enabled().filter(code__in=users).values_list("code", flat=True))
     if not tag.enabled and enabled_users:
-        raise ExpressionError(f"enabled tags use this tag: {', '.join(sorted(enabled_users))}; change them first",
-                              token=tag.code)
+        raise DefinitionRefused(f"enabled tags use this tag: {', '.join(sorted(enabled_users))}; change them first",
+                                field="enabled", token=tag.code)
     if tag.kind != TagDefinition.Kind.RULE:
         if tag.expression.strip():
-            raise ExpressionError(f"a {tag.get_kind_display()} tag has no expression; clear it")
+            raise DefinitionRefused(f"a {tag.get_kind_display()} tag has no expression; clear it")
         return None
+    if not tag.expression.strip():
+        raise DefinitionRefused("a rule needs an expression, e.g. sms_30d >= 300 and sms_package_fee < 20")
     parsed = parse(tag.expression, symbols)
     dependencies[tag.code] = {name for name in parsed.references if symbols[name].kind == "tag"}
     evaluation_order(dependencies)
@@ -69,7 +83,7 @@ def check_definition(tag: TagDefinition) -> Expression | None:
         disabled = sorted(TagDefinition.objects.filter(code__in=dependencies[tag.code], enabled=False)
                           .values_list("code", flat=True))
         if disabled:
-            raise ExpressionError(f"uses disabled tags: {', '.join(disabled)}", token=disabled[0])
+            raise DefinitionRefused(f"uses disabled tags: {', '.join(disabled)}", token=disabled[0])
     return parsed
 
 
@@ -81,12 +95,21 @@ def _change_summary(tag: TagDefinition, previous: TagVersion | None) -> str:
 
 
 @transaction.atomic
-def save_tag_definition(*, tag: TagDefinition, author=None, note: str = "") -> TagDefinition:
-    """Check and save a definition; keep a new version (who, when, what) whenever its content changed."""
+def save_tag_definition(*, tag: TagDefinition, author=None, note: str = "", members: BitMap | None = None) -> TagDefinition:
+    """Check and save a definition; keep a new version (who, when, what) whenever its content changed.
+
+    `members` replaces an imported list's subscribers; without it the list stays as it was.
+    """
     check_definition(tag)
     tag.full_clean(exclude=["version"])
     previous = tag.versions.order_by("-number").first() if tag.pk else None
     change = _change_summary(tag, previous)
+    if members is not None:
+        change = ", ".join(filter(None, [change, f"{len(members):,} members imported"]))
+    elif previous is not None and previous.members is not None:
+        members = BitMap.deserialize(bytes(previous.members))
+    if tag.kind == TagDefinition.Kind.IMPORTED and members is None:
+        raise DefinitionRefused("an imported list needs its members: upload a file of MSISDNs", field="members_file")
     if previous is not None and not change:
         tag.save()
         return tag
@@ -95,6 +118,8 @@ def save_tag_definition(*, tag: TagDefinition, author=None, note: str = "") -> T
     tag.save()
     TagVersion.objects.create(
         tag=tag, number=tag.version, author=tag.updated_by, change=(f"{change}: {note}" if note else change)[:255],
+        members=members.serialize() if members is not None else None,
+        member_count=len(members) if members is not None else None,
         **{name: getattr(tag, name) for name in VERSIONED_FIELDS},
     )
     return tag
@@ -208,3 +233,48 @@ def install_starting_catalogue(*, author=None) -> int:
         added += 1
     return added
 
+
+
+def import_member_list(content: bytes) -> BitMap:
+    """The subscribers of an uploaded list (one MSISDN per line, an optional header, UTF-8 or GBK), set-wise.
+    Any line that is not a number, or not a subscriber, refuses the whole list, naming the lines."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = content.decode("gbk", errors="replace")
+    lines = text.splitlines()
+    subscribers = store.current_sql("subscribers")
+    if subscribers is None:
+        raise DefinitionRefused("no subscribers in the lake yet: ingest the subscribers file first", field="members_file")
+    con = store.connect()
+    try:
+        rows = con.execute(
+            f"""
+            WITH given AS (
+                SELECT line, CASE WHEN regexp_full_match(trim(value), '\\+?861[3-9][0-9]{{9}}') THEN right(trim(value), 11)
+                            ELSE trim(value) END AS msisdn, trim(value) AS raw
+                FROM (SELECT unnest($lines) AS value, generate_subscripts($lines, 1) AS line)
+                WHERE trim(value) <> '' AND NOT (line = 1 AND NOT regexp_matches(value, '[0-9]'))
+            )
+            SELECT g.line, g.raw, s.subscriber_id,
+                   regexp_full_match(g.msisdn, '1[3-9][0-9]{{9}}') AS well_formed
+            FROM given g LEFT JOIN (SELECT msisdn, subscriber_id FROM {subscribers}) s USING (msisdn)
+            ORDER BY g.line
+            """,
+            {"lines": lines},
+        ).fetchnumpy()
+    finally:
+        con.close()
+    well_formed, ids = rows["well_formed"].astype(bool), rows["subscriber_id"]
+    known = ~np.ma.getmaskarray(ids) if np.ma.isMaskedArray(ids) else ~np.isnan(ids.astype(float))
+    bad = ~well_formed | ~known
+    if not len(rows["line"]):
+        raise DefinitionRefused("the file lists no MSISDNs", field="members_file")
+    if bad.any():
+        shown = [
+            f"line {line}: {raw[:20]!r} " + ("is not an 11-digit mobile number" if not ok else "is not a subscriber")
+            for line, raw, ok in zip(rows["line"][bad][:10], rows["raw"][bad][:10], well_formed[bad][:10])
+        ]
+        raise DefinitionRefused(f"{int(bad.sum()):,} of {len(bad):,} lines refused; " + "; ".join(shown),
+                                field="members_file")
+    return BitMap(np.asarray(ids, dtype=np.uint32))

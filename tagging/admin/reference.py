@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.utils.html import format_html, format_html_join
 
-from .models import (
+from ..models import (
     IngestBatch,
     Product,
     Region,
@@ -148,7 +148,7 @@ class SnapshotRunAdmin(ReadOnlyAdmin):
                     "finished_at", "created_by"]
     list_filter = ["status"]
     fields = ["as_of_date", "status", "stage", "window_days", "partition_size", "partition_count",
-              "max_subscriber_id", "lake_batches", "error", "created_by", "created_at", "started_at", "finished_at"]
+              "max_subscriber_id", "lake_batches", "definitions", "error", "created_by", "created_at", "started_at", "finished_at"]
     readonly_fields = fields
     inlines = [SnapshotPartitionInline]
 
