@@ -7,3 +7,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Runs whose worker died mid-partition are picked up again (beat: `celery -A config worker -B` on one machine,
+# or a separate `celery -A config beat`).
+app.conf.beat_schedule = {
+    "resume-stalled-snapshot-runs": {"task": "tagging.tasks.resume_stalled_runs_task", "schedule": 60.0},
+}

@@ -146,8 +146,9 @@ def trend_periods(*, as_of: date, window_days: int, usage_from: date | None) -> 
     if usage_from is not None and usage_from <= previous_start:
         return {"basis": "previous window", "previous": [str(previous_start), str(start - timedelta(days=1))],
                 "current": [str(start), str(as_of)]}
-    half = start + timedelta(days=window_days // 2)
-    return {"basis": "window halves", "previous": [str(start), str(half - timedelta(days=1))],
+    covered = max(start, usage_from) if usage_from is not None else start
+    half = covered + timedelta(days=((as_of - covered).days + 1) // 2)
+    return {"basis": "window halves", "previous": [str(covered), str(half - timedelta(days=1))],
             "current": [str(half), str(as_of)]}
 
 

@@ -160,7 +160,8 @@ def _failing_tag(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> dict | 
     for count in range(1, len(pinned) + 1):
         trial = replace(work, definitions={**work.definitions, "tags": pinned[:count]})
         try:
-            con.execute(f"SELECT count(*) FROM ({tags_select(trial)})").fetchone()
+            # Aggregate the newest tag's own column, so the optimiser cannot skip computing it.
+            con.execute(f'SELECT bool_or("{pinned[count - 1]["code"]}") FROM ({tags_select(trial)})').fetchone()
         except duckdb.Error:
             return pinned[count - 1]
     return None

@@ -20,3 +20,8 @@ def compute_partition_task(self, partition_id: int) -> None:
         # Exponential backoff (2, 4, 8 s): long enough for a flaky share to recover, short enough
         # that a run that cannot finish is marked failed within seconds.
         raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1))
+
+
+@shared_task(acks_late=True)
+def resume_stalled_runs_task() -> None:
+    snapshots.resume_stalled_runs()

@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,9 +51,46 @@ def ingest_city(folder: Path, datasets=INGEST_ORDER) -> None:
         assert batch.status == IngestBatch.Status.ACCEPTED, (dataset, batch.message, batch.errors[:5])
 
 
+class Worker:
+    """A real `celery worker` process group on the test database and the shared lake."""
+
+    def __init__(self, env: dict):
+        self.env, self.process = env, None
+
+    def start(self, **env_overrides: str) -> None:
+        from config.celery import app
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker",
+             "--loglevel=" + os.environ.get("TEST_WORKER_LOGLEVEL", "warning"), "--concurrency=2",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env={**self.env, **env_overrides}, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not app.control.ping(timeout=1.0):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError("the Celery worker did not start")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, as a crashed machine would."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker, shared_data_dir):
-    """In services mode, a real `celery worker` on the test database and the shared lake."""
+    """In services mode, a real `celery worker` on the test database and the shared lake (None otherwise)."""
     if not SERVICES:
         yield None
         return
@@ -61,25 +99,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, shared_data_dir):
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # no task left over from an earlier session
     db = connection.settings_dict
     url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    env = {**os.environ, "DATABASE_URL": url, "DATA_DIR": str(shared_data_dir), "REDIS_URL": settings.REDIS_URL}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=" + os.environ.get("TEST_WORKER_LOGLEVEL", "warning"), "--concurrency=2",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env,
-    )
-    from config.celery import app
-
-    deadline = time.monotonic() + 60
-    while not app.control.ping(timeout=1.0):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            worker.kill()
-            raise RuntimeError("the Celery worker did not start")
+    worker = Worker({**os.environ, "DATABASE_URL": url, "DATA_DIR": str(shared_data_dir), "REDIS_URL": settings.REDIS_URL})
+    worker.start()
     yield worker
-    worker.terminate()
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
+    worker.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from pyroaring import BitMap, FrozenBitMap
 
+from ..features import feature_symbols
 from ..expressions import BitmapResolver, Expression, ExpressionError, Symbol, Type, parse
 from ..models import Region, RegionSnapshot, Snapshot, TagSnapshot
 
@@ -87,7 +88,8 @@ class _Resolver(BitmapResolver):
 
 
 def audience_symbols(bitmaps: SnapshotBitmaps) -> dict[str, Symbol]:
-    return {code: Symbol(code, Type.BOOLEAN, "tag") for code in bitmaps.tag_codes}
+    # Features are known too, so that using one says why it is refused rather than "unknown name".
+    return {**feature_symbols(), **{code: Symbol(code, Type.BOOLEAN, "tag") for code in bitmaps.tag_codes}}
 
 
 def parse_audience(text: str, bitmaps: SnapshotBitmaps) -> Expression:

@@ -207,3 +207,31 @@ def fail_run(*, run_id: int, error: str) -> None:
 def fail_run_of_partition(*, partition_id: int, error: str) -> None:
     partition = SnapshotPartition.objects.get(id=partition_id)
     fail_run(run_id=partition.run_id, error=f"{partition.stage} partition {partition.index}: {error}")
+
+
+def resume_stalled_runs() -> int:
+    """Re-send the work of runs that stopped moving (a worker killed mid-partition, messages lost with it).
+
+    A run is stalled when none of its partitions was claimed or finished within the lease. Every unfinished
+    partition of its stage is sent again; duplicates are harmless, the claim lets one through. Returns how
+    many partitions were sent. Celery beat calls this every minute; `manage.py resume_runs` by hand.
+    """
+    from ..tasks import compute_partition_task
+
+    lease = timezone.now() - timedelta(seconds=settings.SNAPSHOT_PARTITION_LEASE_SECONDS)
+    sent = 0
+    for run in SnapshotRun.objects.filter(status=SnapshotRun.Status.RUNNING, started_at__lt=lease):
+        if run.partitions.filter(Q(claimed_at__gte=lease) | Q(finished_at__gte=lease)).exists():
+            continue
+        stage = run.stage if run.stage in STAGES else ordered_stages()[-1].name
+        unfinished = list(run.partitions.filter(stage=stage).exclude(status=SnapshotPartition.Status.DONE).values_list("id", flat=True))
+        if not unfinished:
+            # Every partition finished but the run did not move on: the worker died advancing it.
+            SnapshotRun.objects.filter(id=run.id, stage="publish").update(stage=stage)
+            advance_run(run_id=run.id, stage=stage)
+            continue
+        logger.warning("run #%s stalled in %s: sending %s partitions again", run.id, stage, len(unfinished))
+        for partition_id in unfinished:
+            compute_partition_task.delay(partition_id)
+        sent += len(unfinished)
+    return sent

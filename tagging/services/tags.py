@@ -76,9 +76,12 @@ def check_definition(tag: TagDefinition) -> Expression | None:
         return None
     if not tag.expression.strip():
         raise DefinitionRefused("a rule needs an expression, e.g. sms_30d >= 300 and sms_package_fee < 20")
-    parsed = parse(tag.expression, symbols)
-    dependencies[tag.code] = {name for name in parsed.references if symbols[name].kind == "tag"}
-    evaluation_order(dependencies)
+    try:
+        parsed = parse(tag.expression, symbols)
+        dependencies[tag.code] = {name for name in parsed.references if symbols[name].kind == "tag"}
+        evaluation_order(dependencies)
+    except ExpressionError as exc:
+        raise DefinitionRefused(exc.message, line=exc.line, column=exc.column, token=exc.token) from None
     if tag.enabled:
         disabled = sorted(TagDefinition.objects.filter(code__in=dependencies[tag.code], enabled=False)
                           .values_list("code", flat=True))
