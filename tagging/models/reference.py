@@ -274,11 +274,14 @@ class SnapshotRun(models.Model):
 
     @property
     def progress(self) -> float:
-        """Share of (stage, partition) work items done, 0..1."""
-        counts = self.partitions.aggregate(
-            total=models.Count("id"), done=models.Count("id", filter=Q(status=SnapshotPartition.Status.DONE))
-        )
-        return counts["done"] / counts["total"] if counts["total"] else 0.0
+        """Share of (stage, partition) work items done, 0..1, counting the stages not yet started."""
+        from ..stages import STAGES
+
+        if self.status == self.Status.SUCCEEDED:
+            return 1.0
+        total = self.partition_count * len(STAGES)
+        done = self.partitions.filter(status=SnapshotPartition.Status.DONE).count()
+        return min(done / total, 1.0) if total else 0.0
 
 
 class SnapshotPartition(models.Model):

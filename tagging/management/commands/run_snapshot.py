@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tagging.models import SnapshotPartition, SnapshotRun
 from tagging.services.snapshots import SnapshotRefused, start_snapshot_run
+from tagging.stages import ordered_stages
 
 
 class Command(BaseCommand):
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         while True:
             run.refresh_from_db()
             done = run.partitions.filter(status=SnapshotPartition.Status.DONE).count()
-            total = run.partitions.count()
+            total = run.partition_count * len(ordered_stages())  # later stages' partitions are created as it goes
             if sys.stdout.isatty() or run.status not in (SnapshotRun.Status.RUNNING, SnapshotRun.Status.PENDING):
                 width = 30
                 filled = int(width * done / total) if total else 0
