@@ -76,7 +76,7 @@ N, B, T = Type.NUMBER, Type.BOOLEAN, Type.TEXT
 _USAGE = [
     ("active_days", N, "days", "通信活跃天数", "Days in the window with any call, SMS or data use"),
     ("active_day_share", N, "0-1", "活跃天数占比", "Active days divided by the days in the window"),
-    ("days_since_last_use", N, "days", "最近一次使用距今天数", "Days from the last active day to the as-of date; window + 1 when none"),
+    ("days_since_last_use", N, "days", "最近一次使用距今天数", "Days from the last active day to the as-of date, looking back over both trend periods (one more than that when none)"),
     ("voice_calls_total", N, "calls", "通话次数(窗口)", "Calls made in the window"),
     ("voice_minutes_total", N, "minutes", "通话分钟(窗口)", "Call minutes in the window"),
     ("sms_total", N, "messages", "短信条数(窗口)", "SMS sent in the window"),
@@ -152,6 +152,48 @@ def trend_periods(*, as_of: date, window_days: int, usage_from: date | None) -> 
             "current": [str(half), str(as_of)]}
 
 
+def _products_held(con: duckdb.DuckDBPyConnection, work: PartitionWork, ids: str) -> tuple[str, str]:
+    """Columns and join for the products held on the as-of date: one bit per product, OR-ed per subscriber.
+
+    One bitwise aggregate instead of a boolean and a sum per product and category: the subscriptions
+    pass then costs about what reading them does, however many products there are.
+    """
+    files = work.lake_files
+    if not files.get("products") or not files.get("subscriptions"):
+        return "", ""
+    products = read_sql("products", files["products"])
+    rows = con.execute(f"SELECT code, category, monthly_fee_yuan FROM {products} ORDER BY code").fetchall()
+    words = (len(rows) + 63) // 64
+    index = {code: i for i, (code, _, _) in enumerate(rows)}
+    cases = " ".join(f"WHEN '{code}' THEN {i}" for code, i in index.items())
+    masks = ", ".join(
+        f"bit_or(CASE WHEN idx // 64 = {w} THEN 1::UBIGINT << (idx % 64) ELSE 0::UBIGINT END) AS mask_{w}"
+        for w in range(words)
+    )
+    product_join = (
+        f" LEFT JOIN (SELECT subscriber_id, {masks} FROM (SELECT subscriber_id, CASE product_code {cases} END AS idx "
+        f"FROM {read_sql('subscriptions', files['subscriptions'])} WHERE {ids} AND start_date <= DATE '{work.as_of}' "
+        f"AND (end_date IS NULL OR end_date >= DATE '{work.as_of}')) WHERE idx IS NOT NULL GROUP BY subscriber_id) p "
+        f"USING (subscriber_id)"
+    )
+
+    def held(i: int) -> str:
+        return f"coalesce((p.mask_{i // 64} >> {i % 64}) & 1::UBIGINT = 1::UBIGINT, false)"
+
+    fee_of = {code: float(fee or 0) for code, _, fee in rows}
+    columns = [
+        " + ".join(f"coalesce(bit_count(p.mask_{w}), 0)" for w in range(words)) + " AS products_held",
+        " + ".join(f"{held(i)}::INTEGER * {fee_of[code]!r}" for code, i in index.items()) + " AS package_fee_total",
+        *(f"{held(i)} AS has_{_slug(code)}" for code, i in index.items()),
+        *(
+            " + ".join(f"{held(index[code])}::INTEGER * {fee_of[code]!r}" for code, cat, _ in rows if cat == category)
+            + f" AS {_slug(category)}_package_fee"
+            for category in sorted({r[1] for r in rows})
+        ),
+    ]
+    return "".join(f",\n               {c}" for c in columns), product_join
+
+
 def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
     """Per-subscriber features over the window for every subscriber of the partition (zeros when silent)."""
     ids = f"subscriber_id >= {work.id_from} AND subscriber_id < {work.id_to}"
@@ -170,96 +212,78 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
         "0 AS onnet_calls, 0 AS offnet_calls, 0 AS competitor_calls, 0 AS sms, 0 AS mms, 0.0 AS data_mb, "
         "0.0 AS roaming_minutes, 0 AS night_calls, 0.0 AS charge_yuan WHERE false)"
     )
-    in_window = f"date >= DATE '{work.window_start}'"
-    in_current = f"date BETWEEN DATE '{cur_from}' AND DATE '{cur_to}'"
-    in_previous = f"date BETWEEN DATE '{prev_from}' AND DATE '{prev_to}'"
+    # The rows read run from the start of the earlier trend period to the as-of date. When that is just
+    # the window (a city with one window of history), window sums are plain sums; and the earlier
+    # period's sums are always the total less the current period's: a conditional sum costs far more
+    # over every raw row than a plain one.
+    whole_read_is_window = date.fromisoformat(prev_from) >= work.window_start
+
+    def in_window(column: str) -> str:
+        return f"sum({column})" if whole_read_is_window else f"sum({column} * (date >= DATE '{work.window_start}')::INTEGER)"
+
+    def current(column: str) -> str:
+        return f"sum({column} * (date >= DATE '{cur_from}')::INTEGER)" if whole_read_is_window else in_window(column)
 
     def trend_of(column: str) -> str:
-        return (f"sum({column}) FILTER (WHERE {in_current}) / "
-                f"NULLIF(sum({column}) FILTER (WHERE {in_previous}), 0)")
+        return f"coalesce({column}_current, 0) / NULLIF({column}_all - coalesce({column}_current, 0), 0)"
 
-    products = read_sql("products", work.lake_files.get("products", [])) if work.lake_files.get("products") else None
-    product_columns, product_join = "", ""
-    if products and work.lake_files.get("subscriptions"):
-        rows = con.execute(f"SELECT code, category FROM {products} ORDER BY code").fetchall()
-        held = (
-            f"(SELECT s.subscriber_id, s.product_code, p.category, p.monthly_fee_yuan AS fee "
-            f"FROM {read_sql('subscriptions', work.lake_files['subscriptions'])} s JOIN {products} p ON p.code = s.product_code "
-            f"WHERE s.{ids} AND s.start_date <= DATE '{work.as_of}' "
-            f"AND (s.end_date IS NULL OR s.end_date >= DATE '{work.as_of}'))"
-        )
-        per_product = "".join(f", bool_or(product_code = '{c}') AS has_{_slug(c)}" for c, _ in rows)
-        per_category = "".join(
-            f", coalesce(sum(fee) FILTER (WHERE category = '{cat}'), 0)::DOUBLE AS {_slug(cat)}_package_fee"
-            for cat in sorted({r[1] for r in rows})
-        )
-        product_join = (
-            f" LEFT JOIN (SELECT subscriber_id, count(DISTINCT product_code) AS products_held, "
-            f"sum(fee)::DOUBLE AS package_fee_total{per_product}{per_category} FROM {held} GROUP BY subscriber_id) p "
-            f"USING (subscriber_id)"
-        )
-        product_columns = ", coalesce(p.products_held, 0) AS products_held, coalesce(p.package_fee_total, 0) AS package_fee_total" + "".join(
-            f", coalesce(p.has_{_slug(c)}, false) AS has_{_slug(c)}" for c, _ in rows
-        ) + "".join(f", coalesce(p.{_slug(cat)}_package_fee, 0) AS {_slug(cat)}_package_fee" for cat in sorted({r[1] for r in rows}))
+    measures = ["voice_calls", "voice_minutes", "onnet_calls", "offnet_calls", "competitor_calls", "night_calls", "sms",
+                "mms", "data_mb", "charge_yuan", "roaming_minutes", "(roaming_minutes > 0)::INTEGER AS roaming_days"]
+    sums = ",\n                   ".join(
+        f"{in_window(m.split(' AS ')[0])} AS {m.split(' AS ')[-1]}" for m in measures
+    )
+    trend_sums = ",\n                   ".join(
+        f"sum({m}) AS {m}_all, {current(m)} AS {m}_current" for m in ["voice_minutes", "sms", "data_mb", "charge_yuan"]
+    )
 
+    product_columns, product_join = _products_held(con, work, ids)
     select = f"""
         WITH u AS (
             SELECT subscriber_id,
-                   count(*) FILTER (WHERE {in_window}) AS active_days,
-                   max(date) FILTER (WHERE {in_window}) AS last_use,
-                   sum(voice_calls) FILTER (WHERE {in_window}) AS voice_calls,
-                   sum(voice_minutes) FILTER (WHERE {in_window}) AS voice_minutes,
-                   sum(onnet_calls) FILTER (WHERE {in_window}) AS onnet_calls,
-                   sum(offnet_calls) FILTER (WHERE {in_window}) AS offnet_calls,
-                   sum(competitor_calls) FILTER (WHERE {in_window}) AS competitor_calls,
-                   sum(night_calls) FILTER (WHERE {in_window}) AS night_calls,
-                   sum(sms) FILTER (WHERE {in_window}) AS sms,
-                   sum(mms) FILTER (WHERE {in_window}) AS mms,
-                   sum(data_mb) FILTER (WHERE {in_window}) AS data_mb,
-                   sum(charge_yuan) FILTER (WHERE {in_window}) AS charge,
-                   count(*) FILTER (WHERE {in_window} AND roaming_minutes > 0) AS roaming_days,
-                   sum(roaming_minutes) FILTER (WHERE {in_window}) AS roaming_minutes,
-                   {trend_of('voice_minutes')} AS voice_trend,
-                   {trend_of('sms')} AS sms_trend,
-                   {trend_of('data_mb')} AS data_trend,
-                   {trend_of('charge_yuan')} AS charge_trend
+                   {in_window('1')} AS active_days,
+                   max(date) AS last_use,
+                   {sums},
+                   {trend_sums}
             FROM {usage} GROUP BY subscriber_id
         )
         SELECT s.subscriber_id,
                coalesce(u.active_days, 0) AS active_days,
                coalesce(u.active_days, 0) / {days} AS active_day_share,
-               coalesce(DATE '{work.as_of}' - u.last_use, {days + 1}) AS days_since_last_use,
+               coalesce(DATE '{work.as_of}' - u.last_use, DATE '{work.as_of}' - DATE '{earliest}' + 1) AS days_since_last_use,
                coalesce(u.voice_calls, 0)::BIGINT AS voice_calls_total,
                coalesce(u.voice_minutes, 0)::DOUBLE AS voice_minutes_total,
                coalesce(u.sms, 0)::BIGINT AS sms_total,
                coalesce(u.mms, 0)::BIGINT AS mms_total,
                coalesce(u.data_mb, 0)::DOUBLE AS data_mb_total,
-               coalesce(u.charge, 0)::DOUBLE AS charge_total,
+               coalesce(u.charge_yuan, 0)::DOUBLE AS charge_total,
                coalesce(u.voice_calls, 0) * {scale} AS voice_calls_30d,
                coalesce(u.voice_minutes, 0) * {scale} AS voice_minutes_30d,
                coalesce(u.sms, 0) * {scale} AS sms_30d,
                coalesce(u.mms, 0) * {scale} AS mms_30d,
                coalesce(u.data_mb, 0) * {scale} AS data_mb_30d,
-               coalesce(u.charge, 0) * {scale} AS arpu_30d,
+               coalesce(u.charge_yuan, 0) * {scale} AS arpu_30d,
                u.night_calls / NULLIF(u.voice_calls, 0) AS night_call_share,
                u.onnet_calls / NULLIF(u.voice_calls, 0) AS onnet_call_share,
                u.offnet_calls / NULLIF(u.voice_calls, 0) AS offnet_call_share,
                u.competitor_calls / NULLIF(u.voice_calls, 0) AS competitor_call_share,
                coalesce(u.roaming_days, 0) AS roaming_days,
                coalesce(u.roaming_minutes, 0) * {scale} AS roaming_minutes_30d,
-               u.voice_trend, u.sms_trend, u.data_trend, u.charge_trend,
+               {trend_of('u.voice_minutes')} AS voice_trend, {trend_of('u.sms')} AS sms_trend,
+               {trend_of('u.data_mb')} AS data_trend, {trend_of('u.charge_yuan')} AS charge_trend,
                date_sub('month', s.join_date, DATE '{work.as_of}') AS tenure_months,
                {work.as_of.year} - s.birth_year AS age,
                coalesce(s.gender, 'U') AS gender,
                s.brand,
-               TRY_CAST(regexp_extract(s.plan, '(\\d+(?:\\.\\d+)?)元', 1) AS DOUBLE) AS plan_fee,
+               plans.plan_fee,
                s.region_code,
                s.status,
                s.marketing_opt_out
                {product_columns}
         FROM (SELECT * FROM {subscribers} WHERE {ids}) s
+        -- A handful of distinct plan names: parse each once, not once per subscriber.
+        LEFT JOIN (SELECT plan, TRY_CAST(regexp_extract(plan, '(\\d+(?:\\.\\d+)?)元', 1) AS DOUBLE) AS plan_fee
+                   FROM (SELECT DISTINCT plan FROM {subscribers} WHERE {ids})) plans USING (plan)
         LEFT JOIN u USING (subscriber_id){product_join}
-        ORDER BY s.subscriber_id
     """
     write_atomically(con, select, target)
     subscribers_n, active, minutes, data_mb, charge = con.execute(

@@ -44,7 +44,7 @@ def standardise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return (values - mean) / scale, mean, scale
 
 
-def kmeans(points: np.ndarray, k: int, *, seed: int = 0, iterations: int = 60, restarts: int = 3) -> np.ndarray:
+def kmeans(points: np.ndarray, k: int, *, seed: int = 0, iterations: int = 40, restarts: int = 3) -> np.ndarray:
     """Lloyd's k-means with k-means++ seeding, best of a few restarts; returns the (k, f) centroids."""
     rng = np.random.default_rng(seed)
     k = min(k, len(points))
@@ -53,10 +53,14 @@ def kmeans(points: np.ndarray, k: int, *, seed: int = 0, iterations: int = 60, r
         centroids = _plus_plus(points, k, rng)
         for _ in range(iterations):
             labels = nearest(points, centroids)
-            moved = np.array([points[labels == c].mean(axis=0) if np.any(labels == c) else centroids[c] for c in range(k)])
-            if np.allclose(moved, centroids, atol=1e-6):
-                break
+            counts = np.bincount(labels, minlength=k)
+            sums = np.stack([np.bincount(labels, weights=points[:, j], minlength=k) for j in range(points.shape[1])], axis=1)
+            # An emptied cluster keeps its centroid rather than vanishing.
+            moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids)
+            shift = np.abs(moved - centroids).max()
             centroids = moved
+            if shift < 1e-3:  # standardised units: far below any difference worth describing
+                break
         inertia = ((points - centroids[nearest(points, centroids)]) ** 2).sum()
         if inertia < best_inertia:
             best, best_inertia = centroids, inertia
@@ -75,8 +79,8 @@ def _plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
 
 
 def nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    squared = (points**2).sum(axis=1)[:, None] - 2 * points @ centroids.T + (centroids**2).sum(axis=1)[None, :]
-    return squared.argmin(axis=1)
+    """Index of each point's nearest centroid (the points' own squared norms do not change the argmin)."""
+    return ((centroids**2).sum(axis=1)[None, :] - 2 * points @ centroids.T).argmin(axis=1)
 
 
 def fit(values: np.ndarray, features: list[str], k: int, *, previous: SegmentFit | None = None, seed: int = 0) -> SegmentFit:
@@ -117,15 +121,18 @@ def describe(centroid: np.ndarray, features: list[str]) -> tuple[str, str]:
     return "·".join(zh for zh, _ in chosen), ", ".join(en for _, en in chosen)
 
 
-def distances_sql(fit: SegmentFit, column_sql: dict[str, str]) -> str:
-    """DuckDB SQL for the list of a row's squared distances to each centroid, in standardised units."""
-    distances = []
-    for centroid in fit.centroids:
-        terms = [
-            f"power(({column_sql[name]} - {mean!r}) / {scale!r} - {value!r}, 2)"
-            for name, mean, scale, value in zip(fit.features, fit.mean.tolist(), fit.scale.tolist(), centroid.tolist())
-        ]
-        distances.append("(" + " + ".join(terms) + ")")
+def standardised_sql(fit: SegmentFit, column_sql: dict[str, str]) -> list[str]:
+    """DuckDB SQL for each behaviour feature in the model's standardised units (select them as _z0, _z1, ...)."""
+    return [f"(({column_sql[name]}) - {mean!r}) / {scale!r}"
+            for name, mean, scale in zip(fit.features, fit.mean.tolist(), fit.scale.tolist())]
+
+
+def distances_sql(fit: SegmentFit) -> str:
+    """DuckDB SQL for the list of a row's squared distances to each centroid, over the columns _z0, _z1, ..."""
+    distances = [
+        " + ".join(f"(_z{i} - {value!r}) * (_z{i} - {value!r})" for i, value in enumerate(centroid.tolist()))
+        for centroid in fit.centroids
+    ]
     return "[" + ", ".join(distances) + "]"
 
 

@@ -27,7 +27,7 @@ from .lake.store import files_sql
 from .stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
 
 BITMAPS = "tag_bitmaps"  # per-partition bitmap files, beside the stage's wide files
-SEGMENT_SAMPLE = 200_000  # subscribers the k-means sees; assignment then covers everyone
+SEGMENT_SAMPLE = 30_000  # subscribers the k-means sees (plenty for 8 centroids in 8 dimensions); all are assigned
 
 
 def to_bitmap(ids: np.ndarray) -> BitMap:
@@ -128,16 +128,17 @@ def tags_select(work: PartitionWork) -> str:
         fit = segments.SegmentFit(fitted["features"], np.array(fitted["mean"]), np.array(fitted["scale"]),
                                   np.array(fitted["centroids"]), fitted["codes"], np.zeros(len(fitted["codes"])))
         column_sql = {name: sql for name, sql, _, _ in segments.BEHAVIOUR}
-        steps.append(f"distances AS (SELECT *, {segments.distances_sql(fit, column_sql)} AS _distances FROM level0)")
-        steps.append(f"segmented AS (SELECT * EXCLUDE (_distances), {segments.nearest_code_sql(fit, '_distances')} "
-                     "AS _segment FROM distances)")
+        standardised = ", ".join(f"{sql} AS _z{i}" for i, sql in enumerate(segments.standardised_sql(fit, column_sql)))
+        steps.append(f"standardised AS (SELECT *, {standardised} FROM level0)")
+        steps.append(f"distances AS (SELECT *, {segments.distances_sql(fit)} AS _distances FROM standardised)")
+        steps.append(f"segmented AS (SELECT *, {segments.nearest_code_sql(fit, '_distances')} AS _segment FROM distances)")
     previous = steps[-1].split(" AS (", 1)[0]
     for level in sorted({t["level"] for t in pinned}):
         columns = ", ".join(f'{_tag_sql(t)} AS "{t["code"]}"' for t in pinned if t["level"] == level)
         steps.append(f"level{level} AS (SELECT *, {columns} FROM {previous})")
         previous = f"level{level}"
     codes = ", ".join(f'"{t["code"]}"' for t in pinned)
-    return f"WITH {', '.join(steps)} SELECT subscriber_id{', ' + codes if codes else ''} FROM {previous} ORDER BY subscriber_id"
+    return f"WITH {', '.join(steps)} SELECT subscriber_id{', ' + codes if codes else ''} FROM {previous}"
 
 
 def _register_imported(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> None:

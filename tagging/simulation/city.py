@@ -53,6 +53,9 @@ class CityParameters:
     end_date: date = DEFAULT_END_DATE
     sites: int | None = None
     file_format: str = "csv"
+    # Stays, events and IMEI observations (signalling) are most of the rows and of the memory; a usage-only
+    # city (the tag benchmarks' 1 M x 30 days) leaves them out.
+    signalling: bool = True
 
     @property
     def start_date(self) -> date:
@@ -102,13 +105,14 @@ def simulate_city(params: CityParameters, out_dir: Path, *, progress: Progress =
     active = _active_days(rng, params, people)
     writer.raw("usage_daily", _usage_daily(rng, params, people, active))
 
-    progress("stays")
-    writer.raw("stays", _stays(rng, params, people, network, places, active, epoch0))
+    if params.signalling:
+        progress("stays")
+        writer.raw("stays", _stays(rng, params, people, network, places, active, epoch0))
 
-    progress("events and imei_observations")
-    events, observations = _events_and_observations(rng, params, people, phones, network, active, epoch0)
-    writer.raw("events", events)
-    writer.raw("imei_observations", observations)
+        progress("events and imei_observations")
+        events, observations = _events_and_observations(rng, params, people, phones, network, active, epoch0)
+        writer.raw("events", events)
+        writer.raw("imei_observations", observations)
 
     progress("ground truth")
     _write_truth(writer, params, people, phones, network)

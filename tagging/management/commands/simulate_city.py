@@ -20,15 +20,18 @@ class Command(BaseCommand):
         parser.add_argument("--sites", type=int, default=None, help="base-station sites (default: by size)")
         parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
         parser.add_argument("--out", type=Path, default=None, help="default: DATA_DIR/city")
+        parser.add_argument("--no-signalling", action="store_true",
+                            help="leave out stays, events and IMEI observations (a usage-only city)")
 
     def handle(self, *args, **options):
         out = options["out"] or settings.DATA_DIR / "city"
         params = CityParameters(
             subscribers=options["subscribers"], days=options["days"], seed=options["seed"],
             end_date=options["end_date"], sites=options["sites"], file_format=options["format"],
+            signalling=not options["no_signalling"],
         )
         started = time.monotonic()
-        steps, done = 8, 0
+        steps, done = 8 if params.signalling else 6, 0
 
         def progress(step: str) -> None:
             nonlocal done
