@@ -110,15 +110,20 @@ def parse(text: str, symbols: Mapping[str, Symbol], *, audience: bool = False) -
         raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters", column=MAX_LENGTH + 1)
     if "\x00" in text:
         raise ExpressionError("the expression contains a NUL character", column=text.index("\x00") + 1)
+    # One-line input is stripped (pasted rules carry stray spaces, even U+00A0); errors are located in
+    # the stripped source and then shifted so that columns still count from the original text.
+    source = text.strip() if "\n" not in text.strip() else text
+    lead = len(text) - len(text.lstrip()) if source is not text else 0
     try:
-        tree = ast.parse(text.strip() if "\n" not in text.strip() else text, mode="eval")
+        tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         line, column = exc.lineno or 1, exc.offset or 1
-        token = _token_at(text, line, column)
+        token = _token_at(source, line, column)
+        column += lead if line == 1 else 0
         raise ExpressionError(f"syntax error: {exc.msg}", line=line, column=column, token=token) from None
     except (ValueError, RecursionError, MemoryError):
         raise ExpressionError("the expression cannot be parsed (too deeply nested?)") from None
-    checker = _Checker(text, symbols, audience)
+    checker = _Checker(source, symbols, audience, lead=lead)
     result = checker.check(tree.body, depth=1)
     if result != Type.BOOLEAN:
         raise checker.error(tree.body, f"the expression must be true or false, not a {result.value}")
@@ -149,8 +154,9 @@ def evaluation_order(dependencies: Mapping[str, set[str] | frozenset[str]]) -> l
 
 
 class _Checker:
-    def __init__(self, text: str, symbols: Mapping[str, Symbol], audience: bool):
+    def __init__(self, text: str, symbols: Mapping[str, Symbol], audience: bool, *, lead: int = 0):
         self.lines = text.splitlines() or [""]
+        self.lead = lead
         self.symbols, self.audience = symbols, audience
         self.references: set[str] = set()
         self.functions: list[tuple[str, str]] = []
@@ -165,7 +171,7 @@ class _Checker:
     def _column(self, line: int, byte_offset: int) -> int:
         # ast counts UTF-8 bytes; people count characters (a Chinese area name is 3 bytes a character).
         text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
-        return len(text.encode()[:byte_offset].decode(errors="ignore")) + 1
+        return len(text.encode()[:byte_offset].decode(errors="ignore")) + 1 + (self.lead if line == 1 else 0)
 
     def check(self, node: ast.AST, *, depth: int) -> Type:
         self.nodes += 1

@@ -117,3 +117,18 @@ def subscriber_features(*, subscriber_id: int, snapshot: Snapshot | None = None)
         return None
     return {name: (round(value, 4) if isinstance(value, float) else value)
             for name, value in zip(columns, row) if name != "subscriber_id"}
+
+
+def tag_counts(*, user) -> dict[str, tuple[int, int | None]]:
+    """Per tag: subscribers in the user's regions in the current snapshot, and in the snapshot before."""
+    from .services.audiences import SnapshotBitmaps
+
+    recent = list(Snapshot.objects.filter(tags__isnull=False).distinct().order_by("-is_current", "-as_of_date", "-id")[:2])
+    if not recent or not recent[0].is_current:
+        return {}
+    now = SnapshotBitmaps(recent[0], user)
+    before = SnapshotBitmaps(recent[1], user) if len(recent) > 1 else None
+    return {
+        code: (now.count(now.tag(code)), before.count(before.tag(code)) if before and code in before.tag_codes else None)
+        for code in now.tag_codes
+    }

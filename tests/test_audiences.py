@@ -173,3 +173,14 @@ def test_the_admin_story_write_a_rule_see_the_count_save_a_version(published):
     browser.force_login(sales)
     assert browser.post("/admin/tagging/tagdefinition/add/", form).status_code == 403
     assert preview_audience(expression="high_value", user=sales)["subscribers"] == Subscriber.objects.filter(region__code=CHANCHENG).count()
+
+
+def test_the_home_page_shows_the_tag_library_in_the_users_regions(published):
+    sales = staff_user("sales", Region.objects.get(code=CHANCHENG), username="sales")
+    browser = Client()
+    browser.force_login(sales)
+    page = browser.get("/").content.decode()
+    chancheng = BitMap.deserialize(bytes(published.regions.get(region__code=CHANCHENG).bitmap))
+    experts = BitMap.deserialize(bytes(TagSnapshot.objects.get(snapshot=published, tag__code="sms_expert").bitmap))
+    assert 'id="tag-library"' in page and "短信专家 SMS expert" in page
+    assert f'<td class="num">{len(experts & chancheng):,}</td>' in page

@@ -127,6 +127,8 @@ def test_an_audience_compiles_to_bitmap_algebra():
         ("sms_30d is None", "sms_30d", "is is not allowed"),
         ("brand == '全球通' and foo", "foo", "unknown name 'foo'"),
         ("area('禅城') and high_value", "area", "no function calls in tag rules"),
+        ("\xa0 sms_30d > 'x'", "'x'", "cannot compare"),  # pasted with a no-break space in front
+        ("  sms_30d >= (", "(", "never closed"),
     ],
 )
 def test_errors_name_the_position_and_the_token(text, at, needle):

@@ -11,9 +11,8 @@ from django.utils.html import format_html, format_html_join
 
 from ..expressions import ExpressionError
 from ..features import catalogue
-from ..models import SegmentModel, Snapshot, TagDefinition, TagVersion
-from ..selectors import tag_history
-from ..services.audiences import SnapshotBitmaps
+from ..models import SegmentModel, TagDefinition, TagVersion
+from ..selectors import tag_counts, tag_history
 from ..services.tags import check_definition, import_member_list, preview_rule, save_tag_definition
 from .reference import ReadOnlyAdmin, ReadOnlyInline
 
@@ -71,7 +70,7 @@ class TagDefinitionAdmin(admin.ModelAdmin):
         return ["code", "kind"] if obj and obj.kind == TagDefinition.Kind.SEGMENT else []
 
     def get_list_display(self, request):
-        counts = _current_counts(request.user)
+        counts = tag_counts(user=request.user)
 
         @admin.display(description="人数 subscribers (your regions)")
         def subscribers(tag):
@@ -116,19 +115,6 @@ class TagDefinitionAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "title": "特征目录 Feature catalogue",
                    "features": catalogue(), "opts": self.model._meta}
         return TemplateResponse(request, "admin/tagging/tagdefinition/features.html", context)
-
-
-def _current_counts(user) -> dict[str, tuple[int | None, int | None]]:
-    """Per tag: subscribers in the user's regions now and in the snapshot before."""
-    recent = list(Snapshot.objects.filter(tags__isnull=False).distinct().order_by("-is_current", "-as_of_date", "-id")[:2])
-    if not recent:
-        return {}
-    now = SnapshotBitmaps(recent[0], user)
-    before = SnapshotBitmaps(recent[1], user) if len(recent) > 1 else None
-    return {
-        code: (now.count(now.tag(code)), before.count(before.tag(code)) if before and code in before.tag_codes else None)
-        for code in now.tag_codes
-    }
 
 
 @admin.register(SegmentModel)
