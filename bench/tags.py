@@ -27,6 +27,7 @@ def measure(city: Path, scratch: Path, repeat: int) -> dict:
     from tagging.services.ingest import ingest_file
     from tagging.services.snapshots import start_snapshot_run
     from tagging.services.tags import install_starting_catalogue
+    from tagging.stages import STAGE_COMPRESSION
 
     for dataset in ["regions", "products", "subscribers", "subscriptions", "usage_daily"]:
         batch = ingest_file(dataset=dataset, path=city / f"{dataset}.csv")
@@ -43,7 +44,7 @@ def measure(city: Path, scratch: Path, repeat: int) -> dict:
                 f"COPY (SELECT subscriber_id, count(*) AS days, sum(voice_calls), sum(voice_minutes), sum(onnet_calls), "
                 f"sum(offnet_calls), sum(competitor_calls), sum(sms), sum(mms), sum(data_mb), sum(roaming_minutes), "
                 f"sum(night_calls), sum(charge_yuan) FROM read_parquet({store.files_sql(usage)}) GROUP BY subscriber_id) "
-                f"TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
+                f"TO '{target}' (FORMAT parquet, COMPRESSION {STAGE_COMPRESSION})"  # as the stages write
             )
         bare.append(timer.seconds)
         con.close()
