@@ -245,6 +245,10 @@ SNAPSHOT_PARTITION_LEASE_SECONDS = _env_int("SNAPSHOT_PARTITION_LEASE_SECONDS", 
 # Behaviour segments: k of the k-means (0 turns segments off) and its seed, for reproducible runs.
 SEGMENT_COUNT = _env_int("SEGMENT_COUNT", 8, minimum=0)
 SEGMENT_SEED = _env_int("SEGMENT_SEED", 7, minimum=0)
+# How far back a run reads IMEI observations (handset chains, change cycles), and how many distinct
+# models one TAC may be reported with before the reports its catalogue entry does not match are clones.
+TERMINAL_HISTORY_DAYS = _env_int("TERMINAL_HISTORY_DAYS", 3 * 365, minimum=30)
+TERMINAL_CLONE_MODELS = _env_int("TERMINAL_CLONE_MODELS", 3, minimum=2)
 # How many rejected rows an ingest report lists in full (the count is always exact).
 INGEST_MAX_REPORTED_ERRORS = _env_int("INGEST_MAX_REPORTED_ERRORS", 1000, minimum=1)
 DUCKDB_MEMORY_LIMIT = os.environ.get("DUCKDB_MEMORY_LIMIT", "8GB")

@@ -7,4 +7,4 @@ class TaggingConfig(AppConfig):
 
     def ready(self) -> None:
         # The stages and feature sources this app contributes register themselves on import.
-        from . import features, tag_stage  # noqa: F401
+        from . import features, tag_stage, terminals  # noqa: F401

@@ -5,7 +5,8 @@ Thresholds are per 30 days, so they hold whatever the snapshot window. Order mat
 the tags its rule uses.
 """
 
-BASIC, CONSUMPTION, BEHAVIOUR, NEED, LIFECYCLE, VALUE = "basic", "consumption", "behaviour", "need", "lifecycle", "value"
+BASIC, CONSUMPTION, BEHAVIOUR, NEED, LIFECYCLE, VALUE, TERMINAL = (
+    "basic", "consumption", "behaviour", "need", "lifecycle", "value", "terminal")
 
 
 def _tag(code: str, name: str, name_en: str, category: str, expression: str, description: str) -> dict:
@@ -119,4 +120,25 @@ STARTING_TAGS = [
     _tag("broadband_candidate", "宽带候选", "Broadband candidate", NEED,
          "not has_broadband and data_mb_30d >= 8192 and age >= 25 and age < 55",
          "Working-age heavy data users without home broadband: the converged (融合) offer."),
+    # --- terminal (from the terminal snapshot library)
+    _tag("phone_enthusiast", "手机发烧友", "Phone enthusiast", TERMINAL,
+         "handset_changes_12m >= 2 or handset_tier == 'flagship'",
+         "Two handset changes or more in 12 months, or a flagship in hand: first in line for new-model "
+         "launches, trade-in offers and contract handsets (合约机)."),
+    _tag("brand_loyalist", "品牌爱好者", "Brand loyalist", TERMINAL, "brand_streak >= 3",
+         "Three handsets or more in a row of the same brand: offer that brand's next model, not a rival's."),
+    _tag("five_g_handset_no_plan", "5G终端未办5G套餐", "5G handset without a 5G plan", TERMINAL,
+         "has_5g_handset and not has_5g_plan and not is_knockoff",
+         "The handset already supports 5G but the plan does not: the cheapest 5G plan upsell there is "
+         "(no new handset needed)."),
+    _tag("ageing_handset", "终端换机窗口期", "Ageing handset", TERMINAL, "handset_overdue",
+         "The handset in use is older than the subscriber's own average change cycle: likely to change "
+         "soon; a contract handset now keeps them on the network."),
+    _tag("legacy_handset_heavy_data", "2G/3G终端高流量", "2G/3G handset with heavy data use", TERMINAL,
+         "handset_network in ['2G', '3G'] and data_mb_30d >= 1024",
+         "A 2G/3G handset and 1 GB or more per 30 days: a poor experience on an old network; a 4G/5G "
+         "handset upgrade, and a step towards retiring the old network."),
+    _tag("knockoff_user", "山寨机用户", "Knock-off handset user", TERMINAL, "is_knockoff",
+         "The handset in use is a knock-off (山寨机): unknown TAC, failed check digit, wrong brand or a cloned "
+         "TAC. Handset features may be wrong for them; genuine-handset trade-in offers."),
 ]

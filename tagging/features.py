@@ -64,7 +64,7 @@ def feature_table_sql(files_by_stage: dict[str, list[str]]) -> str:
     """One row per subscriber: the base features joined with every other source's columns."""
     base = f"read_parquet({files_sql(files_by_stage['features'])})"
     joins = "".join(
-        f" LEFT JOIN read_parquet({files_sql(files)}) USING (subscriber_id)"
+        f" LEFT JOIN read_parquet({files_sql(files)}) AS {stage} USING (subscriber_id)"
         for stage, files in files_by_stage.items() if stage != "features" and files
     )
     return f"(SELECT * FROM {base}{joins})"

@@ -97,7 +97,7 @@ def subscriber_tag_timeline(*, subscriber_id: int, limit: int = 12) -> list[dict
 
 def subscriber_features(*, subscriber_id: int, snapshot: Snapshot | None = None) -> dict | None:
     """The subscriber's feature row in a snapshot (the current one by default), or None."""
-    from .features import FEATURE_SOURCES, feature_table_sql
+    from .features import FEATURE_SOURCES, catalogue, feature_table_sql
 
     snapshot = snapshot or Snapshot.objects.current()
     if snapshot is None:
@@ -115,8 +115,10 @@ def subscriber_features(*, subscriber_id: int, snapshot: Snapshot | None = None)
         con.close()
     if row is None:
         return None
+    # Catalogue features only: a source's working columns (the handset's IMEI, say) stay out of profiles.
+    shown = {f.name for f in catalogue()}
     return {name: (round(value, 4) if isinstance(value, float) else value)
-            for name, value in zip(columns, row) if name != "subscriber_id"}
+            for name, value in zip(columns, row) if name in shown}
 
 
 def tag_counts(*, user) -> dict[str, tuple[int, int | None]]:

@@ -202,12 +202,17 @@ DATASETS: dict[str, Dataset] = {
         Dataset(
             "imei_observations",
             Kind.FACT,
-            (MSISDN, Column("date", "date"), Column("imei", "digits", length=15)),
+            (
+                MSISDN, Column("date", "date"), Column("imei", "digits", length=15),
+                # What the handset reports about itself (device management), where the source has it.
+                Column("brand", "text", required=False, length=64),
+                Column("model", "text", required=False, length=128),
+            ),
             key=("msisdn", "date", "imei"),
             references=(SUBSCRIBER_REF,),
             checks=(RowCheck("date", f"date < {EARLIEST_DATE} OR date > current_date", "date out of range (future or before 1990)"),),
             period="date",
-            description="The handset (IMEI) a subscriber used on a day.",
+            description="The handset (IMEI) a subscriber used on a day, with the brand and model it reports when known.",
         ),
         Dataset(
             "tac_catalogue",

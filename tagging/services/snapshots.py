@@ -40,11 +40,14 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
     active = SnapshotRun.objects.active().first()
     if active:
         raise SnapshotRefused(f"run #{active.id} (as of {active.as_of_date}) is still {active.status}; wait for it")
-    # Facts are read over the window and the one before it (usage trends compare the two).
+    # Facts are read over the window and the one before it (usage trends compare the two); handset
+    # sightings over the retained handset history.
     lookback = (as_of - timedelta(days=2 * window_days - 1), as_of)
+    history = (min(lookback[0], as_of - timedelta(days=settings.TERMINAL_HISTORY_DAYS - 1)), as_of)
     pinned: dict[str, list[int]] = {}
     for name, spec in DATASETS.items():
-        batches = store.accepted_batches(name, period=lookback if spec.kind == Kind.FACT else None)
+        period = (history if name in ("imei_observations", "events") else lookback) if spec.kind == Kind.FACT else None
+        batches = store.accepted_batches(name, period=period)
         # Rows describing days after the as-of date are not part of this snapshot.
         batches = batches.filter(Q(period_start__isnull=True) | Q(period_start__lte=as_of))
         pinned[name] = list(batches.values_list("id", flat=True))

@@ -255,7 +255,10 @@ class _Phones:
     model_before: np.ndarray
     model_after: np.ndarray
     change_day: np.ndarray  # day index of the handset change, or days (none)
-    knockoff_reason: np.ndarray  # "" or unknown_tac / bad_check_digit
+    knockoff_reason: np.ndarray  # "" or unknown_tac / bad_check_digit / cloned_tac
+    reported_before: np.ndarray  # (n, 2) brand and model the current handset reports about itself
+    reported_after: np.ndarray
+    history: dict  # earlier handsets: subscriber, imei, model, first_day, last_day (day indexes, negative)
 
 
 def _handsets(rng, params: CityParameters, people: _People, tacs: np.ndarray, model_of_tac: np.ndarray) -> _Phones:
@@ -289,11 +292,64 @@ def _handsets(rng, params: CityParameters, people: _People, tacs: np.ndarray, mo
     imei_before = handsets.make_imeis(rng, before_digits, bad_check_digit=reason == "bad_check_digit")
     imei_after = np.where(changes, handsets.make_imeis(rng, tac_digits[tac_after]), imei_before)
     people.traits[:, 5] = handsets.FIVE_G[model_after] & (reason == "")
+
+    # A stream of its own from here, so that adding handset history left every other dataset as it was.
+    more = np.random.default_rng([params.seed, 4])
+    names = np.array([[m[0], m[1]] for m in handsets.MODELS])
+    reported_before, reported_after = names[model_before].copy(), names[model_after]
+    # Cloned TACs: a few popular models' TACs reused by knock-offs reporting models of their own.
+    cloned = (reason == "") & (more.random(n) < 0.008)
+    popular = np.argsort([-m[7] for m in handsets.MODELS], kind="stable")[:3]
+    victims = np.searchsorted(model_of_tac, popular)  # the first TAC of each of three popular models
+    victim = victims[more.integers(0, len(victims), n)]
+    fakes = np.array(handsets.CLONED_REPORTS)[more.integers(0, len(handsets.CLONED_REPORTS), n)]
+    imei_before = np.where(cloned, handsets.make_imeis(more, tac_digits[victim]), imei_before)
+    imei_after = np.where(cloned & ~changes, imei_before, imei_after)
+    reported_before[cloned] = fakes[cloned]
+    reason = np.where(cloned, "cloned_tac", reason)
+    unknown = reason == "unknown_tac"
+    reported_before[unknown] = np.array(handsets.UNKNOWN_MAKERS)[more.integers(0, len(handsets.UNKNOWN_MAKERS), unknown.sum())]
+    history = _handset_history(more, params, people, preferred, enthusiast, model_before, tac_digits, model_of_tac)
     return _Phones(
-        tac_index_before=np.where(reason == "unknown_tac", -1, tac_before), imei_before=imei_before,
+        tac_index_before=np.where(reason == "unknown_tac", -1, np.where(cloned, victim, tac_before)), imei_before=imei_before,
         imei_after=imei_after, model_before=model_before, model_after=model_after, change_day=change_day,
-        knockoff_reason=reason,
+        knockoff_reason=reason, reported_before=reported_before, reported_after=reported_after, history=history,
     )
+
+
+def _handset_history(rng, params, people: _People, preferred, enthusiast, model_now, tac_digits, model_of_tac) -> dict:
+    """The handsets each subscriber used before the window: up to three, each kept for a personal change
+    cycle (enthusiasts every 6-10 months, most people every 2-3 years), many staying with one brand."""
+    n = people.n
+    cycle = np.exp(rng.normal(np.where(enthusiast, np.log(240), np.log(800)), 0.3, n)).clip(90, 2000)
+    loyal = rng.random(n) < 0.45
+    joined = (people.subscriber_table["join_date"] - np.array(params.start_date, dtype="datetime64[D]")).astype(int)
+    earliest = np.maximum(joined, -handsets.HISTORY_DAYS)  # no observations before joining or before retention
+    # The handset in use at the window's start came into use this many days before it (at least one).
+    first = -np.maximum((rng.random(n) * cycle).astype(int), 1)
+    now_first = np.maximum(first, earliest)
+    columns = {"subscriber": [np.arange(n)], "model": [model_now], "first_day": [now_first], "last_day": [np.full(n, -1)]}
+    later_model, later_first = model_now, first
+    brands = np.array([m[0] for m in handsets.MODELS])
+    for _ in range(3):
+        last = later_first - 1
+        start = last - (cycle * rng.uniform(0.7, 1.3, n)).astype(int)
+        keep = last >= earliest  # some of its use falls inside what the lake can hold
+        tier = np.clip(preferred - rng.choice([0, 0, 1], n), 0, 3)
+        model = np.where(loyal, handsets.models_of_brand_near_tier(rng, brands[later_model], tier), handsets.choose_models(rng, tier))
+        columns["subscriber"].append(np.flatnonzero(keep)); columns["model"].append(model[keep])
+        columns["first_day"].append(np.maximum(start, earliest)[keep]); columns["last_day"].append(last[keep])
+        later_model, later_first = np.where(keep, model, later_model), np.where(keep, start, later_first)
+        earliest = np.where(keep, earliest, 0)  # once one is out of reach, so are the ones before it
+    history = {k: np.concatenate(v) for k, v in columns.items()}
+    past = history["last_day"] < -1  # the first entry of each subscriber is the current handset itself
+    history = {k: v[past] for k, v in history.items()}
+    first_tac = np.searchsorted(model_of_tac, history["model"])
+    count = np.bincount(model_of_tac, minlength=len(handsets.MODELS))[history["model"]]
+    tac = first_tac + (rng.random(len(first_tac)) * count).astype(int)
+    history["imei"] = handsets.make_imeis(rng, tac_digits[tac])
+    history["now_first_day"] = now_first  # per subscriber: when the handset in use at the window's start came
+    return history
 
 
 def _propensity_logits(people: _People) -> np.ndarray:
@@ -461,6 +517,32 @@ def _iso_local(epoch_seconds: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise(pc.strftime(local, format="%Y-%m-%dT%H:%M:%S"), pa.scalar("+08:00"), "")
 
 
+def _observations(params, people: _People, phones: _Phones, sub, day, imei, changed) -> dict:
+    """The window's daily observations, plus each earlier handset seen on its first and last day and the
+    handset in use at the window's start on the day it came into use. Two thirds of the rows carry the
+    brand and model the handset reports about itself (device management), which is how clones show."""
+    more = np.random.default_rng([params.seed, 5])
+    reported = np.where(changed[:, None], phones.reported_after[sub], phones.reported_before[sub])
+    history = phones.history
+    names = np.array([[m[0], m[1]] for m in handsets.MODELS])
+    before = np.flatnonzero(history["now_first_day"] < 0)
+    subs = np.concatenate([sub, before, history["subscriber"], history["subscriber"]])
+    days = np.concatenate([day, history["now_first_day"][before], history["first_day"], history["last_day"]])
+    imeis = np.concatenate([imei, phones.imei_before[before], history["imei"], history["imei"]])
+    reports = np.concatenate([reported, phones.reported_before[before], names[history["model"]], names[history["model"]]])
+    once = np.ones(len(subs), dtype=bool)
+    once[len(subs) - len(history["imei"]):] = history["last_day"] != history["first_day"]  # one row when one day
+    subs, days, imeis, reports = subs[once], days[once], imeis[once], reports[once]
+    quiet = more.random(len(subs)) < 1 / 3
+    return {
+        "msisdn": people.msisdn[subs],
+        "date": np.array(params.start_date, dtype="datetime64[D]") + days,
+        "imei": imeis,
+        "brand": pa.array(reports[:, 0], mask=quiet),
+        "model": pa.array(reports[:, 1], mask=quiet),
+    }
+
+
 def _events_and_observations(rng, params, people: _People, phones: _Phones, network, active, epoch0: int):
     days = params.days
     sub, day = np.nonzero(active)
@@ -469,11 +551,7 @@ def _events_and_observations(rng, params, people: _People, phones: _Phones, netw
     home_today = np.where(day >= people.move_day[sub], people.new_home_cell[sub], people.home_cell[sub])
 
     seen = rng.random(len(sub)) < 0.92
-    observations = {
-        "msisdn": people.msisdn[sub[seen]],
-        "date": np.array(params.start_date, dtype="datetime64[D]") + day[seen],
-        "imei": imei_today[seen],
-    }
+    observations = _observations(params, people, phones, sub[seen], day[seen], imei_today[seen], changed[seen])
 
     kinds, times, cells, imeis, who = [], [], [], [], []
 
@@ -554,3 +632,17 @@ def _write_truth(writer: _Writer, params, people: _People, phones: _Phones, netw
     )
     knock = phones.knockoff_reason != ""
     writer.truth("knockoffs", {"msisdn": people.msisdn[knock], "imei": phones.imei_before[knock], "reason": phones.knockoff_reason[knock]})
+    # Every handset in use during the retained history, oldest first per subscriber: what a detected
+    # handset change is checked against (a change is a handset coming into use after another).
+    history = phones.history
+    in_window = np.flatnonzero(changed)
+    subscriber = np.concatenate([history["subscriber"], np.arange(people.n), in_window])
+    first_day = np.concatenate([history["first_day"], history["now_first_day"], phones.change_day[in_window]])
+    last_day = np.concatenate([history["last_day"], np.where(changed, phones.change_day - 1, params.days - 1), np.full(len(in_window), params.days - 1)])
+    model = np.concatenate([history["model"], phones.model_before, phones.model_after[in_window]])
+    imei = np.concatenate([history["imei"], phones.imei_before, phones.imei_after[in_window]])
+    order = np.lexsort((first_day, subscriber))
+    writer.truth("handsets", {
+        "msisdn": people.msisdn[subscriber[order]], "imei": imei[order], "model": model_names[model[order]],
+        "first_date": start + first_day[order], "last_date": start + last_day[order],
+    })

@@ -96,3 +96,29 @@ def make_imeis(rng: np.random.Generator, tacs: np.ndarray, *, bad_check_digit: n
     if bad_check_digit is not None:
         check = np.where(bad_check_digit, (check + rng.integers(1, 10, len(tacs))) % 10, check)
     return np.char.zfill((body * 10 + check).astype(str), 15)
+
+
+# Knock-offs that reuse a real model's TAC and report a model (or a brand) of their own: one cloned TAC
+# shows up with many model names, or with a brand the catalogue does not give it.
+CLONED_REPORTS = [
+    ("Huawei", "Mate 60 Pro Max"), ("Huawei", "Mate X6 mini"), ("Huawei", "P70 Ultra 5G"), ("Apple", "iPhone 16 Pro Mini"),
+    ("Apple", "iPhone 15 Ultra"), ("Huawie", "Mate 60 Pro"), ("Appel", "iPhone 16"), ("Xiaomi", "Mi 15 Pro Max"),
+]
+UNKNOWN_MAKERS = [("GooPhone", "X9"), ("Soyes", "XS11"), ("HOTWAV", "Cyber 7"), ("Xgody", "N11")]
+HISTORY_DAYS = 3 * 365  # how far back the simulated IMEI observations reach before the window
+
+
+def models_of_brand_near_tier(rng: np.random.Generator, brands: np.ndarray, tiers: np.ndarray) -> np.ndarray:
+    """A model of each given brand, preferring the given tier (brand-loyal replacements)."""
+    brand_of = np.array([m[0] for m in MODELS])
+    chosen = np.empty(len(brands), dtype=np.int64)
+    popularity = np.array([m[7] for m in MODELS], dtype=float)
+    for brand in np.unique(brands):  # a dozen brands, not a loop over subscribers
+        rows = np.flatnonzero(brands == brand)
+        members = np.flatnonzero(brand_of == brand)
+        closeness = np.exp(-np.abs(TIER_OF[members][None, :] - tiers[rows][:, None]))
+        weights = closeness * popularity[members][None, :]
+        cumulative = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+        pick = (rng.random(len(rows))[:, None] > cumulative).sum(axis=1)
+        chosen[rows] = members[np.minimum(pick, len(members) - 1)]
+    return chosen

@@ -1,0 +1,216 @@
+"""The terminal snapshot library (用户终端拍照库): every subscriber's handset, its history and change cycle.
+
+The terminal stage reads the subscriber's IMEI observations (and imei_change events) over the retained
+history, set-wise in DuckDB: each distinct IMEI is one handset with the days it was first and last seen;
+handsets in order of first use make the subscriber's chain, and each handset after the first is a
+change. The TAC (first 8 digits) names the model in the catalogue. Knock-offs (山寨机) are flagged with
+the first reason that holds: a TAC the catalogue lacks, an IMEI failing its Luhn check digit, a handset
+reporting another brand than its TAC's, or a model its TAC does not have when that TAC is reported with
+implausibly many models (a cloned TAC, found once per run over every subscriber).
+
+Per partition it writes the subscriber's terminal features (a feature source joined into the tag
+stage) and, beside them, every handset of the chain (what changes, switching flows and histories read).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+from django.conf import settings
+
+from .expressions import Type
+from .features import Feature, FeatureSource, register_feature_source
+from .lake.store import connect, read_sql
+from .stages import PartitionWork, Stage, register_stage, write_atomically
+
+DEVICES = "terminal_devices"  # per-partition handset chains, beside the stage's feature files
+KNOCKOFF_REASONS = {
+    "unknown_tac": ("TAC不在终端库", "TAC not in the catalogue"),
+    "bad_check_digit": ("IMEI校验位错误", "IMEI fails the Luhn check digit"),
+    "brand_mismatch": ("上报品牌与TAC不符", "Reported brand differs from the TAC's"),
+    "cloned_tac": ("TAC被冒用(一个TAC多种机型)", "Cloned TAC: one TAC reported with many models"),
+}
+
+N, B, T = Type.NUMBER, Type.BOOLEAN, Type.TEXT
+_FEATURES = [
+    ("handset_brand", T, "", "终端品牌", "Brand of the handset in use, from its TAC ('Huawei', 'Apple', ...); NULL when unknown"),
+    ("handset_model", T, "", "终端型号", "Model of the handset in use, from its TAC"),
+    ("handset_tier", T, "", "终端档次", "Price tier of the model: 'low', 'mid', 'high' or 'flagship'"),
+    ("handset_network", T, "", "终端网络制式", "Best network the model supports: '2G', '3G', '4G' or '5G'"),
+    ("handset_os", T, "", "终端操作系统", "Operating system: 'HarmonyOS', 'iOS', 'Android', 'Feature'"),
+    ("handset_price", N, "yuan", "终端价格", "Launch price of the model"),
+    ("handset_model_age", N, "years", "机型上市年数", "Years since the model was released (as-of year minus release year)"),
+    ("handset_days", N, "days", "当前终端使用天数", "Days since the handset in use was first seen"),
+    ("has_5g_handset", B, "", "5G终端", "The handset in use supports 5G"),
+    ("devices_12m", N, "handsets", "近12个月使用终端数", "Distinct handsets seen in the last 12 months"),
+    ("handset_changes_12m", N, "changes", "近12个月换机次数", "Handset changes in the last 12 months"),
+    ("handset_changes_total", N, "changes", "历史换机次数", "Handset changes over the retained history"),
+    ("change_cycle_days", N, "days", "平均换机周期", "Average days a handset was kept, over handsets whose start and end were both seen; NULL when none"),
+    ("handset_overdue", B, "", "超出自身换机周期", "The handset in use is older than the subscriber's own change cycle"),
+    ("previous_brand", T, "", "上一部终端品牌", "Brand of the handset used before the current one"),
+    ("brand_streak", N, "handsets", "连续同品牌终端数", "Consecutive handsets of the current brand, counting the current one"),
+    ("is_knockoff", B, "", "山寨机", "The handset in use is a knock-off (see knockoff_reason)"),
+    ("knockoff_reason", T, "", "山寨机原因", "unknown_tac, bad_check_digit, brand_mismatch or cloned_tac; NULL when genuine"),
+]
+
+
+def terminal_features() -> list[Feature]:
+    return [Feature(n, t, u, label, d, "imei_observations") for n, t, u, label, d in _FEATURES]
+
+
+def history_start(as_of: date) -> date:
+    return as_of - timedelta(days=settings.TERMINAL_HISTORY_DAYS - 1)
+
+
+def luhn_ok_sql(imei: str) -> str:
+    """True when a 15-digit IMEI's last digit is its Luhn check digit (digits doubled from the second)."""
+    terms = []
+    for position in range(1, 15):
+        digit = f"ascii(substr({imei}, {position}, 1)) - 48"
+        terms.append(digit if position % 2 else f"((({digit}) * 2) // 10 + (({digit}) * 2) % 10)")
+    return f"((10 - ({' + '.join(terms)}) % 10) % 10 = ascii(substr({imei}, 15, 1)) - 48)"
+
+
+def _normalised(column: str) -> str:
+    return f"lower(regexp_replace({column}, '[^0-9A-Za-z]', '', 'g'))"
+
+
+def _observations_sql(work_files: dict[str, list[str]], where: str, as_of: date) -> str:
+    """Every (subscriber, day, IMEI) seen, with what the handset reported, over the retained history."""
+    start = history_start(as_of)
+    parts = []
+    if work_files.get("imei_observations"):
+        source = read_sql("imei_observations", work_files["imei_observations"])
+        parts.append(f"SELECT subscriber_id, date, imei, brand AS reported_brand, model AS reported_model FROM {source} "
+                     f"WHERE {where} AND date BETWEEN DATE '{start}' AND DATE '{as_of}'")
+    if work_files.get("events"):
+        source = read_sql("events", work_files["events"])
+        # The day a new handset first attached, even when no observation of that day survived.
+        parts.append(f"SELECT subscriber_id, CAST(time AS DATE), imei, NULL, NULL FROM {source} "
+                     f"WHERE {where} AND kind = 'imei_change' AND imei IS NOT NULL "
+                     f"AND CAST(time AS DATE) BETWEEN DATE '{start}' AND DATE '{as_of}'")
+    if not parts:
+        return ("(SELECT NULL::BIGINT AS subscriber_id, NULL::DATE AS date, NULL::VARCHAR AS imei, "
+                "NULL::VARCHAR AS reported_brand, NULL::VARCHAR AS reported_model WHERE false)")
+    return "(" + " UNION ALL ".join(parts) + ")"
+
+
+def _catalogue_sql(files: dict[str, list[str]]) -> str:
+    if files.get("tac_catalogue"):
+        return read_sql("tac_catalogue", files["tac_catalogue"])
+    return ("(SELECT NULL::VARCHAR AS tac, NULL::VARCHAR AS brand, NULL::VARCHAR AS model, NULL::INTEGER AS release_year, "
+            "NULL::VARCHAR AS tier, NULL::VARCHAR AS network, NULL::VARCHAR AS os, NULL::DOUBLE AS price_yuan WHERE false)")
+
+
+# --- prepare: cloned TACs, found once over every subscriber -------------------------------------------------
+
+def prepare_terminals(run) -> dict:
+    """TACs reported with at least TERMINAL_CLONE_MODELS distinct models: their clones report models
+    the catalogue does not give the TAC. Pinned for every partition of the run."""
+    from .services.snapshots import _paths
+
+    files = _paths(run.lake_batches)
+    con = connect()
+    try:
+        rows = con.execute(f"""
+            SELECT substr(o.imei, 1, 8) AS tac
+            FROM {_observations_sql(files, 'true', run.as_of_date)} o
+            WHERE o.reported_model IS NOT NULL
+            GROUP BY 1 HAVING count(DISTINCT {_normalised('o.reported_model')}) >= {settings.TERMINAL_CLONE_MODELS}
+            ORDER BY 1
+        """).fetchall()
+    finally:
+        con.close()
+    return {"terminals": {"cloned_tacs": [tac for (tac,) in rows], "history_start": str(history_start(run.as_of_date))}}
+
+
+# --- compute one partition ---------------------------------------------------------------------------------
+
+def devices_sql(work: PartitionWork) -> str:
+    """Every handset of every subscriber of the partition, in order of first use, with its knock-off reason."""
+    ids = f"subscriber_id >= {work.id_from} AND subscriber_id < {work.id_to}"
+    cloned = work.definitions.get("terminals", {}).get("cloned_tacs", [])
+    cloned_sql = ", ".join(f"'{t}'" for t in cloned if t.isdigit()) or "NULL"
+    return f"""
+        WITH seen AS (
+            SELECT subscriber_id, imei, min(date) AS first_seen, max(date) AS last_seen, count(DISTINCT date) AS days_seen,
+                   mode(reported_brand) AS reported_brand, mode(reported_model) AS reported_model
+            FROM {_observations_sql(work.lake_files, ids, work.as_of)} GROUP BY subscriber_id, imei
+        ), described AS (
+            SELECT s.*, substr(s.imei, 1, 8) AS tac, c.brand, c.model, c.tier, c.network, c.os, c.release_year,
+                   c.price_yuan::DOUBLE AS price_yuan,
+                   CASE WHEN c.tac IS NULL THEN 'unknown_tac'
+                        WHEN NOT {luhn_ok_sql('s.imei')} THEN 'bad_check_digit'
+                        WHEN s.reported_brand IS NOT NULL AND {_normalised('s.reported_brand')} <> {_normalised('c.brand')}
+                            THEN 'brand_mismatch'
+                        WHEN substr(s.imei, 1, 8) IN ({cloned_sql}) AND s.reported_model IS NOT NULL
+                             AND {_normalised('s.reported_model')} <> {_normalised('c.model')} THEN 'cloned_tac'
+                   END AS knockoff_reason
+            FROM seen s LEFT JOIN {_catalogue_sql(work.lake_files)} c ON c.tac = substr(s.imei, 1, 8)
+        )
+        SELECT *, row_number() OVER chain AS position,
+               lag(imei) OVER chain AS previous_imei, lag(brand) OVER chain AS previous_brand,
+               lag(model) OVER chain AS previous_model,
+               lead(first_seen) OVER chain AS next_first_seen
+        FROM described
+        WINDOW chain AS (PARTITION BY subscriber_id ORDER BY first_seen, last_seen, imei)
+    """
+
+
+def compute_terminals(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
+    """The handset chain of every subscriber of the partition, then one feature row per subscriber."""
+    devices = work.output_path(DEVICES, work.index)
+    write_atomically(con, devices_sql(work), devices)
+    subscribers = read_sql("subscribers", work.lake_files["subscribers"])
+    start = work.definitions.get("terminals", {}).get("history_start") or str(history_start(work.as_of))
+    year_ago = work.as_of - timedelta(days=364)
+    select = f"""
+        WITH d AS (
+            SELECT *, position - max(CASE WHEN previous_brand IS NULL OR previous_brand <> brand OR brand IS NULL
+                                         THEN position END) OVER (PARTITION BY subscriber_id ORDER BY position) + 1 AS streak
+            FROM read_parquet('{devices}')
+        ), joined AS (
+            SELECT subscriber_id, join_date FROM {subscribers} WHERE subscriber_id >= {work.id_from} AND subscriber_id < {work.id_to}
+        ), per_subscriber AS (
+            SELECT d.subscriber_id,
+                   -- The handset in use: the one seen last (a subscriber may go back to an older one).
+                   arg_max(d.position, (d.last_seen, d.first_seen)) AS current_position,
+                   count(*) FILTER (WHERE d.last_seen >= DATE '{year_ago}') AS devices_12m,
+                   count(*) FILTER (WHERE d.position > 1 AND d.first_seen >= DATE '{year_ago}') AS handset_changes_12m,
+                   count(*) FILTER (WHERE d.position > 1) AS handset_changes_total,
+                   -- Kept from a seen start (a change, or a first use well inside the history and after
+                   -- joining) to a seen end (the next handset's first use).
+                   avg(d.next_first_seen - d.first_seen) FILTER (
+                       WHERE d.next_first_seen IS NOT NULL AND (d.position > 1 OR
+                             d.first_seen > greatest(DATE '{start}', j.join_date) + INTERVAL 7 DAY)) AS change_cycle_days
+            FROM d LEFT JOIN joined j USING (subscriber_id)
+            GROUP BY d.subscriber_id
+        )
+        SELECT j.subscriber_id,
+               c.brand AS handset_brand, c.model AS handset_model, c.tier AS handset_tier, c.network AS handset_network,
+               c.os AS handset_os, c.price_yuan AS handset_price, {work.as_of.year} - c.release_year AS handset_model_age,
+               DATE '{work.as_of}' - c.first_seen AS handset_days,
+               coalesce(c.network = '5G', false) AS has_5g_handset,
+               coalesce(p.devices_12m, 0) AS devices_12m, coalesce(p.handset_changes_12m, 0) AS handset_changes_12m,
+               coalesce(p.handset_changes_total, 0) AS handset_changes_total, p.change_cycle_days,
+               coalesce(DATE '{work.as_of}' - c.first_seen > p.change_cycle_days, false) AS handset_overdue,
+               c.previous_brand, c.streak AS brand_streak,
+               c.knockoff_reason IS NOT NULL AS is_knockoff, c.knockoff_reason,
+               c.imei AS handset_imei, c.first_seen AS handset_since, c.reported_brand, c.reported_model
+        -- Every subscriber of the partition, with NULLs when no handset was ever seen.
+        FROM joined j LEFT JOIN per_subscriber p USING (subscriber_id)
+        LEFT JOIN d c ON c.subscriber_id = j.subscriber_id AND c.position = p.current_position
+    """
+    write_atomically(con, select, target)
+    subscribers, seen, knockoffs, changes = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE handset_imei IS NOT NULL), count(*) FILTER (WHERE is_knockoff), "
+        f"sum(handset_changes_12m) FROM read_parquet('{target}')"
+    ).fetchone()
+    return {"subscribers": subscribers, "subscribers_with_handset": seen, "knockoffs": knockoffs,
+            "handset_changes_12m": int(changes or 0)}
+
+
+register_stage(Stage("terminals", "终端拍照 Terminals", 10, compute_terminals, prepare=prepare_terminals))
+register_feature_source(FeatureSource("terminals", terminal_features))
