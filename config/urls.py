@@ -4,6 +4,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+from tagging import views as tagging_views
+
 from . import views
 
 admin.site.site_header = "精准营销 Precision marketing"
@@ -12,6 +14,7 @@ admin.site.site_title = "精准营销 admin"
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("terminals/", tagging_views.terminals, name="terminals"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -47,7 +47,7 @@ _FEATURES = [
     ("devices_12m", N, "handsets", "近12个月使用终端数", "Distinct handsets seen in the last 12 months"),
     ("handset_changes_12m", N, "changes", "近12个月换机次数", "Handset changes in the last 12 months"),
     ("handset_changes_total", N, "changes", "历史换机次数", "Handset changes over the retained history"),
-    ("change_cycle_days", N, "days", "平均换机周期", "Average days a handset was kept, over handsets whose start and end were both seen; NULL when none"),
+    ("change_cycle_days", N, "days", "平均换机周期", "Average days the earlier handsets were kept (the first one from its first sighting): NULL without a change"),
     ("handset_overdue", B, "", "超出自身换机周期", "The handset in use is older than the subscriber's own change cycle"),
     ("previous_brand", T, "", "上一部终端品牌", "Brand of the handset used before the current one"),
     ("brand_streak", N, "handsets", "连续同品牌终端数", "Consecutive handsets of the current brand, counting the current one"),
@@ -164,7 +164,6 @@ def compute_terminals(con: duckdb.DuckDBPyConnection, work: PartitionWork, targe
     devices = work.output_path(DEVICES, work.index)
     write_atomically(con, devices_sql(work), devices)
     subscribers = read_sql("subscribers", work.lake_files["subscribers"])
-    start = work.definitions.get("terminals", {}).get("history_start") or str(history_start(work.as_of))
     year_ago = work.as_of - timedelta(days=364)
     select = f"""
         WITH d AS (
@@ -180,13 +179,11 @@ def compute_terminals(con: duckdb.DuckDBPyConnection, work: PartitionWork, targe
                    count(*) FILTER (WHERE d.last_seen >= DATE '{year_ago}') AS devices_12m,
                    count(*) FILTER (WHERE d.position > 1 AND d.first_seen >= DATE '{year_ago}') AS handset_changes_12m,
                    count(*) FILTER (WHERE d.position > 1) AS handset_changes_total,
-                   -- Kept from a seen start (a change, or a first use well inside the history and after
-                   -- joining) to a seen end (the next handset's first use).
-                   avg(d.next_first_seen - d.first_seen) FILTER (
-                       WHERE d.next_first_seen IS NOT NULL AND (d.position > 1 OR
-                             d.first_seen > greatest(DATE '{start}', j.join_date) + INTERVAL 7 DAY)) AS change_cycle_days
-            FROM d LEFT JOIN joined j USING (subscriber_id)
-            GROUP BY d.subscriber_id
+                   -- How long the earlier handsets were kept: from the first sighting of the first to the
+                   -- first use of the latest, per change. The handset in use is left out, so that its own
+                   -- age can be held against it (overdue); the first one's start may lie before the history.
+                   (max(d.first_seen) - min(d.first_seen)) / NULLIF(count(*) FILTER (WHERE d.position > 1), 0) AS change_cycle_days
+            FROM d GROUP BY d.subscriber_id
         )
         SELECT j.subscriber_id,
                c.brand AS handset_brand, c.model AS handset_model, c.tier AS handset_tier, c.network AS handset_network,
@@ -212,5 +209,66 @@ def compute_terminals(con: duckdb.DuckDBPyConnection, work: PartitionWork, targe
             "handset_changes_12m": int(changes or 0)}
 
 
-register_stage(Stage("terminals", "终端拍照 Terminals", 10, compute_terminals, prepare=prepare_terminals))
+# --- publish: per-district aggregates -----------------------------------------------------------------------
+
+def publish_terminals(run, snapshot) -> dict:
+    """Store the terminal mix, brand switching and change-cycle bins per district for pages and the API."""
+    from .models import HandsetSwitch, Region, TerminalShare, TerminalSummary
+    from .models.terminals import CYCLE_BINS
+    from .stages import snapshot_dir
+
+    folder = snapshot_dir(run.id)
+    terminals, devices, features = (f"read_parquet('{folder / stage}/part=*.parquet')" for stage in ("terminals", DEVICES, "features"))
+    regions = dict(Region.objects.filter(level=Region.Level.DISTRICT).values_list("code", "id"))
+    year_ago = run.as_of_date - timedelta(days=364)
+    bins = " ".join(f"WHEN t.change_cycle_days >= {low} THEN {i}" for i, low in reversed(list(enumerate(CYCLE_BINS))))
+    con = connect()
+    try:
+        shares = con.execute(f"""
+            SELECT f.region_code, coalesce(t.handset_brand, ''), coalesce(t.handset_model, ''), coalesce(t.handset_tier, ''),
+                   coalesce(t.handset_network, ''), coalesce(t.handset_os, ''), count(*), count(*) FILTER (WHERE t.is_knockoff)
+            FROM {terminals} t JOIN {features} f USING (subscriber_id)
+            WHERE t.handset_imei IS NOT NULL GROUP BY ALL
+        """).fetchall()
+        switches = con.execute(f"""
+            SELECT f.region_code, coalesce(d.previous_brand, ''), coalesce(d.brand, ''), count(*)
+            FROM {devices} d JOIN {features} f USING (subscriber_id)
+            WHERE d.position > 1 AND d.first_seen >= DATE '{year_ago}' GROUP BY ALL
+        """).fetchall()
+        cycle = con.execute(f"""
+            SELECT f.region_code, CASE {bins} END AS bin, count(*)
+            FROM {terminals} t JOIN {features} f USING (subscriber_id)
+            WHERE t.change_cycle_days IS NOT NULL GROUP BY ALL
+        """).fetchall()
+        totals = con.execute(f"""
+            SELECT f.region_code, count(*), count(t.handset_imei), count(*) FILTER (WHERE t.is_knockoff),
+                   count(*) FILTER (WHERE t.has_5g_handset), coalesce(sum(t.handset_changes_12m), 0),
+                   count(*) FILTER (WHERE t.handset_imei IS NOT NULL AND t.change_cycle_days IS NULL)
+            FROM {terminals} t JOIN {features} f USING (subscriber_id) GROUP BY 1
+        """).fetchall()
+    finally:
+        con.close()
+    TerminalShare.objects.bulk_create([
+        TerminalShare(snapshot=snapshot, region_id=regions[code], brand=brand, model=model, tier=tier, network=network,
+                      os=os_name, subscribers=n, knockoffs=knockoffs)
+        for code, brand, model, tier, network, os_name, n, knockoffs in shares if code in regions
+    ])
+    HandsetSwitch.objects.bulk_create([
+        HandsetSwitch(snapshot=snapshot, region_id=regions[code], from_brand=before, to_brand=after, changes=n)
+        for code, before, after, n in switches if code in regions
+    ])
+    per_bin: dict[str, list[int]] = {}
+    for code, index, n in cycle:
+        per_bin.setdefault(code, [0] * len(CYCLE_BINS))[index] = n
+    TerminalSummary.objects.bulk_create([
+        TerminalSummary(snapshot=snapshot, region_id=regions[code], subscribers=n, with_handset=seen, knockoffs=knockoffs,
+                        five_g_handsets=five_g, changes_12m=changes, cycle_unknown=unknown,
+                        cycle_bins=per_bin.get(code, [0] * len(CYCLE_BINS)))
+        for code, n, seen, knockoffs, five_g, changes, unknown in totals if code in regions
+    ])
+    return {"models": len({(r[1], r[2]) for r in shares}), "switches": sum(r[3] for r in switches)}
+
+
+register_stage(Stage("terminals", "终端拍照 Terminals", 10, compute_terminals, prepare=prepare_terminals,
+                     publish=publish_terminals))
 register_feature_source(FeatureSource("terminals", terminal_features))

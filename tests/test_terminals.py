@@ -138,3 +138,96 @@ def test_observations_without_reported_models_still_make_chains(small_city, tmp_
     chain = duckdb.sql(f"SELECT imei, position, first_seen, knockoff_reason FROM {_devices(run)} "
                        f"WHERE msisdn = '{msisdn}' ORDER BY position").fetchall()
     assert chain == [(imei_a, 1, date(2026, 1, 5), None), (imei_b, 2, date(2026, 6, 2), None)]
+
+
+# --- what sales staff and field teams see ------------------------------------------------------------------
+
+
+def test_a_district_sales_user_sees_only_their_district(terminal_run, client):
+    from rest_framework.test import APIClient
+
+    from tagging.models import HandsetSwitch, Region, StaffProfile, Subscriber, TerminalSummary
+
+    from .factories import staff_user
+
+    chancheng = Region.objects.get(code="440604")
+    sales = staff_user(StaffProfile.Role.SALES, chancheng, username="chancheng_sales")
+    api = APIClient()
+    api.force_authenticate(sales)
+    mine = TerminalSummary.objects.get(snapshot__run=terminal_run, region=chancheng)
+    everyone = sum(TerminalSummary.objects.filter(snapshot__run=terminal_run).values_list("with_handset", flat=True))
+    brands = api.get("/api/v1/terminals/mix/?by=brand").json()
+    assert brands["subscribers"] == mine.with_handset < everyone
+    assert abs(sum(r["share"] for r in brands["rows"]) - 1) < 0.01
+    models = api.get("/api/v1/terminals/mix/").json()
+    assert sum(r["subscribers"] for r in models["rows"]) == mine.with_handset and {"brand", "model", "tier"} <= set(models["rows"][0])
+
+    switching = api.get("/api/v1/terminals/switching/").json()
+    assert switching["changes"] == sum(HandsetSwitch.objects.filter(snapshot__run=terminal_run, region=chancheng)
+                                       .values_list("changes", flat=True)) > 0
+    for i, brand in enumerate(switching["per_brand"]):
+        left = sum(switching["matrix"][i])
+        assert brand["changes_from"] == left
+        assert brand["retention"] == (round(switching["matrix"][i][i] / left, 4) if left else None)
+
+    cycle = api.get("/api/v1/terminals/change-cycle/").json()
+    assert sum(b["subscribers"] for b in cycle["bins"]) + cycle["unknown"] == cycle["with_handset"] == mine.with_handset
+
+    # A subscriber's handsets: masked, and only within the user's districts.
+    own = Subscriber.objects.filter(region=chancheng).first()
+    other = Subscriber.objects.exclude(region=chancheng).first()
+    history = api.get(f"/api/v1/subscribers/{own.id}/terminals/").json()
+    assert history["handsets"] and history["over_time"][-1]["as_of_date"] == str(AS_OF)
+    for handset in history["handsets"]:
+        assert handset["imei"][8:14] == "******"
+    assert api.get(f"/api/v1/subscribers/{other.id}/terminals/").status_code == 404
+
+    client.force_login(sales)
+    page = client.get("/terminals/").content.decode()
+    assert 'id="switching-matrix"' in page and 'id="change-cycle-chart"' in page and "<rect" in page
+    assert "Apple" in page or "Huawei" in page
+
+
+@pytest.mark.parametrize(("query", "code"), [("by=colour", 400), ("snapshot=latest", 400), ("snapshot=99999", 404)])
+def test_terminal_api_refuses_bad_parameters(terminal_run, query, code):
+    from rest_framework.test import APIClient
+
+    from tagging.models import Region, StaffProfile
+
+    from .factories import staff_user
+
+    field = staff_user(StaffProfile.Role.FIELD, Region.objects.get(code="440605"), username="nanhai_field")
+    api = APIClient()
+    api.force_authenticate(field)
+    response = api.get(f"/api/v1/terminals/mix/?{query}")
+    assert response.status_code == code, response.content
+
+
+def test_terminal_views_need_the_permission(terminal_run, client):
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    nobody = get_user_model().objects.create_user("nobody", password="x")
+    api = APIClient()
+    api.force_authenticate(nobody)
+    assert api.get("/api/v1/terminals/mix/").status_code == 403
+    client.force_login(nobody)
+    assert client.get("/terminals/").status_code == 403
+
+
+def test_admin_lists_device_models_with_shares_in_the_admins_districts(terminal_run, client):
+    import re
+
+    from tagging.models import Region, StaffProfile, TerminalShare
+
+    from .factories import staff_user
+
+    nanhai = Region.objects.get(code="440605")
+    admin_user = staff_user(StaffProfile.Role.ADMIN, nanhai, username="nanhai_admin")
+    client.force_login(admin_user)
+    page = client.get("/admin/tagging/terminalshare/").content.decode()
+    shares = [float(s.rstrip("%")) for s in re.findall(r'field-share">([0-9.]+)%<', page)]
+    rows = TerminalShare.objects.filter(snapshot__run=terminal_run, region=nanhai)
+    assert len(shares) == min(rows.count(), 100) and abs(sum(shares) - 100) < 0.5  # one district, one snapshot
+    assert TerminalShare.objects.exclude(region=nanhai).exists()
+    assert client.get("/admin/tagging/handsetswitch/").status_code == 200

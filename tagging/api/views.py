@@ -10,6 +10,7 @@ from ..models import IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscr
 from ..selectors import subscriber_features, subscriber_tag_timeline, tag_difference, tag_history
 from ..services.audiences import SnapshotBitmaps, preview_audience
 from ..services.snapshots import SnapshotRefused, start_snapshot_run
+from ..terminal_selectors import MIX_BY, change_cycle_distribution, subscriber_handsets, switching_matrix, terminal_mix
 from . import serializers
 from .filters import IngestBatchFilter, SubscriberFilter
 from .permissions import ModelPermissions, requires
@@ -64,6 +65,15 @@ class SubscriberViewSet(viewsets.ReadOnlyModelViewSet):
             "timeline": timeline,
             "features": subscriber_features(subscriber_id=subscriber.id, snapshot=current),
         })
+
+    @extend_schema(responses=dict)
+    @action(detail=True)
+    def terminals(self, request, pk=None):
+        """The subscriber's handsets (IMEIs masked): the chain in order of first use, with knock-off
+        reasons, and the handset in use at each of the last snapshots."""
+        subscriber = self.get_object()
+        return Response({"subscriber": serializers.SubscriberSerializer(subscriber).data,
+                         **subscriber_handsets(subscriber_id=subscriber.id)})
 
 
 class IngestBatchViewSet(viewsets.ReadOnlyModelViewSet):
@@ -173,3 +183,55 @@ class AudiencePreviewView(APIView):
         except ExpressionError as exc:
             return Response({"detail": str(exc), "error": exc.as_dict()}, status=status.HTTP_400_BAD_REQUEST)
         return Response(preview)
+
+
+# --- the terminal snapshot library -------------------------------------------------------------------------
+
+SNAPSHOT_PARAMETER = OpenApiParameter("snapshot", int, description="Snapshot id (default: the current one)")
+
+
+def _snapshot_asked(request) -> Snapshot:
+    """The snapshot named by ?snapshot=<id>, or the current one; NotFound/ValidationError otherwise."""
+    from rest_framework.exceptions import NotFound, ValidationError
+
+    asked = request.query_params.get("snapshot")
+    if asked is not None and not asked.isdigit():
+        raise ValidationError({"snapshot": f"a snapshot id (a whole number), not {asked!r}"})
+    snapshot = Snapshot.objects.filter(id=int(asked)).first() if asked else Snapshot.objects.current()
+    if snapshot is None:
+        raise NotFound(f"no snapshot {asked}" if asked else "there is no published snapshot yet")
+    return snapshot
+
+
+class TerminalMixView(APIView):
+    """Subscribers by handset model (or brand, tier, network, OS) in your districts, with shares."""
+
+    permission_classes = [requires("tagging.view_terminalshare")]
+
+    @extend_schema(parameters=[SNAPSHOT_PARAMETER, OpenApiParameter("by", str, enum=list(MIX_BY), description="default: model")],
+                   responses=dict)
+    def get(self, request):
+        by = request.query_params.get("by", "model")
+        if by not in MIX_BY:
+            return Response({"by": [f"one of {', '.join(MIX_BY)}, not {by!r}"]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(terminal_mix(user=request.user, snapshot=_snapshot_asked(request), by=by))
+
+
+class HandsetSwitchingView(APIView):
+    """Brand-to-brand handset changes in the 12 months to the snapshot, in your districts, with retention."""
+
+    permission_classes = [requires("tagging.view_terminalshare")]
+
+    @extend_schema(parameters=[SNAPSHOT_PARAMETER], responses=dict)
+    def get(self, request):
+        return Response(switching_matrix(user=request.user, snapshot=_snapshot_asked(request)))
+
+
+class ChangeCycleView(APIView):
+    """How long subscribers in your districts keep a handset: subscribers per change-cycle bin."""
+
+    permission_classes = [requires("tagging.view_terminalshare")]
+
+    @extend_schema(parameters=[SNAPSHOT_PARAMETER], responses=dict)
+    def get(self, request):
+        return Response(change_cycle_distribution(user=request.user, snapshot=_snapshot_asked(request)))

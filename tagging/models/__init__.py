@@ -1,4 +1,5 @@
-"""Reference data and runs (reference.py); tag definitions, their versions and bitmap snapshots (tags.py)."""
+"""Reference data and runs (reference.py); tag definitions, their versions and bitmap snapshots (tags.py);
+per-district terminal aggregates of published snapshots (terminals.py)."""
 
 from .reference import (
     IngestBatch,
@@ -12,8 +13,10 @@ from .reference import (
     Subscription,
 )
 from .tags import RegionSnapshot, SegmentModel, TagDefinition, TagSnapshot, TagVersion
+from .terminals import HandsetSwitch, TerminalShare, TerminalSummary
 
 __all__ = [
-    "IngestBatch", "Product", "Region", "RegionSnapshot", "SegmentModel", "Snapshot", "SnapshotPartition",
+    "HandsetSwitch", "IngestBatch", "Product", "Region", "RegionSnapshot", "SegmentModel", "Snapshot", "SnapshotPartition",
     "SnapshotRun", "StaffProfile", "Subscriber", "Subscription", "TagDefinition", "TagSnapshot", "TagVersion",
+    "TerminalShare", "TerminalSummary",
 ]

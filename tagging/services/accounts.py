@@ -18,10 +18,10 @@ ROLE_PERMISSIONS = {
     },
     StaffProfile.Role.SALES: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot",
-                    "view_tagdefinition"],
+                    "view_tagdefinition", "view_terminalshare"],
     },
     StaffProfile.Role.FIELD: {
-        "tagging": ["view_region", "view_product", "view_subscriber", "view_tagdefinition"],
+        "tagging": ["view_region", "view_product", "view_subscriber", "view_tagdefinition", "view_terminalshare"],
     },
 }
 

@@ -518,21 +518,29 @@ def _iso_local(epoch_seconds: np.ndarray) -> pa.Array:
 
 
 def _observations(params, people: _People, phones: _Phones, sub, day, imei, changed) -> dict:
-    """The window's daily observations, plus each earlier handset seen on its first and last day and the
-    handset in use at the window's start on the day it came into use. Two thirds of the rows carry the
-    brand and model the handset reports about itself (device management), which is how clones show."""
+    """The window's daily observations, plus monthly sightings of every handset in use before it (the
+    monthly terminal photo operators keep), from its first day to its last. Two thirds of the rows carry
+    the brand and model the handset reports about itself (device management), which is how clones show."""
     more = np.random.default_rng([params.seed, 5])
     reported = np.where(changed[:, None], phones.reported_after[sub], phones.reported_before[sub])
     history = phones.history
     names = np.array([[m[0], m[1]] for m in handsets.MODELS])
     before = np.flatnonzero(history["now_first_day"] < 0)
-    subs = np.concatenate([sub, before, history["subscriber"], history["subscriber"]])
-    days = np.concatenate([day, history["now_first_day"][before], history["first_day"], history["last_day"]])
-    imeis = np.concatenate([imei, phones.imei_before[before], history["imei"], history["imei"]])
-    reports = np.concatenate([reported, phones.reported_before[before], names[history["model"]], names[history["model"]]])
-    once = np.ones(len(subs), dtype=bool)
-    once[len(subs) - len(history["imei"]):] = history["last_day"] != history["first_day"]  # one row when one day
-    subs, days, imeis, reports = subs[once], days[once], imeis[once], reports[once]
+    owner = np.concatenate([history["subscriber"], before])
+    first = np.concatenate([history["first_day"], history["now_first_day"][before]])
+    last = np.concatenate([history["last_day"], np.full(len(before), -1)])
+    handset_imei = np.concatenate([history["imei"], phones.imei_before[before]])
+    handset_report = np.concatenate([names[history["model"]], phones.reported_before[before]])
+    # Sightings every 30 days from the first day, and the last day itself.
+    monthly = (last - first) // 30 + 1
+    which = np.repeat(np.arange(len(first)), monthly)
+    step = np.arange(len(which)) - np.repeat(np.cumsum(monthly) - monthly, monthly)
+    sighted = np.concatenate([which, np.flatnonzero((last - first) % 30 != 0)])
+    sighting_day = np.concatenate([first[which] + 30 * step, last[(last - first) % 30 != 0]])
+    subs = np.concatenate([sub, owner[sighted]])
+    days = np.concatenate([day, sighting_day])
+    imeis = np.concatenate([imei, handset_imei[sighted]])
+    reports = np.concatenate([reported, handset_report[sighted]])
     quiet = more.random(len(subs)) < 1 / 3
     return {
         "msisdn": people.msisdn[subs],
