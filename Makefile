@@ -45,7 +45,7 @@ test-services: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
 
 bench: install
-	cd bench && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py
+	cd bench && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py && ../$(PY) terminals.py
 
 clean:
 	rm -rf var

@@ -109,7 +109,7 @@ def subscriber_handsets(*, subscriber_id: int, limit: int = 12) -> dict:
         files = sorted(str(p) for p in (snapshot_dir(current.run_id) / DEVICES).glob("part=*.parquet")) if current else []
         if files:
             cursor = con.execute(
-                f"SELECT position, imei, brand, model, tier, network, first_seen, last_seen, days_seen, knockoff_reason, "
+                f"SELECT position, imei, brand, model, first_seen, last_seen, days_seen, knockoff_reason, "
                 f"reported_brand, reported_model FROM read_parquet({store.files_sql(files)}) "
                 f"WHERE subscriber_id = $id ORDER BY position", {"id": subscriber_id})
             names = [d[0] for d in cursor.description]
