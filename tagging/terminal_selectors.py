@@ -85,8 +85,8 @@ def change_cycle_distribution(*, user, snapshot: Snapshot) -> dict:
 
 
 def subscriber_handsets(*, subscriber_id: int, limit: int = 12) -> dict:
-    """One subscriber's handset chain as of the current snapshot, and the handset in use at each of the
-    last snapshots (IMEIs masked)."""
+    """One subscriber's handset chain as of the current snapshot, its changes (from/to model), and the
+    handset in use at each of the last snapshots (IMEIs masked)."""
     snapshots = list(Snapshot.objects.order_by("-as_of_date", "-id")[:limit])[::-1]
     con = store.connect()
     try:
@@ -120,4 +120,9 @@ def subscriber_handsets(*, subscriber_id: int, limit: int = 12) -> dict:
                 chain.append(handset)
     finally:
         con.close()
-    return {"snapshot": str(current.as_of_date) if current else None, "handsets": chain, "over_time": over_time}
+    # Every handset after the first is a change from the one before it.
+    changes = [{"date": after["first_seen"], "from_brand": before["brand"], "from_model": before["model"],
+                "to_brand": after["brand"], "to_model": after["model"]}
+               for before, after in zip(chain, chain[1:])]
+    return {"snapshot": str(current.as_of_date) if current else None, "handsets": chain, "changes": changes,
+            "over_time": over_time}

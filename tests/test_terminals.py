@@ -178,6 +178,9 @@ def test_a_district_sales_user_sees_only_their_district(terminal_run, client):
     other = Subscriber.objects.exclude(region=chancheng).first()
     history = api.get(f"/api/v1/subscribers/{own.id}/terminals/").json()
     assert history["handsets"] and history["over_time"][-1]["as_of_date"] == str(AS_OF)
+    assert len(history["changes"]) == len(history["handsets"]) - 1
+    for change, handset in zip(history["changes"], history["handsets"][1:]):
+        assert (change["date"], change["to_model"]) == (handset["first_seen"], handset["model"])
     for handset in history["handsets"]:
         assert handset["imei"][8:14] == "******"
     assert api.get(f"/api/v1/subscribers/{other.id}/terminals/").status_code == 404
