@@ -1,0 +1,62 @@
+"""Coverage footprints of the lake's cells, computed once per set of cell batches and kept in the lake."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.conf import settings
+
+from tagging.lake import store
+from tagging.models import IngestBatch
+
+from ..coverage import RESOLUTION, footprints, sites_of
+
+
+def coverage_path(batch_ids: list[int]) -> Path:
+    digest = hashlib.sha256(",".join(map(str, sorted(batch_ids))).encode()).hexdigest()[:16]
+    return Path(settings.LAKE_DIR) / "coverage" / f"res{RESOLUTION}-cells-{digest}.parquet"
+
+
+def cell_coverage(*, batch_ids: list[int] | None = None) -> Path | None:
+    """The footprint file of the cells in the given accepted batches (default: every accepted one):
+    cell_key, site, h3 (res 9, as an integer), weight. Cells change rarely, so the file is made once per
+    set of batches and every run pinning that set reads the same one. None when there are no cells."""
+    batches = IngestBatch.objects.accepted().filter(dataset="cells")
+    if batch_ids is not None:
+        batches = batches.filter(id__in=batch_ids)
+    ids = sorted(batches.values_list("id", flat=True))
+    if not ids:
+        return None
+    target = coverage_path(ids)
+    if target.exists():
+        return target
+    paths = list(IngestBatch.objects.filter(id__in=ids).order_by("id").values_list("lake_path", flat=True))
+    con = store.connect()
+    try:
+        cells = con.execute(
+            "SELECT cell_key, lon::DOUBLE AS lon, lat::DOUBLE AS lat, coalesce(azimuth::DOUBLE, 'NaN') AS azimuth, "
+            "coalesce(beamwidth::DOUBLE, 'NaN') AS beamwidth, coalesce(range::DOUBLE, 'NaN') AS range_m, "
+            f"coalesce(site_id, '') AS site_id FROM {store.read_sql('cells', paths)} ORDER BY cell_key"
+        ).fetchnumpy()
+    finally:
+        con.close()
+    columns = {name: np.asarray(values) for name, values in cells.items()}
+    result = footprints(columns["cell_key"].astype(object), columns["lon"], columns["lat"], columns["azimuth"],
+                        columns["beamwidth"], columns["range_m"], columns["site_id"].astype(object))
+    site = dict(zip(columns["cell_key"], sites_of(columns["site_id"].astype(object), columns["lon"], columns["lat"])))
+    table = pa.table({
+        "cell_key": pa.array(result["cell_key"].astype(str)),
+        "site": pa.array([int(site[k]) for k in result["cell_key"]], type=pa.int32()),
+        "h3": pa.array(result["h3"], type=pa.uint64()),
+        "weight": pa.array(result["weight"]),
+    })
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    pq.write_table(table, partial)
+    os.replace(partial, target)
+    return target
