@@ -249,6 +249,13 @@ SEGMENT_SEED = _env_int("SEGMENT_SEED", 7, minimum=0)
 # models one TAC may be reported with before the reports its catalogue entry does not match are clones.
 TERMINAL_HISTORY_DAYS = _env_int("TERMINAL_HISTORY_DAYS", 3 * 365, minimum=30)
 TERMINAL_CLONE_MODELS = _env_int("TERMINAL_CLONE_MODELS", 3, minimum=2)
+# Location inference: night hours [from, to) for home, weekday office hours [from, to) for work (local
+# time), and the distinct days a cell must be seen at those hours before it is taken as home or work.
+LOCATION_NIGHT_HOURS = (_env_int("LOCATION_NIGHT_FROM", 21, minimum=0), _env_int("LOCATION_NIGHT_TO", 7, minimum=0))
+LOCATION_OFFICE_HOURS = (_env_int("LOCATION_OFFICE_FROM", 9, minimum=0), _env_int("LOCATION_OFFICE_TO", 18, minimum=0))
+LOCATION_MIN_DAYS = _env_int("LOCATION_MIN_DAYS", 3, minimum=1)
+if not all(0 <= hour <= 24 for hour in (*LOCATION_NIGHT_HOURS, *LOCATION_OFFICE_HOURS)):
+    raise ImproperlyConfigured("LOCATION_NIGHT_FROM/_TO and LOCATION_OFFICE_FROM/_TO are hours of the day, 0-24.")
 # How many rejected rows an ingest report lists in full (the count is always exact).
 INGEST_MAX_REPORTED_ERRORS = _env_int("INGEST_MAX_REPORTED_ERRORS", 1000, minimum=1)
 DUCKDB_MEMORY_LIMIT = os.environ.get("DUCKDB_MEMORY_LIMIT", "8GB")

@@ -88,7 +88,7 @@ def test_terminal_features_and_tags(terminal_run):
     for code in ["phone_enthusiast", "brand_loyalist", "five_g_handset_no_plan", "ageing_handset", "knockoff_user"]:
         assert 0 < counts[code] < SMALL_CITY.subscribers, (code, counts[code])
     files = store.files_sql(sorted(str(p) for p in (snapshot_dir(terminal_run.id) / "terminals").glob("part=*.parquet")))
-    row = duckdb.sql(f"""SELECT count(*), count(handset_brand), count(*) FILTER (WHERE is_knockoff),
+    row = duckdb.connect().sql(f"""SELECT count(*), count(handset_brand), count(*) FILTER (WHERE is_knockoff),
                                 count(*) FILTER (WHERE handset_changes_12m > devices_12m), min(brand_streak)
                          FROM read_parquet({files})""").fetchall()[0]
     subscribers, with_brand, knockoffs, impossible, streak = row
@@ -128,14 +128,14 @@ def test_observations_without_reported_models_still_make_chains(small_city, tmp_
     """Reported brand and model are optional: a source without them loses only the clone checks."""
     ingest_city(small_city, ["regions", "products", "tac_catalogue", "cells", "subscribers"])
     msisdn = known_msisdns(small_city, 1)[0]
-    tac = duckdb.sql(f"SELECT tac FROM read_csv('{small_city}/tac_catalogue.csv', all_varchar=true) LIMIT 1").fetchall()[0][0]
+    tac = duckdb.connect().sql(f"SELECT tac FROM read_csv('{small_city}/tac_catalogue.csv', all_varchar=true) LIMIT 1").fetchall()[0][0]
     body = int(f"{tac}000001")
     imei_a, imei_b = f"{body}{luhn_digit(np.array([body]))[0]}", f"{body + 1}{luhn_digit(np.array([body + 1]))[0]}"
     batch = ingest_file(dataset="imei_observations", path=write(tmp_path, "imei.csv", (
         f"msisdn,date,imei\n{msisdn},2026-01-05,{imei_a}\n{msisdn},2026-06-01,{imei_a}\n{msisdn},2026-06-02,{imei_b}\n")))
     assert batch.status == IngestBatch.Status.ACCEPTED, batch.errors
     run = run_to_end(start_snapshot_run(as_of=AS_OF, window_days=SMALL_CITY.days, partition_size=2000))
-    chain = duckdb.sql(f"SELECT imei, position, first_seen, knockoff_reason FROM {_devices(run)} "
+    chain = duckdb.connect().sql(f"SELECT imei, position, first_seen, knockoff_reason FROM {_devices(run)} "
                        f"WHERE msisdn = '{msisdn}' ORDER BY position").fetchall()
     assert chain == [(imei_a, 1, date(2026, 1, 5), None), (imei_b, 2, date(2026, 6, 2), None)]
 
@@ -243,7 +243,7 @@ def test_the_mix_of_any_area_adds_up_to_the_published_district_mix(terminal_run)
     from tagging.terminals import area_mix_sql
 
     features = f"read_parquet('{snapshot_dir(terminal_run.id) / 'features'}/part=*.parquet')"
-    rows = duckdb.sql(area_mix_sql(terminal_run.id, f"SELECT region_code AS area, subscriber_id FROM {features}")).fetchall()
+    rows = duckdb.connect().sql(area_mix_sql(terminal_run.id, f"SELECT region_code AS area, subscriber_id FROM {features}")).fetchall()
     published = TerminalShare.objects.filter(snapshot__run=terminal_run)
     for dimension in ["brand", "tier", "network"]:
         expected = {(r["region__code"], r[dimension]): r["n"]
