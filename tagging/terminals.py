@@ -114,9 +114,9 @@ def _catalogue_sql(files: dict[str, list[str]]) -> str:
 def prepare_terminals(run) -> dict:
     """TACs reported with at least TERMINAL_CLONE_MODELS distinct models: their clones report models
     the catalogue does not give the TAC. Pinned for every partition of the run."""
-    from .services.snapshots import _paths
+    from .services.snapshots import pinned_paths
 
-    files = _paths(run.lake_batches)
+    files = pinned_paths(run.lake_batches)
     con = connect()
     try:
         # Distinct (TAC, reported model) pairs first: names are then normalised a few hundred times, not
@@ -131,7 +131,7 @@ def prepare_terminals(run) -> dict:
         """).fetchall()
     finally:
         con.close()
-    return {"terminals": {"cloned_tacs": [tac for (tac,) in rows], "history_start": str(history_start(run.as_of_date))}}
+    return {"terminals": {"cloned_tacs": [tac for (tac,) in rows]}}
 
 
 # --- compute one partition ---------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
         raise SnapshotRefused("no subscribers in the lake yet: ingest the subscribers file first")
     con = store.connect()
     try:
-        paths = _paths(pinned)
+        paths = pinned_paths(pinned)
         max_id = con.execute(
             f"SELECT max(subscriber_id) FROM {store.read_sql('subscribers', paths['subscribers'], columns='subscriber_id, _batch')}"
         ).fetchone()[0]
@@ -76,7 +76,8 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
     return run
 
 
-def _paths(pinned: dict[str, list[int]]) -> dict[str, list[str]]:
+def pinned_paths(pinned: dict[str, list[int]]) -> dict[str, list[str]]:
+    """The lake files of pinned batch ids, by dataset (a run's `lake_batches`)."""
     lake_paths = dict(IngestBatch.objects.filter(id__in=[i for ids in pinned.values() for i in ids]).values_list("id", "lake_path"))
     return {name: [lake_paths[i] for i in ids] for name, ids in pinned.items()}
 
@@ -118,7 +119,7 @@ def compute_partition(*, partition_id: int) -> None:
     run = partition.run
     work = PartitionWork(
         run_id=run.id, index=partition.index, as_of=run.as_of_date, window_days=run.window_days,
-        id_from=partition.id_from, id_to=partition.id_to, lake_files=_paths(run.lake_batches),
+        id_from=partition.id_from, id_to=partition.id_to, lake_files=pinned_paths(run.lake_batches),
         definitions=run.definitions,
     )
     con = store.connect()
