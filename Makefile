@@ -26,6 +26,7 @@ $(DEMO_CITY)/truth/city.json: | install
 demo: install $(DEMO_CITY)/truth/city.json
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py ingest_city $(DEMO_CITY)
+	$(PY) manage.py import_micro_areas $(DEMO_CITY)/districts.geojson
 	$(PY) manage.py install_tag_catalogue
 	SNAPSHOT_PARTITION_SIZE=10000 $(PY) manage.py run_snapshot --date $(DEMO_DATE)
 	@echo

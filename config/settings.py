@@ -221,6 +221,8 @@ SPECTACULAR_SETTINGS = {
         "IngestBatchStatusEnum": "tagging.models.IngestBatch.Status",
         "SnapshotRunStatusEnum": "tagging.models.SnapshotRun.Status",
         "SnapshotPartitionStatusEnum": "tagging.models.SnapshotPartition.Status",
+        "TagKindEnum": "tagging.models.TagDefinition.Kind",
+        "MicroAreaKindEnum": "microarea.models.MicroArea.Kind",
     },
 }
 

@@ -60,3 +60,18 @@ def cell_coverage(*, batch_ids: list[int] | None = None) -> Path | None:
     pq.write_table(table, partial)
     os.replace(partial, target)
     return target
+
+
+def network_extent(path: Path | None) -> tuple[dict[str, list[int]], set[int] | None]:
+    """From a coverage file: each cell's hexes, and the res-6 hexes the network covers (the city's
+    extent, for refusing areas far outside it). Empty and None without cells."""
+    if path is None:
+        return {}, None
+    table = pq.read_table(path, columns=["cell_key", "h3"]).to_pydict()
+    cells: dict[str, list[int]] = {}
+    for key, cell in zip(table["cell_key"], table["h3"]):
+        cells.setdefault(key, []).append(int(cell))
+    import h3
+
+    extent = {h3.str_to_int(h3.cell_to_parent(h3.int_to_str(c), 6)) for c in set(table["h3"])}
+    return cells, extent

@@ -15,13 +15,16 @@ ROLE_PERMISSIONS = {
     StaffProfile.Role.ADMIN: {
         "tagging": ["view_*", "add_product", "change_product", "add_region", "change_region", "add_snapshotrun",
                     "add_tagdefinition", "change_tagdefinition"],
+        "microarea": ["view_*", "add_microarea", "change_microarea"],
     },
     StaffProfile.Role.SALES: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot",
                     "view_tagdefinition", "view_terminalshare"],
+        "microarea": ["view_microarea", "add_microarea"],  # sales staff draw their own areas on the map
     },
     StaffProfile.Role.FIELD: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_tagdefinition", "view_terminalshare"],
+        "microarea": ["view_microarea"],
     },
 }
 
