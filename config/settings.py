@@ -256,6 +256,8 @@ TERMINAL_CLONE_MODELS = _env_int("TERMINAL_CLONE_MODELS", 3, minimum=2)
 LOCATION_NIGHT_HOURS = (_env_int("LOCATION_NIGHT_FROM", 21, minimum=0), _env_int("LOCATION_NIGHT_TO", 7, minimum=0))
 LOCATION_OFFICE_HOURS = (_env_int("LOCATION_OFFICE_FROM", 9, minimum=0), _env_int("LOCATION_OFFICE_TO", 18, minimum=0))
 LOCATION_MIN_DAYS = _env_int("LOCATION_MIN_DAYS", 3, minimum=1)
+# Areas (hexes, micro-areas) with fewer subscribers than this show no counts to sales users.
+AREA_MIN_COUNT = _env_int("AREA_MIN_COUNT", 5, minimum=1)
 if not all(0 <= hour <= 24 for hour in (*LOCATION_NIGHT_HOURS, *LOCATION_OFFICE_HOURS)):
     raise ImproperlyConfigured("LOCATION_NIGHT_FROM/_TO and LOCATION_OFFICE_FROM/_TO are hours of the day, 0-24.")
 # How many rejected rows an ingest report lists in full (the count is always exact).

@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
-from microarea.api import MicroAreaListView
+from microarea.api import HexView, MicroAreaListView
 from tagging import views as tagging_views
 
 from . import views
@@ -20,6 +20,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/microareas/", MicroAreaListView.as_view(), name="microarea-list"),
+    path("api/v1/hexes/", HexView.as_view(), name="hexes"),
     path("api/v1/", include("tagging.api.urls")),
     path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -69,3 +69,61 @@ class MicroAreaListView(APIView):
         except MicroAreaRefused as exc:
             return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(as_feature(area), status=status.HTTP_201_CREATED)
+
+
+def hex_polygon(cell: str) -> dict:
+    """A hex as a closed GeoJSON ring in (lon, lat) order."""
+    ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(cell)]
+    return {"type": "Polygon", "coordinates": [ring + ring[:1]]}
+
+
+HEX_METRICS = {
+    "subscribers": "用户数 Subscribers",
+    "product_users": "产品用户 Product users",
+    "penetration": "产品渗透率 Product penetration",
+    "five_g_share": "5G终端占比 5G-handset share",
+}
+
+
+class HexView(APIView):
+    """Hexes of your districts with one metric each, as GeoJSON: subscribers living (or working) there,
+    a product's users or penetration, the 5G-handset share. Hexes with fewer than AREA_MIN_COUNT
+    subscribers are suppressed (value null)."""
+
+    permission_classes = [requires("microarea.view_microarea")]
+
+    @extend_schema(responses=dict)
+    def get(self, request):
+        from django.conf import settings
+
+        from tagging.api.views import snapshot_asked
+        from tagging.models import Product
+
+        from .aggregates import RESOLUTIONS
+        from .selectors import hex_metric
+
+        params = request.query_params
+        errors = {}
+        resolution = params.get("resolution", "8")
+        if not resolution.isdigit() or int(resolution) not in RESOLUTIONS:
+            errors["resolution"] = [f"one of {', '.join(map(str, RESOLUTIONS))}"]
+        metric = params.get("metric", "subscribers")
+        if metric not in HEX_METRICS:
+            errors["metric"] = [f"one of {', '.join(HEX_METRICS)}"]
+        basis = params.get("basis", "home")
+        if basis not in ("home", "work"):
+            errors["basis"] = ["home or work"]
+        product = params.get("product")
+        if metric in ("product_users", "penetration") and not product:
+            errors["product"] = [f"{metric} needs a product code"]
+        elif product and not Product.objects.filter(code=product).exists():
+            errors["product"] = [f"no product {product!r}"]
+        if errors:
+            return Response(errors, status=status.HTTP_400_BAD_REQUEST)
+        snapshot = snapshot_asked(request)
+        rows = hex_metric(snapshot=snapshot, user=request.user, resolution=int(resolution), metric=metric,
+                          basis=basis, product=product, minimum=settings.AREA_MIN_COUNT)
+        features = [{"type": "Feature", "id": row["h3"], "geometry": hex_polygon(row["h3"]), "properties": row} for row in rows]
+        return Response({"type": "FeatureCollection", "snapshot": str(snapshot.as_of_date), "resolution": int(resolution),
+                         "metric": metric, "metric_label": HEX_METRICS[metric], "basis": basis, "product": product,
+                         "features": features})

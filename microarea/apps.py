@@ -6,5 +6,5 @@ class MicroareaConfig(AppConfig):
     verbose_name = "微区域 Micro-areas"
 
     def ready(self) -> None:
-        # The location stage and its features register themselves into tagging's registries on import.
-        from . import location  # noqa: F401
+        # The location and aggregates stages (and location features) register themselves on import.
+        from . import aggregates, location  # noqa: F401

@@ -140,3 +140,39 @@ def test_admin_lists_the_areas_of_your_regions(city, client):
     other = staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="440606"), username="sd_admin")
     client.force_login(other)
     assert "季华商圈" not in client.get("/admin/microarea/microarea/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)  # the run's tasks are sent when its transaction commits
+def test_hexes_of_a_district_with_metrics_and_small_counts_suppressed(small_city, run_to_end, settings):
+    from rest_framework.test import APIClient
+
+    from tagging.services.snapshots import start_snapshot_run
+
+    from .conftest import SMALL_CITY
+
+    ingest_city(small_city)
+    run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=600))
+    chancheng = Region.objects.get(code="440604")
+    sales = staff_user(StaffProfile.Role.SALES, chancheng, username="cc_hex")
+    api = APIClient()
+    api.force_authenticate(sales)
+    settings.AREA_MIN_COUNT = 1
+    everything = api.get("/api/v1/hexes/?resolution=7").json()
+    assert everything["type"] == "FeatureCollection" and everything["features"]
+    in_chancheng = sum(f["properties"]["subscribers"] for f in everything["features"])
+    assert 0 < in_chancheng < SMALL_CITY.subscribers  # one district's homes only
+    first = everything["features"][0]
+    assert first["geometry"]["type"] == "Polygon" and len(first["geometry"]["coordinates"][0]) == 7
+    assert h3.get_resolution(first["properties"]["h3"]) == 7
+    res9 = api.get("/api/v1/hexes/?resolution=9").json()["features"]
+    assert sum(f["properties"]["subscribers"] for f in res9) == in_chancheng  # rolls up exactly
+    share = api.get("/api/v1/hexes/?resolution=7&metric=penetration&product=5g_plan").json()["features"]
+    assert all(0 <= f["properties"]["value"] <= 1 for f in share)
+    settings.AREA_MIN_COUNT = 5
+    suppressed = api.get("/api/v1/hexes/?resolution=9").json()["features"]
+    small = [f for f in suppressed if f["properties"]["suppressed"]]
+    assert small and all(f["properties"]["subscribers"] is None and f["properties"]["value"] is None for f in small)
+    for query, field in [("resolution=6", "resolution"), ("metric=colour", "metric"), ("metric=penetration", "product"),
+                         ("metric=product_users&product=nope", "product"), ("basis=school", "basis")]:
+        response = api.get(f"/api/v1/hexes/?{query}")
+        assert response.status_code == 400 and field in response.json(), (query, response.content)

@@ -190,7 +190,7 @@ class AudiencePreviewView(APIView):
 SNAPSHOT_PARAMETER = OpenApiParameter("snapshot", int, description="Snapshot id (default: the current one)")
 
 
-def _snapshot_asked(request) -> Snapshot:
+def snapshot_asked(request) -> Snapshot:
     """The snapshot named by ?snapshot=<id>, or the current one; NotFound/ValidationError otherwise."""
     from rest_framework.exceptions import NotFound, ValidationError
 
@@ -214,7 +214,7 @@ class TerminalMixView(APIView):
         by = request.query_params.get("by", "model")
         if by not in MIX_BY:
             return Response({"by": [f"one of {', '.join(MIX_BY)}, not {by!r}"]}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(terminal_mix(user=request.user, snapshot=_snapshot_asked(request), by=by))
+        return Response(terminal_mix(user=request.user, snapshot=snapshot_asked(request), by=by))
 
 
 class HandsetSwitchingView(APIView):
@@ -224,7 +224,7 @@ class HandsetSwitchingView(APIView):
 
     @extend_schema(parameters=[SNAPSHOT_PARAMETER], responses=dict)
     def get(self, request):
-        return Response(switching_matrix(user=request.user, snapshot=_snapshot_asked(request)))
+        return Response(switching_matrix(user=request.user, snapshot=snapshot_asked(request)))
 
 
 class ChangeCycleView(APIView):
@@ -234,4 +234,4 @@ class ChangeCycleView(APIView):
 
     @extend_schema(parameters=[SNAPSHOT_PARAMETER], responses=dict)
     def get(self, request):
-        return Response(change_cycle_distribution(user=request.user, snapshot=_snapshot_asked(request)))
+        return Response(change_cycle_distribution(user=request.user, snapshot=snapshot_asked(request)))
