@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import h3
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tagging.api.permissions import requires
-from tagging.models import Region
+from tagging.api.views import snapshot_asked
+from tagging.models import Product, Region
 
+from .aggregates import RESOLUTIONS
 from .models import MicroArea
+from .selectors import hex_metric
 from .services.coverage import cell_coverage, network_extent
 from .services.micro_areas import MicroAreaRefused, create_micro_area
 
@@ -94,14 +98,6 @@ class HexView(APIView):
 
     @extend_schema(responses=dict)
     def get(self, request):
-        from django.conf import settings
-
-        from tagging.api.views import snapshot_asked
-        from tagging.models import Product
-
-        from .aggregates import RESOLUTIONS
-        from .selectors import hex_metric
-
         params = request.query_params
         errors = {}
         resolution = params.get("resolution", "8")

@@ -6,6 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import h3
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -71,7 +72,5 @@ def network_extent(path: Path | None) -> tuple[dict[str, list[int]], set[int] | 
     cells: dict[str, list[int]] = {}
     for key, cell in zip(table["cell_key"], table["h3"]):
         cells.setdefault(key, []).append(int(cell))
-    import h3
-
     extent = {h3.str_to_int(h3.cell_to_parent(h3.int_to_str(c), 6)) for c in set(table["h3"])}
     return cells, extent
