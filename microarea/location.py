@@ -20,7 +20,7 @@ import duckdb
 from django.conf import settings
 
 from tagging.expressions import Type
-from tagging.features import Feature, FeatureSource, register_feature_source
+from tagging.features import Feature, FeatureSource, features_from, register_feature_source
 from tagging.lake.store import read_sql
 from tagging.stages import PartitionWork, Stage, register_stage, write_atomically
 
@@ -37,7 +37,7 @@ _FEATURES = [
 
 
 def location_features() -> list[Feature]:
-    return [Feature(n, t, u, label, d, "stays") for n, t, u, label, d in _FEATURES]
+    return features_from(_FEATURES, "stays")
 
 
 def parent_sql(h3: str, resolution: int) -> str:
@@ -66,7 +66,7 @@ def _hex_choice(scores: str, weight: str, resolution: int) -> str:
 
 
 def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
-    ids = f"subscriber_id >= {work.id_from} AND subscriber_id < {work.id_to}"
+    ids = work.ids_sql
     night_from, night_to = settings.LOCATION_NIGHT_HOURS
     office_from, office_to = settings.LOCATION_OFFICE_HOURS
     min_days = settings.LOCATION_MIN_DAYS

@@ -56,6 +56,11 @@ def catalogue() -> list[Feature]:
     return [feature for source in FEATURE_SOURCES.values() for feature in source.features()]
 
 
+def features_from(rows: list[tuple], source: str) -> list[Feature]:
+    """Features from (name, type, unit, label, description) rows that share one raw dataset."""
+    return [Feature(name, kind, unit, label, description, source) for name, kind, unit, label, description in rows]
+
+
 def feature_symbols() -> dict[str, Symbol]:
     return {f.name: Symbol(f.name, f.type, "feature") for f in catalogue()}
 
@@ -133,9 +138,7 @@ def _product_features() -> list[Feature]:
 
 
 def base_features() -> list[Feature]:
-    usage = [Feature(n, t, u, label, d, "usage_daily") for n, t, u, label, d in _USAGE]
-    subscriber = [Feature(n, t, u, label, d, "subscribers") for n, t, u, label, d in _SUBSCRIBER]
-    return usage + subscriber + _product_features()
+    return features_from(_USAGE, "usage_daily") + features_from(_SUBSCRIBER, "subscribers") + _product_features()
 
 
 def trend_periods(*, as_of: date, window_days: int, usage_from: date | None) -> dict:
@@ -196,7 +199,7 @@ def _products_held(con: duckdb.DuckDBPyConnection, work: PartitionWork, ids: str
 
 def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
     """Per-subscriber features over the window for every subscriber of the partition (zeros when silent)."""
-    ids = f"subscriber_id >= {work.id_from} AND subscriber_id < {work.id_to}"
+    ids = work.ids_sql
     subscribers = read_sql("subscribers", work.lake_files["subscribers"])
     trend = work.definitions["trend"]
     (prev_from, prev_to), (cur_from, cur_to) = trend["previous"], trend["current"]

@@ -34,6 +34,11 @@ class PartitionWork:
     definitions: dict = field(default_factory=dict)  # what the run pinned before this stage (SnapshotRun.definitions)
 
     @property
+    def ids_sql(self) -> str:
+        """SQL condition selecting the partition's subscribers (lake files prune row groups by it)."""
+        return f"subscriber_id >= {self.id_from} AND subscriber_id < {self.id_to}"
+
+    @property
     def window_start(self) -> date:
         return self.as_of - timedelta(days=self.window_days - 1)
 

@@ -21,7 +21,7 @@ import duckdb
 from django.conf import settings
 
 from .expressions import Type
-from .features import Feature, FeatureSource, register_feature_source
+from .features import Feature, FeatureSource, features_from, register_feature_source
 from .lake.store import connect, read_sql
 from .stages import PartitionWork, Stage, register_stage, write_atomically
 
@@ -57,7 +57,7 @@ _FEATURES = [
 
 
 def terminal_features() -> list[Feature]:
-    return [Feature(n, t, u, label, d, "imei_observations") for n, t, u, label, d in _FEATURES]
+    return features_from(_FEATURES, "imei_observations")
 
 
 def history_start(as_of: date) -> date:
@@ -142,7 +142,7 @@ def devices_sql(work: PartitionWork) -> str:
     Kept narrow: each string column costs more to carry through the chain window and to write than the
     grouping of the raw observations does; the catalogue's other columns are joined for the handset in use.
     """
-    ids = f"subscriber_id >= {work.id_from} AND subscriber_id < {work.id_to}"
+    ids = work.ids_sql
     cloned = work.definitions.get("terminals", {}).get("cloned_tacs", [])
     cloned_sql = ", ".join(f"'{t}'" for t in cloned if t.isdigit()) or "NULL"
     return f"""
@@ -185,7 +185,7 @@ def compute_terminals(con: duckdb.DuckDBPyConnection, work: PartitionWork, targe
                                          THEN position END) OVER (PARTITION BY subscriber_id ORDER BY position) + 1 AS streak
             FROM chain
         ), everyone AS (
-            SELECT subscriber_id FROM {subscribers} WHERE subscriber_id >= {work.id_from} AND subscriber_id < {work.id_to}
+            SELECT subscriber_id FROM {subscribers} WHERE {work.ids_sql}
         ), per_subscriber AS (
             SELECT d.subscriber_id,
                    -- The handset in use: the one seen last (a subscriber may go back to an older one).
