@@ -7,11 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from tagging.models import Region
-
-
-class MicroAreaQuerySet(models.QuerySet):
-    def visible_to(self, user) -> "MicroAreaQuerySet":
-        return self.filter(region__in=Region.objects.visible_to(user))
+from tagging.models.reference import RegionScopedQuerySet
 
 
 class MicroArea(models.Model):
@@ -40,7 +36,7 @@ class MicroArea(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = MicroAreaQuerySet.as_manager()
+    objects = RegionScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["region", "name"]

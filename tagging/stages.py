@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 from django.conf import settings
 
 if TYPE_CHECKING:
@@ -83,9 +85,21 @@ def snapshot_dir(run_id: int) -> Path:
 STAGE_COMPRESSION = "snappy"
 
 
-def write_atomically(con: duckdb.DuckDBPyConnection, select: str, target: Path, params=None) -> None:
-    """COPY a query to Parquet through a temporary name, so a reader never sees half a file."""
+def _partial(target: Path) -> Path:
+    """A temporary name beside the target: written there, then renamed, so a reader never sees half a file."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    return target.with_name(f".{target.name}.{os.getpid()}.partial")
+
+
+def write_atomically(con: duckdb.DuckDBPyConnection, select: str, target: Path, params=None) -> None:
+    """COPY a query to Parquet through a temporary name."""
+    partial = _partial(target)
     con.execute(f"COPY ({select}) TO '{partial}' (FORMAT parquet, COMPRESSION {STAGE_COMPRESSION})", params or {})
+    os.replace(partial, target)
+
+
+def write_table_atomically(table: pa.Table, target: Path) -> None:
+    """Write an Arrow table to Parquet through a temporary name."""
+    partial = _partial(target)
+    pq.write_table(table, partial)
     os.replace(partial, target)

@@ -10,7 +10,6 @@ bitmaps and stores one row per (snapshot, tag) and (snapshot, district) in the p
 from __future__ import annotations
 
 import array
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from pyroaring import BitMap
 from . import segments
 from .features import FEATURE_SOURCES, feature_table_sql
 from .lake.store import files_sql
-from .stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
+from .stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically, write_table_atomically
 
 BITMAPS = "tag_bitmaps"  # per-partition bitmap files, beside the stage's wide files
 SEGMENT_SAMPLE = 30_000  # subscribers the k-means sees (plenty for 8 centroids in 8 dimensions); all are assigned
@@ -196,11 +195,7 @@ def compute_tags(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Pa
     region_codes, region_ids = np.asarray(regions["region_code"]).astype(str), np.asarray(regions["subscriber_id"])
     for code in np.unique(region_codes):
         keep("region", str(code), to_bitmap(region_ids[region_codes == code]))
-    bitmaps = work.output_path(BITMAPS, work.index)
-    bitmaps.parent.mkdir(parents=True, exist_ok=True)
-    partial = bitmaps.with_name(f".{bitmaps.name}.{os.getpid()}.partial")
-    pq.write_table(pa.table(rows), partial)
-    os.replace(partial, bitmaps)
+    write_table_atomically(pa.table(rows), work.output_path(BITMAPS, work.index))
     memberships = sum(c for k, c in zip(rows["kind"], rows["count"]) if k == "tag")
     return {"subscribers": len(ids), "tags": len(work.definitions["tags"]), "tag_memberships": memberships}
 

@@ -23,7 +23,7 @@ from django.conf import settings
 from .expressions import Type
 from .features import Feature, FeatureSource, features_from, register_feature_source
 from .lake.store import connect, read_sql
-from .stages import PartitionWork, Stage, register_stage, write_atomically
+from .stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
 
 DEVICES = "terminal_devices"  # per-partition handset chains, beside the stage's feature files
 KNOCKOFF_REASONS = {
@@ -232,8 +232,6 @@ def area_mix_sql(run_id: int, members_sql: str) -> str:
     (area, subscriber_id); one row per (area, dimension, value) for brand, tier and network, with the
     count of subscribers with a handset seen and their share within the area. The micro-area aggregates
     read the terminal stage through this."""
-    from .stages import snapshot_dir
-
     terminals = f"read_parquet('{snapshot_dir(run_id) / 'terminals'}/part=*.parquet')"
     return f"""
         WITH m AS (
@@ -254,36 +252,36 @@ def publish_terminals(run, snapshot) -> dict:
     """Store the terminal mix, brand switching and change-cycle bins per district for pages and the API."""
     from .models import HandsetSwitch, Region, TerminalShare, TerminalSummary
     from .models.terminals import CYCLE_BINS
-    from .stages import snapshot_dir
 
     folder = snapshot_dir(run.id)
     terminals, devices, features = (f"read_parquet('{folder / stage}/part=*.parquet')" for stage in ("terminals", DEVICES, "features"))
     regions = dict(Region.objects.filter(level=Region.Level.DISTRICT).values_list("code", "id"))
     year_ago = run.as_of_date - timedelta(days=364)
-    bins = " ".join(f"WHEN t.change_cycle_days >= {low} THEN {i}" for i, low in reversed(list(enumerate(CYCLE_BINS))))
+    bins = " ".join(f"WHEN change_cycle_days >= {low} THEN {i}" for i, low in reversed(list(enumerate(CYCLE_BINS))))
     con = connect()
     try:
-        shares = con.execute(f"""
-            SELECT f.region_code, coalesce(t.handset_brand, ''), coalesce(t.handset_model, ''), coalesce(t.handset_tier, ''),
-                   coalesce(t.handset_network, ''), coalesce(t.handset_os, ''), count(*), count(*) FILTER (WHERE t.is_knockoff)
-            FROM {terminals} t JOIN {features} f USING (subscriber_id)
-            WHERE t.handset_imei IS NOT NULL GROUP BY ALL
+        # Each subscriber's terminal row with their district, read and joined once for all four summaries.
+        con.execute(f"CREATE TEMP TABLE placed AS SELECT f.region_code, t.* FROM {terminals} t "
+                    f"JOIN {features} f USING (subscriber_id)")
+        shares = con.execute("""
+            SELECT region_code, coalesce(handset_brand, ''), coalesce(handset_model, ''), coalesce(handset_tier, ''),
+                   coalesce(handset_network, ''), coalesce(handset_os, ''), count(*), count(*) FILTER (WHERE is_knockoff)
+            FROM placed WHERE handset_imei IS NOT NULL GROUP BY ALL
         """).fetchall()
         switches = con.execute(f"""
-            SELECT f.region_code, coalesce(d.previous_brand, ''), coalesce(d.brand, ''), count(*)
-            FROM {devices} d JOIN {features} f USING (subscriber_id)
+            SELECT p.region_code, coalesce(d.previous_brand, ''), coalesce(d.brand, ''), count(*)
+            FROM {devices} d JOIN placed p USING (subscriber_id)
             WHERE d.position > 1 AND d.first_seen >= DATE '{year_ago}' GROUP BY ALL
         """).fetchall()
         cycle = con.execute(f"""
-            SELECT f.region_code, CASE {bins} END AS bin, count(*)
-            FROM {terminals} t JOIN {features} f USING (subscriber_id)
-            WHERE t.change_cycle_days IS NOT NULL GROUP BY ALL
+            SELECT region_code, CASE {bins} END AS bin, count(*)
+            FROM placed WHERE change_cycle_days IS NOT NULL GROUP BY ALL
         """).fetchall()
-        totals = con.execute(f"""
-            SELECT f.region_code, count(*), count(t.handset_imei), count(*) FILTER (WHERE t.is_knockoff),
-                   count(*) FILTER (WHERE t.has_5g_handset), coalesce(sum(t.handset_changes_12m), 0),
-                   count(*) FILTER (WHERE t.handset_imei IS NOT NULL AND t.change_cycle_days IS NULL)
-            FROM {terminals} t JOIN {features} f USING (subscriber_id) GROUP BY 1
+        totals = con.execute("""
+            SELECT region_code, count(*), count(handset_imei), count(*) FILTER (WHERE is_knockoff),
+                   count(*) FILTER (WHERE has_5g_handset), coalesce(sum(handset_changes_12m), 0),
+                   count(*) FILTER (WHERE handset_imei IS NOT NULL AND change_cycle_days IS NULL)
+            FROM placed GROUP BY 1
         """).fetchall()
     finally:
         con.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import h3
@@ -14,6 +13,7 @@ from django.conf import settings
 
 from tagging.lake import store
 from tagging.models import IngestBatch
+from tagging.stages import write_table_atomically
 
 from ..coverage import RESOLUTION, footprints, sites_of
 
@@ -56,10 +56,7 @@ def cell_coverage(*, batch_ids: list[int] | None = None) -> Path | None:
         "h3": pa.array(result["h3"], type=pa.uint64()),
         "weight": pa.array(result["weight"]),
     })
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    pq.write_table(table, partial)
-    os.replace(partial, target)
+    write_table_atomically(table, target)
     return target
 
 

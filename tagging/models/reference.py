@@ -76,9 +76,14 @@ class StaffProfile(models.Model):
         return self.role == self.Role.FIELD
 
 
-class SubscriberQuerySet(models.QuerySet):
-    def visible_to(self, user) -> "SubscriberQuerySet":
+class RegionScopedQuerySet(models.QuerySet):
+    """Rows that belong to a region: visible in that region and every region above it."""
+
+    def visible_to(self, user) -> "RegionScopedQuerySet":
         return self.filter(region__in=Region.objects.visible_to(user))
+
+
+class SubscriberQuerySet(RegionScopedQuerySet):
 
     def reachable(self) -> "SubscriberQuerySet":
         """Active subscribers who have not opted out of marketing."""

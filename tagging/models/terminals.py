@@ -5,14 +5,9 @@ from __future__ import annotations
 
 from django.db import models
 
-from .reference import Region, Snapshot
+from .reference import Region, RegionScopedQuerySet, Snapshot
 
 CYCLE_BINS = [0, 180, 365, 545, 730, 1095]  # days: under 6 months, 6-12, 12-18, 18-24, 2-3 years, 3 years +
-
-
-class TerminalQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        return self.filter(region__in=Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT))
 
 
 class TerminalShare(models.Model):
@@ -28,7 +23,7 @@ class TerminalShare(models.Model):
     subscribers = models.PositiveIntegerField()
     knockoffs = models.PositiveIntegerField(default=0)
 
-    objects = TerminalQuerySet.as_manager()
+    objects = RegionScopedQuerySet.as_manager()  # rows are per district
 
     class Meta:
         ordering = ["snapshot", "region", "-subscribers"]
@@ -47,7 +42,7 @@ class HandsetSwitch(models.Model):
     to_brand = models.CharField(max_length=64, blank=True)
     changes = models.PositiveIntegerField()
 
-    objects = TerminalQuerySet.as_manager()
+    objects = RegionScopedQuerySet.as_manager()  # rows are per district
 
     class Meta:
         ordering = ["snapshot", "region", "from_brand", "to_brand"]
@@ -68,7 +63,7 @@ class TerminalSummary(models.Model):
     cycle_bins = models.JSONField(help_text="Subscribers per change-cycle bin, in CYCLE_BINS order")
     cycle_unknown = models.PositiveIntegerField(help_text="Subscribers without a measured change cycle")
 
-    objects = TerminalQuerySet.as_manager()
+    objects = RegionScopedQuerySet.as_manager()  # rows are per district
 
     class Meta:
         ordering = ["snapshot", "region"]
