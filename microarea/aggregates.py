@@ -1,10 +1,17 @@
 """The aggregates stage: per H3 hex (res 9, 8, 7), district and basis (where subscribers live or work),
-how many subscribers, how many use each product, how many have a 5G handset.
+how many subscribers; per product how many use it (developed), need it (demand) and would take it
+(potential); how many carry each tag; the terminal mix by brand, tier and network.
 
 Each partition counts its own subscribers by their home and work hexes (res 9); publishing adds the
 partitions up and rolls res 9 up to 8 and 7, into one long file per run (resolution, basis, region_code,
-h3, metric, value) that the map and the hex API read. Counts stay per district, so what a user sees is
-summed over their districts only.
+h3, metric, value) that the map, the hex API and the micro-area stats read. A subscriber has one home
+and one work hex, so any set of res-9 hexes (a micro-area) sums exactly; counts stay per district, so
+what a user sees is summed over their districts only.
+
+Metrics: subscribers, handsets (a handset seen), five_g_handsets, users:<product>, demand:<product>,
+potential:<product>, tag:<code>, brand:<brand>, tier:<tier>, network:<network>. The customer classes
+are disjoint: developed holds the product, demand does not and has the product's demand tag, potential
+has neither and has its potential tag.
 """
 
 from __future__ import annotations
@@ -13,12 +20,15 @@ from pathlib import Path
 
 import duckdb
 
+from tagging.features import product_feature
 from tagging.lake.store import connect
 from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
 
 from .location import parent_sql
 
 RESOLUTIONS = (9, 8, 7)
+BASES = ("home", "work")
+TERMINAL_DIMENSIONS = ("brand", "tier", "network")
 HEXES = "hexes.parquet"  # the run's published hex aggregates, beside its stage folders
 
 
@@ -26,22 +36,62 @@ def hexes_path(run_id: int) -> Path:
     return snapshot_dir(run_id) / HEXES
 
 
+def prepare_aggregates(run) -> dict:
+    """Pin each product's customer-class tags, where the run computes them."""
+    from tagging.models import Product
+
+    pinned = {t["code"] for t in run.definitions.get("tags", [])}
+    products = [
+        {"code": code, "demand": demand if demand in pinned else None, "potential": potential if potential in pinned else None}
+        for code, demand, potential in Product.objects.values_list("code", "demand_tag__code", "potential_tag__code")
+    ]
+    return {"aggregates": {"products": products}}
+
+
+def _counted(name: str, condition: str) -> str:
+    return f'sum(({condition})::INTEGER)::BIGINT AS "{name}"'
+
+
 def compute_aggregates(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
-    features, location, terminals = (work.earlier_output(stage) for stage in ("features", "location", "terminals"))
-    products = [c for c in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{features}')").fetchall()
-                if c[0].startswith("has_") and c[1] == "BOOLEAN"]
-    users = "".join(f", sum({name}::INTEGER) AS \"users:{name[4:]}\"" for name, *_ in products)
-    counted = ", ".join(f'"users:{name[4:]}"' for name, *_ in products)
-    per_basis = " UNION ALL ".join(
-        f"SELECT '{basis}' AS basis, f.region_code, l.{basis}_h3 AS h3, count(*) AS subscribers, "
-        f"sum(coalesce(t.has_5g_handset, false)::INTEGER) AS five_g_handsets{users} "
-        f"FROM read_parquet('{features}') f JOIN read_parquet('{location}') l USING (subscriber_id) "
-        f"LEFT JOIN read_parquet('{terminals}') t USING (subscriber_id) "
-        f"WHERE l.{basis}_h3 IS NOT NULL AND f.status <> 'closed' GROUP BY ALL"
-        for basis in ("home", "work")
-    )
-    metrics = ", ".join(["subscribers", "five_g_handsets", *([counted] if counted else [])])
-    write_atomically(con, f"UNPIVOT ({per_basis}) ON {metrics} INTO NAME metric VALUE value", target)
+    features, location, terminals, tags = (work.earlier_output(s) for s in ("features", "location", "terminals", "tags"))
+    columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{features}')").fetchall()}
+    tag_codes = [t["code"] for t in work.definitions.get("tags", [])]
+    counts = ["count(*) AS subscribers", _counted("handsets", "handset_imei IS NOT NULL"),
+              _counted("five_g_handsets", "coalesce(has_5g_handset, false)")]
+    for product in work.definitions.get("aggregates", {}).get("products", []):
+        held = product_feature(product["code"])
+        if held not in columns:
+            continue
+        demand = f'coalesce(t."{product["demand"]}", false)' if product["demand"] else "false"
+        potential = f'coalesce(t."{product["potential"]}", false)' if product["potential"] else "false"
+        counts += [_counted(f"users:{product['code']}", held),
+                   _counted(f"demand:{product['code']}", f"NOT {held} AND {demand}"),
+                   _counted(f"potential:{product['code']}", f"NOT {held} AND NOT {demand} AND {potential}")]
+    counts += [_counted(f"tag:{code}", f'coalesce(t."{code}", false)') for code in tag_codes]
+    placed = " UNION ALL ".join(f"SELECT '{basis}' AS basis, {basis}_h3 AS h3, * FROM everyone WHERE {basis}_h3 IS NOT NULL"
+                                for basis in BASES)
+    dimensions = ", ".join(f"coalesce(handset_{d}, 'unknown') AS {d}" for d in TERMINAL_DIMENSIONS)
+    write_atomically(con, f"""
+        WITH everyone AS (
+            SELECT f.region_code, l.home_h3, l.work_h3, f.* EXCLUDE (region_code), m.handset_imei, m.has_5g_handset,
+                   m.handset_brand, m.handset_tier, m.handset_network{''.join(f', t."{c}"' for c in tag_codes)}
+            FROM read_parquet('{features}') f JOIN read_parquet('{location}') l USING (subscriber_id)
+            LEFT JOIN read_parquet('{terminals}') m USING (subscriber_id)
+            LEFT JOIN read_parquet('{tags}') t USING (subscriber_id)
+            WHERE f.status <> 'closed' AND (l.home_h3 IS NOT NULL OR l.work_h3 IS NOT NULL)
+        ), placed AS ({placed}),
+        counts AS (
+            SELECT basis, region_code, h3, {', '.join(counts)} FROM placed t GROUP BY basis, region_code, h3
+        ), mix AS (
+            SELECT basis, region_code, h3, {dimensions} FROM placed WHERE handset_imei IS NOT NULL
+        )
+        SELECT * FROM (UNPIVOT counts ON COLUMNS(* EXCLUDE (basis, region_code, h3)) INTO NAME metric VALUE value)
+        WHERE value > 0
+        UNION ALL
+        SELECT basis, region_code, h3, dimension || ':' || value AS metric, count(*) AS value
+        FROM (UNPIVOT mix ON {', '.join(TERMINAL_DIMENSIONS)} INTO NAME dimension VALUE value)
+        GROUP BY basis, region_code, h3, dimension, value
+    """, target)
     rows = con.execute(f"SELECT count(DISTINCT h3) FROM read_parquet('{target}')").fetchone()[0]
     return {"hexes": rows}
 
@@ -66,4 +116,5 @@ def publish_aggregates(run, snapshot) -> dict:
     return {"hexes": count}
 
 
-register_stage(Stage("aggregates", "区域汇总 Aggregates", 50, compute_aggregates, publish=publish_aggregates))
+register_stage(Stage("aggregates", "区域汇总 Aggregates", 50, compute_aggregates, prepare=prepare_aggregates,
+                     publish=publish_aggregates))

@@ -10,12 +10,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tagging.api.permissions import requires
+from tagging.api.serializers import SubscriberSerializer
 from tagging.api.views import snapshot_asked
-from tagging.models import Product, Region
+from tagging.models import Product, Region, Subscriber
 
 from .aggregates import RESOLUTIONS
 from .models import MicroArea
-from .selectors import hex_metric
+from .selectors import HEX_METRICS, PRODUCT_METRICS, area_stats, hex_metric, res9_hexes, subscriber_locations
 from .services.coverage import cell_coverage, network_extent
 from .services.micro_areas import MicroAreaRefused, create_micro_area
 
@@ -75,18 +76,21 @@ class MicroAreaListView(APIView):
         return Response(as_feature(area), status=status.HTTP_201_CREATED)
 
 
+def product_asked(request, errors: dict) -> Product | None:
+    """The product named by ?product=, or None; a product that does not exist is an error in `errors`."""
+    code = request.query_params.get("product")
+    if not code:
+        return None
+    product = Product.objects.select_related("demand_tag", "potential_tag").filter(code=code).first()
+    if product is None:
+        errors["product"] = [f"no product {code!r}"]
+    return product
+
+
 def hex_polygon(cell: str) -> dict:
     """A hex as a closed GeoJSON ring in (lon, lat) order."""
     ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(cell)]
     return {"type": "Polygon", "coordinates": [ring + ring[:1]]}
-
-
-HEX_METRICS = {
-    "subscribers": "用户数 Subscribers",
-    "product_users": "产品用户 Product users",
-    "penetration": "产品渗透率 Product penetration",
-    "five_g_share": "5G终端占比 5G-handset share",
-}
 
 
 class HexView(APIView):
@@ -110,10 +114,10 @@ class HexView(APIView):
         if basis not in ("home", "work"):
             errors["basis"] = ["home or work"]
         product = params.get("product")
-        if metric in ("product_users", "penetration") and not product:
+        if metric in PRODUCT_METRICS and not product:
             errors["product"] = [f"{metric} needs a product code"]
-        elif product and not Product.objects.filter(code=product).exists():
-            errors["product"] = [f"no product {product!r}"]
+        else:
+            product_asked(request, errors)
         if errors:
             return Response(errors, status=status.HTTP_400_BAD_REQUEST)
         snapshot = snapshot_asked(request)
@@ -121,5 +125,61 @@ class HexView(APIView):
                           basis=basis, product=product, minimum=settings.AREA_MIN_COUNT)
         features = [{"type": "Feature", "id": row["h3"], "geometry": hex_polygon(row["h3"]), "properties": row} for row in rows]
         return Response({"type": "FeatureCollection", "snapshot": str(snapshot.as_of_date), "resolution": int(resolution),
-                         "metric": metric, "metric_label": HEX_METRICS[metric], "basis": basis, "product": product,
+                         "metric": metric, "metric_label": HEX_METRICS[metric][2], "basis": basis, "product": product,
                          "features": features})
+
+
+def _stats_response(request, hexes, described: dict):
+    errors = {}
+    product = product_asked(request, errors)
+    if errors:
+        return Response(errors, status=status.HTTP_400_BAD_REQUEST)
+    stats = area_stats(snapshot=snapshot_asked(request), user=request.user, hexes=hexes, product=product,
+                       minimum=settings.AREA_MIN_COUNT)
+    return Response({**described, **stats})
+
+
+STATS_DOC = ("Counts are summed over your districts only; any count under AREA_MIN_COUNT is null, and so is a "
+             "share built on one. ?product= adds that product's developed, demand and potential customers.")
+
+
+class MicroAreaStatsView(APIView):
+    __doc__ = "One micro-area's panel: subscribers living and working there, products, terminal mix, top tags, " \
+              "change since the previous snapshot and home moves in and out. " + STATS_DOC
+
+    permission_classes = [requires("microarea.view_microarea")]
+
+    @extend_schema(responses=dict)
+    def get(self, request, pk: int):
+        area = MicroArea.objects.visible_to(request.user).select_related("region").filter(pk=pk).first()
+        if area is None:
+            return Response({"detail": f"no micro-area {pk} in your regions"}, status=status.HTTP_404_NOT_FOUND)
+        return _stats_response(request, area.hex_array(), {"area": as_feature(area)["properties"]})
+
+
+class HexStatsView(APIView):
+    __doc__ = "One hex's panel (any of resolutions 9, 8, 7), as for a micro-area. " + STATS_DOC
+
+    permission_classes = [requires("microarea.view_microarea")]
+
+    @extend_schema(responses=dict)
+    def get(self, request, cell: str):
+        if not h3.is_valid_cell(cell) or h3.get_resolution(cell) not in RESOLUTIONS:
+            return Response({"hex": [f"{cell!r} is not an H3 cell of resolution {', '.join(map(str, RESOLUTIONS))}"]},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return _stats_response(request, res9_hexes(cell), {"hex": {"h3": cell, "resolution": h3.get_resolution(cell)}})
+
+
+class SubscriberLocationsView(APIView):
+    """A subscriber's location ownership over the last snapshots (MSISDN masked): home and work cell and
+    hex with confidence and days seen, the micro-areas holding them, and when the home moved."""
+
+    permission_classes = [requires("tagging.view_subscriber")]
+
+    @extend_schema(responses=dict)
+    def get(self, request, pk: int):
+        subscriber = Subscriber.objects.visible_to(request.user).select_related("region").filter(pk=pk).first()
+        if subscriber is None:
+            return Response({"detail": f"no subscriber {pk} in your regions"}, status=status.HTTP_404_NOT_FOUND)
+        return Response({"subscriber": SubscriberSerializer(subscriber).data,
+                         "history": subscriber_locations(subscriber_id=subscriber.id, user=request.user)})

@@ -1,13 +1,54 @@
-"""Reads of the published hex aggregates, summed over the user's districts."""
+"""Reads of the published hex aggregates and location files, summed over the user's districts.
+
+Counts under the minimum (AREA_MIN_COUNT) are suppressed (None) in everything returned here, and so is
+any share whose count is suppressed: these are what sales users see.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import h3
+import numpy as np
 
 from tagging.lake import store
-from tagging.models import Region, Snapshot
+from tagging.models import Product, Region, Snapshot, TagDefinition
 
-from .aggregates import hexes_path
+from .models import MicroArea
+from tagging.stages import snapshot_dir
+
+from .aggregates import TERMINAL_DIMENSIONS, hexes_path
+
+# Map metrics: the hex file's metric each counts ({product} filled in), and whether it is a share of subscribers.
+HEX_METRICS = {
+    "subscribers": ("subscribers", False, "用户数 Subscribers"),
+    "product_users": ("users:{product}", False, "已发展客户 Developed (product users)"),
+    "penetration": ("users:{product}", True, "产品渗透率 Product penetration"),
+    "demand": ("demand:{product}", False, "需求客户 Demand customers"),
+    "potential": ("potential:{product}", False, "潜在客户 Potential customers"),
+    "five_g_share": ("five_g_handsets", True, "5G终端占比 5G-handset share"),
+}
+PRODUCT_METRICS = {name for name, (counted, _, _) in HEX_METRICS.items() if "{product}" in counted}
+TOP_TAGS = 10
+
+
+def visible_districts(user) -> list[str]:
+    return list(Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT).values_list("code", flat=True))
+
+
+def res9_hexes(cell: str) -> np.ndarray:
+    """The res-9 hexes a hex of resolution 9 or coarser covers, as the aggregates hold them."""
+    return np.array([h3.str_to_int(c) for c in h3.cell_to_children(cell, 9)], dtype="<u8")
+
+
+def _suppressed(count: int | None, minimum: int) -> int | None:
+    return None if count is None or count < minimum else int(count)
+
+
+def _share(part: int | None, whole: int | None, minimum: int) -> float | None:
+    if _suppressed(part, minimum) is None or not _suppressed(whole, minimum):
+        return None
+    return round(part / whole, 4)
 
 
 def hex_metric(*, snapshot: Snapshot, user, resolution: int, metric: str, basis: str = "home",
@@ -15,10 +56,11 @@ def hex_metric(*, snapshot: Snapshot, user, resolution: int, metric: str, basis:
     """One row per hex with subscribers in the user's districts: h3 (string), subscribers and the metric's
     value; hexes under `minimum` subscribers keep their place with both suppressed (None)."""
     path = hexes_path(snapshot.run_id)
-    districts = list(Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT).values_list("code", flat=True))
+    districts = visible_districts(user)
     if not path.exists() or not districts:
         return []
-    wanted = {"subscribers": "subscribers", "five_g_share": "five_g_handsets"}.get(metric, f"users:{product}")
+    counted, is_share, _ = HEX_METRICS[metric]
+    wanted = counted.format(product=product)
     con = store.connect()
     try:
         rows = con.execute(f"""
@@ -32,13 +74,171 @@ def hex_metric(*, snapshot: Snapshot, user, resolution: int, metric: str, basis:
     finally:
         con.close()
     result = []
-    for cell, subscribers, counted in rows:
+    for cell, subscribers, count in rows:
         subscribers = int(subscribers or 0)
         if subscribers < minimum:
             value, shown = None, None
-        elif metric in ("penetration", "five_g_share"):
-            value, shown = round(counted / subscribers, 4), subscribers
+        elif is_share:
+            value, shown = round(count / subscribers, 4), subscribers
         else:
-            value, shown = int(counted), subscribers
+            value, shown = int(count), subscribers
         result.append({"h3": h3.int_to_str(int(cell)), "subscribers": shown, "value": value, "suppressed": value is None})
     return result
+
+
+def _sums(snapshot: Snapshot, districts: list[str], hexes: np.ndarray) -> dict[str, dict[str, int]]:
+    """basis -> metric -> count over the res-9 `hexes` and the districts."""
+    path = hexes_path(snapshot.run_id)
+    sums: dict[str, dict[str, int]] = defaultdict(dict)
+    if not path.exists() or not districts or not len(hexes):
+        return sums
+    con = store.connect()
+    try:
+        rows = con.execute(f"""
+            SELECT basis, metric, sum(value)::BIGINT FROM read_parquet('{path}')
+            WHERE resolution = 9 AND region_code IN (SELECT unnest($districts::VARCHAR[]))
+              AND h3 IN (SELECT unnest($hexes::UBIGINT[]))
+            GROUP BY basis, metric
+        """, {"districts": districts, "hexes": hexes.tolist()}).fetchall()
+    finally:
+        con.close()
+    for basis, metric, value in rows:
+        sums[basis][metric] = int(value)
+    return sums
+
+
+def _moves(snapshot: Snapshot, previous: Snapshot, districts: list[str], hexes: np.ndarray) -> dict[str, int]:
+    """Subscribers of the districts whose home moved into or out of the hexes between the two snapshots
+    (home known in both)."""
+    now, before = (snapshot_dir(s.run_id) / "location" for s in (snapshot, previous))
+    features = snapshot_dir(snapshot.run_id) / "features"
+    if not any(now.glob("part=*.parquet")) or not any(before.glob("part=*.parquet")) or not districts:
+        return {"moved_in": 0, "moved_out": 0}
+    con = store.connect()
+    try:
+        moved_in, moved_out = con.execute(f"""
+            WITH area AS (SELECT unnest($hexes::UBIGINT[]) AS h3),
+            now AS (
+                SELECT l.subscriber_id, l.home_h3 IN (SELECT h3 FROM area) AS inside
+                FROM read_parquet('{now}/part=*.parquet') l JOIN read_parquet('{features}/part=*.parquet') f USING (subscriber_id)
+                WHERE l.home_h3 IS NOT NULL AND f.region_code IN (SELECT unnest($districts::VARCHAR[]))
+            ), before AS (
+                SELECT subscriber_id, home_h3 IN (SELECT h3 FROM area) AS inside
+                FROM read_parquet('{before}/part=*.parquet') WHERE home_h3 IS NOT NULL
+            )
+            SELECT count(*) FILTER (WHERE n.inside AND NOT b.inside), count(*) FILTER (WHERE b.inside AND NOT n.inside)
+            FROM now n JOIN before b USING (subscriber_id)
+        """, {"districts": districts, "hexes": hexes.tolist()}).fetchone()
+    finally:
+        con.close()
+    return {"moved_in": int(moved_in), "moved_out": int(moved_out)}
+
+
+def area_stats(*, snapshot: Snapshot, user, hexes: np.ndarray, product: Product | None = None, minimum: int = 5) -> dict:
+    """What the map's panel shows for a hex or micro-area (given as its res-9 hexes), for the user's districts:
+    subscribers living and working there, every product's users and penetration, the chosen product's
+    developed/demand/potential customers, the terminal mix, the top tags, and the change since the
+    previous snapshot (including subscribers who moved their home in or out)."""
+    districts = visible_districts(user)
+    sums = _sums(snapshot, districts, hexes)
+    home, work = sums.get("home", {}), sums.get("work", {})
+    living = home.get("subscribers", 0)
+    previous = snapshot.previous()
+    before = _sums(previous, districts, hexes).get("home", {}) if previous else None
+
+    def change(metric: str) -> int | None:
+        if before is None:
+            return None
+        now, then = home.get(metric, 0), before.get(metric, 0)
+        # A difference between two shown counts reveals nothing more; one between suppressed ones could.
+        return now - then if _suppressed(now, minimum) is not None and _suppressed(then, minimum) is not None else None
+
+    products = [
+        {"code": p.code, "name": p.name, "name_en": p.name_en,
+         "users": _suppressed(home.get(f"users:{p.code}", 0), minimum),
+         "penetration": _share(home.get(f"users:{p.code}", 0), living, minimum)}
+        for p in Product.objects.order_by("code")
+    ]
+    classes = None
+    if product is not None:
+        classes = {"code": product.code, "name": product.name, "name_en": product.name_en,
+                   "demand_tag": product.demand_tag.code if product.demand_tag else None,
+                   "potential_tag": product.potential_tag.code if product.potential_tag else None}
+        for name, metric in (("developed", "users"), ("demand", "demand"), ("potential", "potential")):
+            count = home.get(f"{metric}:{product.code}", 0)
+            classes[name] = _suppressed(count, minimum)
+            classes[f"{name}_share"] = _share(count, living, minimum)
+            classes[f"{name}_change"] = change(f"{metric}:{product.code}")
+    handsets = home.get("handsets", 0)
+    terminal_mix = {
+        dimension: sorted(
+            ({"value": metric.split(":", 1)[1], "subscribers": _suppressed(count, minimum),
+              "share": _share(count, handsets, minimum)}
+             for metric, count in home.items() if metric.startswith(f"{dimension}:")),
+            key=lambda row: (-(row["subscribers"] or 0), row["value"]))
+        for dimension in TERMINAL_DIMENSIONS
+    }
+    names = {code: (name, name_en) for code, name, name_en in TagDefinition.objects.values_list("code", "name", "name_en")}
+    tagged = sorted(((m[4:], c) for m, c in home.items() if m.startswith("tag:") and c >= minimum), key=lambda t: (-t[1], t[0]))
+    top_tags = [{"code": code, "name": names.get(code, (code, ""))[0], "name_en": names.get(code, (code, ""))[1],
+                 "count": count, "share": _share(count, living, minimum)} for code, count in tagged[:TOP_TAGS]]
+    return {
+        "snapshot": {"id": snapshot.id, "date": str(snapshot.as_of_date)},
+        "previous_snapshot": {"id": previous.id, "date": str(previous.as_of_date)} if previous else None,
+        "hexes": len(hexes),
+        "minimum_count": minimum,
+        "subscribers": {"home": _suppressed(living, minimum), "work": _suppressed(work.get("subscribers", 0), minimum),
+                        "home_change": change("subscribers")},
+        "five_g_handset_share": _share(home.get("five_g_handsets", 0), living, minimum),
+        "product": classes,
+        "products": products,
+        "terminal_mix": terminal_mix,
+        "top_tags": top_tags,
+        "moves": ({key: _suppressed(value, minimum) for key, value in _moves(snapshot, previous, districts, hexes).items()}
+                  if previous else None),
+    }
+
+
+LOCATION_HISTORY_COLUMNS = ("home_known", "home_cell", "home_h3", "home_confidence", "home_days", "work_known", "work_cell",
+                            "work_h3", "work_confidence", "work_days", "frequent_cell", "radius_of_gyration_km", "home_work_km")
+
+
+def subscriber_locations(*, subscriber_id: int, user, limit: int = 12) -> list[dict]:
+    """Where one subscriber lived and worked at each of the last snapshots, oldest first, with the user's
+    micro-areas holding the home and work hexes, and whether the home moved since the entry before."""
+    snapshots = list(Snapshot.objects.order_by("-as_of_date", "-id")[:limit])[::-1]
+    areas = [(area.name, area.hex_array()) for area in MicroArea.objects.visible_to(user)]
+
+    def named(cell) -> list[str]:
+        if cell is None:
+            return []
+        return [name for name, hexes in areas if len(hexes) and hexes[min(np.searchsorted(hexes, cell), len(hexes) - 1)] == cell]
+
+    history, home_before = [], None
+    con = store.connect()
+    try:
+        for snapshot in snapshots:
+            files = sorted(str(p) for p in (snapshot_dir(snapshot.run_id) / "location").glob("part=*.parquet"))
+            if not files:
+                continue
+            cursor = con.execute(f"SELECT {', '.join(LOCATION_HISTORY_COLUMNS)} FROM read_parquet({store.files_sql(files)}) "
+                                 f"WHERE subscriber_id = $id", {"id": subscriber_id})
+            row = cursor.fetchone()
+            if row is None:
+                continue
+            entry = dict(zip(LOCATION_HISTORY_COLUMNS, row))
+            home, work = entry["home_h3"], entry["work_h3"]
+            entry.update({
+                "snapshot": snapshot.id, "as_of_date": str(snapshot.as_of_date),
+                "home_h3": h3.int_to_str(int(home)) if home is not None else None,
+                "work_h3": h3.int_to_str(int(work)) if work is not None else None,
+                "home_areas": named(home), "work_areas": named(work),
+                "home_moved": home_before is not None and home is not None and home != home_before,
+            })
+            for key in ("home_confidence", "work_confidence", "radius_of_gyration_km", "home_work_km"):
+                entry[key] = round(entry[key], 3) if entry[key] is not None else None
+            history.append(entry)
+            home_before = home if home is not None else home_before
+    finally:
+        con.close()
+    return history

@@ -121,6 +121,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", text.lower())
 
 
+def product_feature(code: str) -> str:
+    """The boolean feature saying a subscriber holds the product."""
+    return f"has_{_slug(code)}"
+
+
 def _product_features() -> list[Feature]:
     from .models import Product
 
@@ -130,7 +135,7 @@ def _product_features() -> list[Feature]:
         Feature("package_fee_total", N, "yuan / month", "订购产品月费合计", "Monthly fees of all products held", "subscriptions"),
     ]
     for code, name, name_en, _ in products:
-        features.append(Feature(f"has_{_slug(code)}", B, "", f"已订购{name}", f"Holds {name_en or code} on the as-of date", "subscriptions"))
+        features.append(Feature(product_feature(code), B, "", f"已订购{name}", f"Holds {name_en or code} on the as-of date", "subscriptions"))
     for category in sorted({p[3] for p in products}):
         features.append(Feature(f"{_slug(category)}_package_fee", N, "yuan / month", f"{category}类产品月费",
                                 f"Monthly fees of the {category} products held (0 when none)", "subscriptions"))
@@ -187,7 +192,7 @@ def _products_held(con: duckdb.DuckDBPyConnection, work: PartitionWork, ids: str
     columns = [
         " + ".join(f"coalesce(bit_count(p.mask_{w}), 0)" for w in range(words)) + " AS products_held",
         " + ".join(f"{held(i)}::INTEGER * {fee_of[code]!r}" for code, i in index.items()) + " AS package_fee_total",
-        *(f"{held(i)} AS has_{_slug(code)}" for code, i in index.items()),
+        *(f"{held(i)} AS {product_feature(code)}" for code, i in index.items()),
         *(
             " + ".join(f"{held(index[code])}::INTEGER * {fee_of[code]!r}" for code, cat, _ in rows if cat == category)
             + f" AS {_slug(category)}_package_fee"

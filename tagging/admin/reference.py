@@ -103,9 +103,16 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "name_en", "category", "monthly_fee_yuan"]
+    list_display = ["code", "name", "name_en", "category", "monthly_fee_yuan", "demand_tag", "potential_tag"]
     list_filter = ["category"]
     search_fields = ["code", "name", "name_en"]
+    # Products come from the products file; what admins set here is how the map classes customers.
+    readonly_fields = ["code", "name", "name_en", "category", "monthly_fee_yuan"]
+    fields = [*readonly_fields, "demand_tag", "potential_tag"]
+    autocomplete_fields = ["demand_tag", "potential_tag"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(Subscription)

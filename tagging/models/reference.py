@@ -143,6 +143,13 @@ class Product(models.Model):
     name_en = models.CharField(max_length=64, blank=True)
     category = models.CharField(max_length=32)
     monthly_fee_yuan = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+    # The product's customer classes on the map and in area stats: developed (holds it), demand (does not,
+    # and this tag says they need it), potential (neither, and this tag says they would take it).
+    demand_tag = models.ForeignKey("tagging.TagDefinition", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="demand_for", help_text="需求客户: a tag saying a subscriber needs it")
+    potential_tag = models.ForeignKey("tagging.TagDefinition", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="potential_for",
+                                      help_text="潜在客户: the product's audience rule or propensity tag")
 
     class Meta:
         ordering = ["code"]
@@ -344,3 +351,7 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return f"snapshot {self.as_of_date} (run #{self.run_id}){' current' if self.is_current else ''}"
+
+    def previous(self) -> "Snapshot | None":
+        """The latest snapshot of an earlier date: what "change since the previous snapshot" compares with."""
+        return Snapshot.objects.filter(as_of_date__lt=self.as_of_date).order_by("-as_of_date", "-id").first()

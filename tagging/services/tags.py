@@ -11,7 +11,7 @@ from pyroaring import BitMap
 from ..expressions import Expression, ExpressionError, Symbol, Type, evaluation_order, parse
 from ..features import FEATURE_SOURCES, feature_symbols, feature_table_sql
 from ..lake import store
-from ..models import Region, Snapshot, TagDefinition, TagVersion
+from ..models import Product, Region, Snapshot, TagDefinition, TagVersion
 from ..stages import snapshot_dir
 
 # Words of the expression language (and Python's) a tag code may not take.
@@ -224,8 +224,9 @@ def preview_rule(*, expression: str, user, snapshot: Snapshot | None = None) -> 
 
 
 def install_starting_catalogue(*, author=None) -> int:
-    """Add the starting catalogue's tags that are missing; never overwrite an admin's edits."""
-    from ..catalogue import STARTING_TAGS
+    """Add the starting catalogue's tags that are missing and link products to their demand and potential
+    tags where neither is set; never overwrite an admin's edits."""
+    from ..catalogue import PRODUCT_CLASSES, STARTING_TAGS
 
     existing = set(TagDefinition.objects.values_list("code", flat=True))
     added = 0
@@ -234,8 +235,12 @@ def install_starting_catalogue(*, author=None) -> int:
             continue
         save_tag_definition(tag=TagDefinition(**entry), author=author, note="starting catalogue")
         added += 1
+    tags = dict(TagDefinition.objects.values_list("code", "id"))
+    for product in Product.objects.filter(code__in=PRODUCT_CLASSES, demand_tag=None, potential_tag=None):
+        demand, potential = PRODUCT_CLASSES[product.code]
+        product.demand_tag_id, product.potential_tag_id = tags.get(demand), tags.get(potential)
+        product.save(update_fields=["demand_tag", "potential_tag"])
     return added
-
 
 
 def import_member_list(content: bytes) -> BitMap:
