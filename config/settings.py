@@ -4,6 +4,7 @@ With no environment at all this is the embedded default: DEBUG, SQLite under DAT
 folder and Celery tasks run eagerly in-process. A bad value stops start-up with a message naming it.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -171,7 +172,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Leaflet and Leaflet.draw come with the django-leaflet package; only its static files are used (as an app
+# it would load GeoDjango, which needs GDAL), so nothing is fetched from a CDN.
+STATICFILES_DIRS = [BASE_DIR / "static", Path(importlib.util.find_spec("leaflet").origin).parent / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

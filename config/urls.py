@@ -4,7 +4,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
-from microarea.api import HexStatsView, HexView, MicroAreaListView, MicroAreaStatsView, SubscriberLocationsView
+from microarea.api import (HexStatsView, HexTargetsView, HexView, MicroAreaListView, MicroAreaStatsView,
+                           MicroAreaTargetsView, SubscriberLocationsView)
+from microarea import views as microarea_views
 from tagging import views as tagging_views
 
 from . import views
@@ -16,13 +18,16 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("terminals/", tagging_views.terminals, name="terminals"),
+    path("map/", microarea_views.area_map, name="map"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/microareas/", MicroAreaListView.as_view(), name="microarea-list"),
     path("api/v1/microareas/<int:pk>/stats/", MicroAreaStatsView.as_view(), name="microarea-stats"),
     path("api/v1/hexes/", HexView.as_view(), name="hexes"),
+    path("api/v1/microareas/<int:pk>/targets/", MicroAreaTargetsView.as_view(), name="microarea-targets"),
     path("api/v1/hexes/<str:cell>/stats/", HexStatsView.as_view(), name="hex-stats"),
+    path("api/v1/hexes/<str:cell>/targets/", HexTargetsView.as_view(), name="hex-targets"),
     path("api/v1/subscribers/<int:pk>/locations/", SubscriberLocationsView.as_view(), name="subscriber-locations"),
     path("api/v1/", include("tagging.api.urls")),
     path("api/v1/auth/token/", obtain_auth_token, name="api-token"),

@@ -225,27 +225,6 @@ def compute_terminals(con: duckdb.DuckDBPyConnection, work: PartitionWork, targe
             "handset_changes_12m": int(changes or 0)}
 
 
-# --- per-area mix: for any grouping of subscribers ---------------------------------------------------------
-
-def area_mix_sql(run_id: int, members_sql: str) -> str:
-    """Terminal mix of any grouping of subscribers (district, hex, micro-area): `members_sql` yields
-    (area, subscriber_id); one row per (area, dimension, value) for brand, tier and network, with the
-    count of subscribers with a handset seen and their share within the area. The micro-area aggregates
-    read the terminal stage through this."""
-    terminals = f"read_parquet('{snapshot_dir(run_id) / 'terminals'}/part=*.parquet')"
-    return f"""
-        WITH m AS (
-            SELECT m.area, coalesce(t.handset_brand, '') AS brand, coalesce(t.handset_tier, '') AS tier,
-                   coalesce(t.handset_network, '') AS network
-            FROM ({members_sql}) m JOIN {terminals} t USING (subscriber_id) WHERE t.handset_imei IS NOT NULL
-        )
-        SELECT area, dimension, value, count(*) AS subscribers,
-               count(*) / sum(count(*)) OVER (PARTITION BY area, dimension) AS share
-        FROM (UNPIVOT m ON brand, tier, network INTO NAME dimension VALUE value)
-        GROUP BY area, dimension, value ORDER BY area, dimension, subscribers DESC, value
-    """
-
-
 # --- publish: per-district aggregates -----------------------------------------------------------------------
 
 def publish_terminals(run, snapshot) -> dict:

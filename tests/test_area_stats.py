@@ -1,6 +1,7 @@
 """Per-area statistics (micro-area and hex panels), customer classes, moves between snapshots and a
 subscriber's ownership history, checked against the snapshot's own subscriber files and the simulator's truth."""
 
+import json
 from datetime import timedelta
 
 import duckdb
@@ -11,7 +12,7 @@ from rest_framework.test import APIClient
 from microarea.models import MicroArea
 from microarea.services.imports import import_micro_areas
 from tagging.lake import store
-from tagging.models import Product, Region, Snapshot, StaffProfile
+from tagging.models import Region, StaffProfile
 from tagging.services.snapshots import start_snapshot_run
 from tagging.services.tags import install_starting_catalogue
 from tagging.stages import snapshot_dir
@@ -115,3 +116,41 @@ def test_change_and_moves_since_the_previous_snapshot(two_snapshots, small_city)
     assert entered + left > 0
     assert now["moves"]["moved_in"] >= entered and now["moves"]["moved_out"] >= left
     assert api.get("/api/v1/subscribers/999999/locations/").status_code == 404
+
+
+def test_an_areas_targets_export_and_bad_requests(two_snapshots):
+    api, area = two_snapshots["api"], two_snapshots["area"]
+    stats = api.get(f"/api/v1/microareas/{area.id}/stats/?product=5g_plan").json()["product"]
+    response = api.get(f"/api/v1/microareas/{area.id}/targets/?product=5g_plan")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    header, rows = lines[0].split(","), [line.split(",") for line in lines[1:]]
+    assert header == ["subscriber_id", "msisdn", "region_code", "customer_class", "home_h3", "home_confidence"]
+    assert len(rows) == stats["demand"] + stats["potential"]
+    assert {r[3] for r in rows} == {"demand", "potential"} and {r[2] for r in rows} == {"440604"}
+    assert all("****" in r[1] for r in rows)
+    assert all(h3.str_to_int(r[4]) in set(area.hex_array().tolist()) for r in rows)
+    developed = api.get(f"/api/v1/microareas/{area.id}/targets/?product=5g_plan&class=developed&format=json")
+    body = json.loads(b"".join(developed.streaming_content))
+    assert len(body["rows"]) == stats["developed"] and body["columns"][0] == "subscriber_id"
+    hex_cell = rows[0][4]
+    one_hex = api.get(f"/api/v1/hexes/{hex_cell}/targets/?product=5g_plan")
+    assert rows[0][0] in b"".join(one_hex.streaming_content).decode()
+
+    elsewhere = MicroArea.objects.exclude(region=two_snapshots["region"]).first()
+    for url, code, field in [
+        (f"/api/v1/microareas/{elsewhere.id}/stats/", 404, "detail"),  # another district's area does not exist for you
+        (f"/api/v1/microareas/{elsewhere.id}/targets/?product=5g_plan", 404, "detail"),
+        (f"/api/v1/microareas/{area.id}/stats/?product=nope", 400, "product"),
+        (f"/api/v1/microareas/{area.id}/stats/?snapshot=abc", 400, "snapshot"),
+        (f"/api/v1/microareas/{area.id}/stats/?snapshot=99999", 404, "detail"),
+        (f"/api/v1/microareas/{area.id}/targets/", 400, "product"),
+        (f"/api/v1/microareas/{area.id}/targets/?product=5g_plan&class=vip", 400, "class"),
+        (f"/api/v1/microareas/{area.id}/targets/?product=5g_plan&format=xlsx", 400, "format"),
+        ("/api/v1/hexes/8a411d7851fffff/stats/", 400, "hex"),  # resolution 10
+        ("/api/v1/hexes/not-a-hex/stats/", 400, "hex"),
+        ("/api/v1/hexes/not-a-hex/targets/?product=5g_plan", 400, "hex"),
+    ]:
+        answer = api.get(url)
+        assert answer.status_code == code and field in answer.json(), (url, answer.status_code, answer.content[:200])
+    assert APIClient().get(f"/api/v1/microareas/{area.id}/stats/").status_code in (401, 403)

@@ -236,23 +236,6 @@ def test_admin_lists_device_models_with_shares_in_the_admins_districts(terminal_
     assert client.get("/admin/tagging/handsetswitch/").status_code == 200
 
 
-def test_the_mix_of_any_area_adds_up_to_the_published_district_mix(terminal_run):
-    from django.db.models import Sum
-
-    from tagging.models import TerminalShare
-    from tagging.terminals import area_mix_sql
-
-    features = f"read_parquet('{snapshot_dir(terminal_run.id) / 'features'}/part=*.parquet')"
-    rows = duckdb.connect().sql(area_mix_sql(terminal_run.id, f"SELECT region_code AS area, subscriber_id FROM {features}")).fetchall()
-    published = TerminalShare.objects.filter(snapshot__run=terminal_run)
-    for dimension in ["brand", "tier", "network"]:
-        expected = {(r["region__code"], r[dimension]): r["n"]
-                    for r in published.values("region__code", dimension).annotate(n=Sum("subscribers"))}
-        assert {(area, value): n for area, d, value, n, _ in rows if d == dimension} == expected
-    for area in {r[0] for r in rows}:
-        assert abs(sum(share for a, d, _, _, share in rows if a == area and d == "network") - 1) < 1e-9
-
-
 def test_a_tac_catalogue_with_bad_rows_is_refused_with_their_lines(tmp_path, data_dir):
     files = lake_files(data_dir)
     batch = ingest_file(dataset="tac_catalogue", path=write(tmp_path, "tac.csv", (

@@ -1,0 +1,80 @@
+"""The micro-area map in a real browser: Debian's Chromium driven by Playwright, against a live server.
+
+Skipped with a message when Chromium is not installed, unless REQUIRE_BROWSER is set (`.ci/run` installs
+Chromium and sets it, so CI never passes by skipping).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from microarea.services.imports import import_micro_areas
+from tagging.models import Region, StaffProfile
+from tagging.services.snapshots import start_snapshot_run
+from tagging.services.tags import install_starting_catalogue
+
+from .conftest import ROOT, SMALL_CITY, ingest_city
+from .factories import staff_user
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(os.environ.get("BROWSER_SCREENSHOTS", ROOT / "var" / "screenshots"))
+
+if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+    if os.environ.get("REQUIRE_BROWSER"):
+        raise RuntimeError(f"REQUIRE_BROWSER is set but {CHROMIUM} is missing: apt-get install chromium")
+    pytest.skip(f"browser test skipped: {CHROMIUM} is not installed (apt-get install chromium; .ci/run does)",
+                allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402  (only where a browser can run)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sales_user_with_a_snapshot(small_city, run_to_end):
+    ingest_city(small_city)
+    import_micro_areas(small_city / "districts.geojson")
+    install_starting_catalogue()
+    run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=600))
+    return staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440604"), username="map_sales")
+
+
+def test_a_sales_user_browses_the_map_switches_metric_and_opens_a_hex(sales_user_with_a_snapshot, live_server, settings):
+    settings.AREA_MIN_COUNT = 1  # a small city: show every hex so that the one clicked has numbers
+    problems = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("requestfailed", lambda request: problems.append(f"{request.url}: {request.failure}"))
+            page.goto(f"{live_server.url}/accounts/login/?next=/map/")
+            page.fill("input[name=username]", "map_sales")
+            page.fill("input[name=password]", "pass-word-123")
+            page.click("button[type=submit]")
+            page.wait_for_selector("path.hex")
+            assert int(page.get_attribute("#map", "data-hexes")) == page.locator("path.hex").count() > 0
+            assert "禅城区" in page.inner_text("#areas")
+            assert page.locator("path.area").count() >= 1  # the district outline
+
+            page.select_option("#metric", "penetration")
+            page.wait_for_function("document.getElementById('map').dataset.metric === 'penetration'")
+            assert "Product penetration" in page.inner_text("#legend")
+            assert not page.is_disabled("#product")
+
+            hexes = page.locator("path.hex")
+            hexes.nth(hexes.count() // 2).click()
+            page.wait_for_selector("#panel-title")
+            panel = page.inner_text("#panel-body")
+            assert "Living here" in panel and "Developed" in panel and "Terminal mix" in panel
+            assert page.get_attribute("#export-targets", "href").startswith("/api/v1/hexes/")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "map.png"))
+        finally:
+            browser.close()
+    assert problems == []
+    assert (SCREENSHOTS / "map.png").stat().st_size > 10_000
