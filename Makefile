@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 DEMO_SUBSCRIBERS ?= 50000
 DEMO_DAYS ?= 30
 DEMO_DATE ?= 2026-10-31
+# A snapshot a week earlier too, so that the map shows change and home moves since the previous snapshot.
+DEMO_PREVIOUS_DATE ?= 2026-10-24
 DEMO_CITY := var/city
 # Services used by `make test-services` (the machine's local PostgreSQL and Redis by default).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
@@ -28,6 +30,7 @@ demo: install $(DEMO_CITY)/truth/city.json
 	$(PY) manage.py ingest_city $(DEMO_CITY)
 	$(PY) manage.py import_micro_areas $(DEMO_CITY)/districts.geojson
 	$(PY) manage.py install_tag_catalogue
+	SNAPSHOT_PARTITION_SIZE=10000 $(PY) manage.py run_snapshot --date $(DEMO_PREVIOUS_DATE)
 	SNAPSHOT_PARTITION_SIZE=10000 $(PY) manage.py run_snapshot --date $(DEMO_DATE)
 	@echo
 	@$(PY) manage.py create_demo_accounts
@@ -46,7 +49,7 @@ test-services: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
 
 bench: install
-	cd bench && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py && ../$(PY) terminals.py
+	cd bench && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py && ../$(PY) terminals.py && ../$(PY) location.py && ../$(PY) hexes.py
 
 clean:
 	rm -rf var

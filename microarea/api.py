@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+from functools import lru_cache
 
 import h3
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -94,10 +95,16 @@ def product_asked(request, errors: dict) -> Product | None:
     return product
 
 
-def hex_polygon(cell: str) -> dict:
-    """A hex as a closed GeoJSON ring in (lon, lat) order."""
+@lru_cache(maxsize=200_000)
+def hex_polygon_json(cell: str) -> str:
+    """A hex as a GeoJSON polygon (a closed ring in lon, lat order), as JSON text. Kept: a city has a few
+    thousand hexes a resolution, and working out and encoding their outlines was most of a map response."""
     ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(cell)]
-    return {"type": "Polygon", "coordinates": [ring + ring[:1]]}
+    return json.dumps({"type": "Polygon", "coordinates": [ring + ring[:1]]}, separators=(",", ":"))
+
+
+def _json_value(value) -> str:
+    return "null" if value is None else ("true" if value is True else "false" if value is False else repr(value))
 
 
 class HexView(APIView):
@@ -130,10 +137,16 @@ class HexView(APIView):
         snapshot = snapshot_asked(request)
         rows = hex_metric(snapshot=snapshot, user=request.user, resolution=int(resolution), metric=metric,
                           basis=basis, product=product, minimum=settings.AREA_MIN_COUNT)
-        features = [{"type": "Feature", "id": row["h3"], "geometry": hex_polygon(row["h3"]), "properties": row} for row in rows]
-        return Response({"type": "FeatureCollection", "snapshot": str(snapshot.as_of_date), "resolution": int(resolution),
-                         "metric": metric, "metric_label": HEX_METRICS[metric][2], "basis": basis, "product": product,
-                         "features": features})
+        head = json.dumps({"type": "FeatureCollection", "snapshot": str(snapshot.as_of_date), "resolution": int(resolution),
+                           "metric": metric, "metric_label": HEX_METRICS[metric][2], "basis": basis, "product": product},
+                          ensure_ascii=False)
+        # Written out directly: thousands of features through a generic JSON encoder cost more than the query.
+        features = ",".join(
+            f'{{"type":"Feature","id":"{row["h3"]}","geometry":{hex_polygon_json(row["h3"])},"properties":{{'
+            f'"h3":"{row["h3"]}","subscribers":{_json_value(row["subscribers"])},"value":{_json_value(row["value"])},'
+            f'"suppressed":{_json_value(row["suppressed"])}}}}}'
+            for row in rows)
+        return HttpResponse(f'{head[:-1]},"features":[{features}]}}', content_type="application/json")
 
 
 def _valid_hex(cell: str) -> Response | None:

@@ -64,7 +64,7 @@ def hex_metric(*, snapshot: Snapshot, user, resolution: int, metric: str, basis:
         return []
     counted, is_share, _ = HEX_METRICS[metric]
     wanted = counted.format(product=product)
-    con = store.connect()
+    con = store.reader()
     try:
         rows = con.execute(f"""
             SELECT h3, sum(value) FILTER (WHERE metric = 'subscribers') AS subscribers,
@@ -95,7 +95,7 @@ def _sums(snapshot: Snapshot, districts: list[str], hexes: np.ndarray) -> dict[s
     sums: dict[str, dict[str, int]] = defaultdict(dict)
     if not path.exists() or not districts or not len(hexes):
         return sums
-    con = store.connect()
+    con = store.reader()
     try:
         rows = con.execute(f"""
             SELECT basis, metric, sum(value)::BIGINT FROM read_parquet('{path}')
@@ -117,7 +117,7 @@ def _moves(snapshot: Snapshot, previous: Snapshot, districts: list[str], hexes: 
     features = snapshot_dir(snapshot.run_id) / "features"
     if not any(now.glob("part=*.parquet")) or not any(before.glob("part=*.parquet")) or not districts:
         return {"moved_in": 0, "moved_out": 0}
-    con = store.connect()
+    con = store.reader()
     try:
         moved_in, moved_out = con.execute(f"""
             WITH area AS (SELECT unnest($hexes::UBIGINT[]) AS h3),
@@ -218,7 +218,7 @@ def subscriber_locations(*, subscriber_id: int, user, limit: int = 12) -> list[d
         return [name for name, hexes in areas if len(hexes) and hexes[min(np.searchsorted(hexes, cell), len(hexes) - 1)] == cell]
 
     history, home_before = [], None
-    con = store.connect()
+    con = store.reader()
     try:
         for snapshot in snapshots:
             files = sorted(str(p) for p in (snapshot_dir(snapshot.run_id) / "location").glob("part=*.parquet"))
@@ -261,7 +261,7 @@ def area_targets(*, snapshot: Snapshot, user, hexes: np.ndarray, product: Produc
     subscribers = pinned_paths(snapshot.run.lake_batches).get("subscribers")
     if not districts or not subscribers or not len(hexes) or not any((folder / "tags").glob("part=*.parquet")):
         return
-    con = store.connect()
+    con = store.reader()
     try:
         computed = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{folder}/tags/part=*.parquet')").fetchall()}
         held = product_feature(product.code)

@@ -17,7 +17,7 @@ def usage_in_regions(*, snapshot: Snapshot, user) -> dict:
         return empty
     totals = snapshot_dir(snapshot.run_id) / "features" / "*.parquet"
     subscribers = store.read_sql("subscribers", paths, columns="subscriber_id, region_code, _batch")
-    con = store.connect()
+    con = store.reader()
     try:
         row = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE u.active_days > 0), coalesce(sum(u.charge_total), 0), "
@@ -106,7 +106,7 @@ def subscriber_features(*, subscriber_id: int, snapshot: Snapshot | None = None)
              for stage in FEATURE_SOURCES}
     if not files.get("features"):
         return None
-    con = store.connect()
+    con = store.reader()
     try:
         cursor = con.execute(f"SELECT * FROM {feature_table_sql(files)} WHERE subscriber_id = $id", {"id": subscriber_id})
         row = cursor.fetchone()

@@ -88,7 +88,7 @@ def subscriber_handsets(*, subscriber_id: int, limit: int = 12) -> dict:
     """One subscriber's handset chain as of the current snapshot, its changes (from/to model), and the
     handset in use at each of the last snapshots (IMEIs masked)."""
     snapshots = list(Snapshot.objects.order_by("-as_of_date", "-id")[:limit])[::-1]
-    con = store.connect()
+    con = store.reader()
     try:
         over_time = []
         for snapshot in snapshots:

@@ -355,3 +355,23 @@ def test_dates_read_the_same_on_both_paths(city_references, tmp_path, data_dir):
     batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "usage.csv", "\n".join([USAGE_HEADER, *rows]) + "\n"))
     assert_rejected_and_nothing_changed(batch, data_dir, files, line=3, column="date", reason_part="not a date")
     assert [e["line"] for e in batch.errors] == [3]
+
+
+def test_cells_out_of_range_or_twice_and_stays_ending_before_they_start(city_references, tmp_path, data_dir):
+    files = lake_files(data_dir)
+    cells = ingest_file(dataset="cells", path=write(tmp_path, "460.csv", (
+        "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,averageSignal\n"
+        "LTE,460,0,9501,1,0,113.1,23.0,500,10,1,1600000000,1700000000,0\n"
+        "LTE,460,0,9501,2,0,113.1,95.0,500,10,1,1600000000,1700000000,0\n"
+        "LTE,460,0,9501,3,0,213.1,23.0,500,10,1,1600000000,1700000000,0\n"
+        "LTE,460,0,9501,1,0,113.2,23.1,500,10,1,1600000000,1700000000,0\n")))
+    assert_rejected_and_nothing_changed(cells, data_dir, files, line=3, column="lat", reason_part="")
+    assert any(e["line"] == 4 and e["column"] == "lon" for e in cells.errors), cells.errors
+    assert any(e["line"] == 5 and "duplicate key: same as line 2" in e["reason"] for e in cells.errors), cells.errors
+    msisdn = known_msisdns(city_references, 1)[0]
+    cell = duckdb.execute(f"SELECT radio||'-'||mcc||'-'||net||'-'||area||'-'||cell FROM read_csv('{city_references}/cells.csv') LIMIT 1").fetchone()[0]
+    stays = ingest_file(dataset="stays", path=write(tmp_path, "stays.csv", (
+        "msisdn,cell_key,start_time,end_time\n"
+        f"{msisdn},{cell},2026-10-20T22:00:00+08:00,2026-10-21T07:00:00+08:00\n"
+        f"{msisdn},{cell},2026-10-21T09:00:00+08:00,2026-10-21T08:00:00+08:00\n")))
+    assert_rejected_and_nothing_changed(stays, data_dir, files, line=3, column="end_time", reason_part="end time before start time")
