@@ -1,9 +1,11 @@
 """Shared start-up for benchmarks: a throw-away DATA_DIR and database, Django configured."""
 
+import argparse
 import os
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,3 +34,38 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.started
+
+
+def city_arguments(*, days: int = 7) -> argparse.ArgumentParser:
+    """The options every city benchmark takes: its size, or an already simulated city to reuse."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=days)
+    parser.add_argument("--city", type=Path, help="an already simulated city of --subscribers x --days")
+    return parser
+
+
+def city_folder(args, scratch: Path, end_date: date | None = None) -> Path:
+    """--city, or a city of --subscribers x --days simulated into the scratch folder."""
+    if args.city is not None:
+        return args.city
+    from tagging.simulation import CityParameters, simulate_city
+
+    city = scratch / "city"
+    print(f"simulating {args.subscribers:,} subscribers x {args.days} days ...", flush=True)
+    simulate_city(CityParameters(subscribers=args.subscribers, days=args.days,
+                                 **({"end_date": end_date} if end_date else {})), city)
+    return city
+
+
+def ingest_city(city: Path, datasets: list[str], *, report: bool = True) -> None:
+    """Ingest the city's files of these datasets, in order, each accepted or the benchmark stops."""
+    from tagging.models import IngestBatch
+    from tagging.services.ingest import ingest_file
+
+    for dataset in datasets:
+        with Timer() as timer:
+            batch = ingest_file(dataset=dataset, path=city / f"{dataset}.csv")
+        assert batch.status == IngestBatch.Status.ACCEPTED, batch.message
+        if report:
+            print(f"ingested {dataset}: {batch.rows_accepted:,} rows in {timer.seconds:.1f}s", flush=True)

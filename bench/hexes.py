@@ -7,48 +7,33 @@ in at most 100 ms median through Django's test client, warm. A full snapshot run
 aggregates first; the reference is the bare DuckDB query summing the same hex file, in this run.
 """
 
-import argparse
 import shutil
 import statistics
 from datetime import date
-from pathlib import Path
 
-from _setup import Timer, django_in_scratch
+from _setup import Timer, city_arguments, city_folder, django_in_scratch, ingest_city
 
 DATASETS = ["regions", "products", "tac_catalogue", "cells", "subscribers", "subscriptions", "usage_daily",
             "events", "imei_observations", "stays"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--subscribers", type=int, default=1_000_000)
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--city", type=Path, help="an already simulated city of --subscribers")
+    parser = city_arguments()
     parser.add_argument("--calls", type=int, default=30)
     args = parser.parse_args()
     scratch = django_in_scratch("bench-hexes-")
 
+    from django.contrib.auth import get_user_model
     from django.test import Client
 
     from microarea.aggregates import hexes_path
     from tagging.lake import store
-    from tagging.models import IngestBatch, Region, Snapshot, StaffProfile
+    from tagging.models import Region, Snapshot, StaffProfile
     from tagging.services.accounts import assign_role
-    from tagging.services.ingest import ingest_file
     from tagging.services.snapshots import start_snapshot_run
     from tagging.services.tags import install_starting_catalogue
-    from tagging.simulation import CityParameters, simulate_city
 
-    from django.contrib.auth import get_user_model
-
-    city = args.city
-    if city is None:
-        city = scratch / "city"
-        print(f"simulating {args.subscribers:,} subscribers x {args.days} days ...", flush=True)
-        simulate_city(CityParameters(subscribers=args.subscribers, days=args.days, end_date=date(2026, 10, 31)), city)
-    for dataset in DATASETS:
-        batch = ingest_file(dataset=dataset, path=city / f"{dataset}.csv")
-        assert batch.status == IngestBatch.Status.ACCEPTED, batch.message
+    ingest_city(city_folder(args, scratch, date(2026, 10, 31)), DATASETS, report=False)
     install_starting_catalogue()
     as_of = date(2026, 10, 31)  # the simulated end date (the last night's stays run into the next morning)
     with Timer() as timer:

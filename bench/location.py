@@ -9,21 +9,16 @@ which prepares it, then `compute_partition` per partition, in-process), alone: t
 taken out of the registry for the run.
 """
 
-import argparse
 import shutil
 from datetime import date
-from pathlib import Path
 
-from _setup import Timer, django_in_scratch
+from _setup import Timer, city_arguments, city_folder, django_in_scratch, ingest_city
 
 DATASETS = ["regions", "products", "cells", "subscribers", "stays"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--subscribers", type=int, default=1_000_000)
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--city", type=Path, help="an already simulated city of --subscribers")
+    parser = city_arguments()
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     scratch = django_in_scratch("bench-location-")
@@ -35,19 +30,8 @@ def main() -> None:
     from tagging.lake import store
     from tagging.models import IngestBatch, SnapshotPartition
     from tagging.services import snapshots
-    from tagging.services.ingest import ingest_file
-    from tagging.simulation import CityParameters, simulate_city
 
-    city = args.city
-    if city is None:
-        city = scratch / "city"
-        print(f"simulating {args.subscribers:,} subscribers x {args.days} days ...", flush=True)
-        simulate_city(CityParameters(subscribers=args.subscribers, days=args.days, end_date=date(2026, 10, 31)), city)
-    for dataset in DATASETS:
-        with Timer() as timer:
-            batch = ingest_file(dataset=dataset, path=city / f"{dataset}.csv")
-        assert batch.status == IngestBatch.Status.ACCEPTED, batch.message
-        print(f"ingested {dataset}: {batch.rows_accepted:,} rows in {timer.seconds:.1f}s", flush=True)
+    ingest_city(city_folder(args, scratch, date(2026, 10, 31)), DATASETS)
     stays = [b.lake_path for b in IngestBatch.objects.accepted().filter(dataset="stays")]
     rows = IngestBatch.objects.accepted().filter(dataset="stays").aggregate(n=Sum("rows_accepted"))["n"]
     # The simulated days (the last night's stays run into the next morning, past the end date).

@@ -10,7 +10,7 @@ from functools import lru_cache
 import h3
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from tagging.api.permissions import requires
 from tagging.api.serializers import SubscriberSerializer
-from tagging.api.views import snapshot_asked
+from tagging.api.views import SNAPSHOT_PARAMETER, snapshot_asked
 from tagging.models import Product, Region, Subscriber
 
 from .aggregates import RESOLUTIONS
@@ -50,13 +50,29 @@ class MicroAreaCreateSerializer(serializers.Serializer):
     cells = serializers.ListField(child=serializers.CharField(), required=False, help_text="cell keys radio-mcc-net-area-cell")
 
 
+PRODUCT_PARAMETER = OpenApiParameter("product", str, description="Product code (products/), e.g. 5g_plan")
+KIND_PARAMETER = OpenApiParameter("kind", str, enum=MicroArea.Kind.values)
+HEX_PARAMETERS = [
+    OpenApiParameter("resolution", int, enum=list(RESOLUTIONS), description="H3 resolution (default 8)"),
+    OpenApiParameter("metric", str, enum=list(HEX_METRICS), description="default: subscribers"),
+    OpenApiParameter("basis", str, enum=["home", "work"], description="where subscribers live (default) or work"),
+    PRODUCT_PARAMETER, SNAPSHOT_PARAMETER,
+]
+TARGET_PARAMETERS = [
+    PRODUCT_PARAMETER,
+    OpenApiParameter("class", str, description=f"comma-separated, of {', '.join(CUSTOMER_CLASSES)} (default demand,potential)"),
+    OpenApiParameter("format", str, enum=["csv", "json"], description="default csv"),
+    SNAPSHOT_PARAMETER,
+]
+
+
 class MicroAreaListView(APIView):
     """Micro-areas in your regions as GeoJSON; POST draws a new one (polygon, hex list or cell list)."""
 
     def get_permissions(self):
         return [requires("microarea.add_microarea" if self.request.method == "POST" else "microarea.view_microarea")()]
 
-    @extend_schema(responses=dict)
+    @extend_schema(parameters=[KIND_PARAMETER], responses=dict)
     def get(self, request):
         areas = MicroArea.objects.visible_to(request.user).select_related("region")
         kind = request.query_params.get("kind")
@@ -114,7 +130,7 @@ class HexView(APIView):
 
     permission_classes = [requires("microarea.view_microarea")]
 
-    @extend_schema(responses=dict)
+    @extend_schema(parameters=HEX_PARAMETERS, responses=dict)
     def get(self, request):
         params = request.query_params
         errors = {}
@@ -184,7 +200,7 @@ class MicroAreaStatsView(APIView):
 
     permission_classes = [requires("microarea.view_microarea")]
 
-    @extend_schema(responses=dict)
+    @extend_schema(parameters=[PRODUCT_PARAMETER, SNAPSHOT_PARAMETER], responses={200: dict, 400: dict, 404: dict})
     def get(self, request, pk: int):
         area = _area_asked(request, pk)
         if area is None:
@@ -197,7 +213,7 @@ class HexStatsView(APIView):
 
     permission_classes = [requires("microarea.view_microarea")]
 
-    @extend_schema(responses=dict)
+    @extend_schema(parameters=[PRODUCT_PARAMETER, SNAPSHOT_PARAMETER], responses={200: dict, 400: dict})
     def get(self, request, cell: str):
         return _valid_hex(cell) or _stats_response(request, res9_hexes(cell), {"hex": {"h3": cell, "resolution": h3.get_resolution(cell)}})
 
@@ -275,7 +291,7 @@ class MicroAreaTargetsView(APIView):
     permission_classes = [requires("tagging.view_subscriber")]
     content_negotiation_class = FormatIsTheFiles
 
-    @extend_schema(responses={(200, "text/csv"): str, 400: dict, 404: dict})
+    @extend_schema(parameters=TARGET_PARAMETERS, responses={(200, "text/csv"): str, 400: dict, 404: dict})
     def get(self, request, pk: int):
         area = _area_asked(request, pk)
         if area is None:
@@ -289,6 +305,6 @@ class HexTargetsView(APIView):
     permission_classes = [requires("tagging.view_subscriber")]
     content_negotiation_class = FormatIsTheFiles
 
-    @extend_schema(responses={(200, "text/csv"): str, 400: dict})
+    @extend_schema(parameters=TARGET_PARAMETERS, responses={(200, "text/csv"): str, 400: dict})
     def get(self, request, cell: str):
         return _valid_hex(cell) or _targets_response(request, res9_hexes(cell), f"hex-{cell}")
