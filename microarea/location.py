@@ -1,7 +1,7 @@
 """The location stage of a snapshot run: where each subscriber lives and works, inferred from stays.
 
-Every stay is cut into the local hours it touches, counted once per (subscriber, cell, hour) as bits of
-a mask per day (integer arithmetic on the hour numbers, no row per hour). Per subscriber:
+Every stay is cut into the local hours of the window it touches, counted once per (subscriber, cell,
+hour) as bits of 64-bit words (integer arithmetic on hour numbers, no row per hour). Per subscriber:
 home is the cell with the most distinct night hours (LOCATION_NIGHT_HOURS), work the cell other than
 home with the most distinct weekday office hours (LOCATION_OFFICE_HOURS), each only when seen on at
 least LOCATION_MIN_DAYS distinct days, with the winner's share of those hours as its confidence; the most
@@ -58,9 +58,27 @@ def prepare_location(run) -> dict:
     return {"location": {"coverage": str(path) if path else None}}
 
 
-def _bits(hours) -> int:
-    """A mask of the hours of the day (bit h = hour h)."""
-    return sum(1 << h for h in hours)
+WORD = 64  # hours of the window per UBIGINT word of a subscriber's hours-at-a-cell mask
+ALL_BITS = "18446744073709551615::UBIGINT"
+
+
+def _word_constants(hours: set[int], words: int) -> list[int]:
+    """The window's hours (numbered from its first local midnight) as one bit mask per word."""
+    masks = [0] * words
+    for hour in hours:
+        masks[hour // WORD] |= 1 << (hour % WORD)
+    return masks
+
+
+def _count_sql(hours: set[int], words: int) -> str:
+    """How many of these hours the subscriber spent at the cell."""
+    return " + ".join(f"bit_count(w{j} & {mask}::UBIGINT)::INTEGER" for j, mask in enumerate(_word_constants(hours, words)))
+
+
+def _seen_sql(hours: set[int], words: int) -> str:
+    """1 when the subscriber spent any of these hours at the cell."""
+    return "(" + " OR ".join(f"w{j} & {mask}::UBIGINT <> 0" for j, mask in enumerate(_word_constants(hours, words))
+                             if mask) + ")::INTEGER" if hours else "0"
 
 
 def _hours(start: int, end: int) -> range:
@@ -92,18 +110,29 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     min_days = settings.LOCATION_MIN_DAYS
     night = set(h % 24 for h in _hours(*settings.LOCATION_NIGHT_HOURS))
     office = set(h % 24 for h in _hours(*settings.LOCATION_OFFICE_HOURS))
-    # A night belongs to the evening it starts: hours from noon on count for that day's night, earlier ones
-    # for the night before (02:00 on the 5th is the night of the 4th).
-    late, early = _bits(h for h in night if h >= 12), _bits(h for h in night if h < 12)
-    office_bits = _bits(office)
-    if work.window_days > 125:
-        from tagging.services.snapshots import StageFailed
-
-        raise StageFailed(f"location inference takes a window of at most 125 days, not {work.window_days}")
-    day_bits = "BIGINT" if work.window_days <= 61 else "HUGEINT"
     offset = _local_offset_seconds(work.as_of)
     first_day = (work.window_start - date(1970, 1, 1)).days  # local day numbers since 1970-01-01 (a Thursday)
-    first_hour, end_hour = first_day * 24, (first_day + work.window_days) * 24
+    days, first_hour = work.window_days, first_day * 24
+    hours, words = days * 24, (days * 24 + WORD - 1) // WORD
+    in_window = range(hours)
+    # A night belongs to the evening it starts: hours from noon on count for that day's night, earlier
+    # ones for the night before (02:00 on the 5th is the night of the 4th); day -1's night ends in the window.
+    nights = [{24 * day + h for h in night if h >= 12} | {24 * (day + 1) + h for h in night if h < 12}
+              for day in range(-1, days)]
+    office_days = [{24 * day + h for h in office} for day in range(days) if (first_day + day + 3) % 7 < 5]
+    counted = {
+        "night_hours": _count_sql({h for h in in_window if h % 24 in night}, words),
+        "night_days": " + ".join(_seen_sql(n & set(in_window), words) for n in nights),
+        "office_hours": _count_sql(set().union(*office_days), words),
+        "office_days": " + ".join(_seen_sql(o, words) for o in office_days) or "0",
+        "hours": " + ".join(f"bit_count(w{j})::INTEGER" for j in range(words)),
+    }
+    # Word j of a stay: its hours h0..h1 (inclusive, numbered in the window) that fall in 64j..64j+63.
+    stay_words = ", ".join(
+        f"CASE WHEN greatest(h0 - {WORD * j}, 0) <= least(h1 - {WORD * j}, {WORD - 1}) THEN "
+        f"({ALL_BITS} >> ({WORD - 1} - least(h1 - {WORD * j}, {WORD - 1}) + greatest(h0 - {WORD * j}, 0))::UBIGINT)"
+        f" << greatest(h0 - {WORD * j}, 0)::UBIGINT ELSE 0::UBIGINT END AS w{j}"
+        for j in range(words))
     subscribers = read_sql("subscribers", work.lake_files["subscribers"])
     stays = (f"(SELECT subscriber_id, cell_key, start_time, end_time FROM {read_sql('stays', work.lake_files['stays'])} "
              f"WHERE {ids} AND end_time > TIMESTAMPTZ '{work.window_start}' AND start_time < TIMESTAMPTZ '{work.as_of + timedelta(days=1)}')"
@@ -122,51 +151,38 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
         f"SELECT i.cell, f.h3, {parent_sql('f.h3', 8)} AS h3_8, f.weight FROM read_parquet('{coverage}') f "
         f"JOIN cell_ids i USING (cell_key)" if coverage else
         "SELECT NULL::INTEGER AS cell, NULL::UBIGINT AS h3, NULL::UBIGINT AS h3_8, NULL::DOUBLE AS weight WHERE false"))
-    # Each stay becomes the local hours it touches inside the window, as one 24-bit mask per day it spans;
-    # OR-ing the masks per (subscriber, cell, day) counts every hour once however many stays touch it.
+    # Each stay becomes the hours of the window it touches, as bits of a few 64-bit words; OR-ing them per
+    # (subscriber, cell) counts every hour once however many stays touch it, in one grouping, and the
+    # night, office and day counts are then bit counts against constant masks of the window's hours.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE per_cell AS
         WITH hours AS (
             SELECT s.subscriber_id, i.cell,
-                   greatest((epoch(s.start_time)::BIGINT + {offset}) // 3600, {first_hour}) AS h0,
-                   least((epoch(s.end_time)::BIGINT + {offset} - 1) // 3600, {end_hour - 1}) AS h1
+                   greatest((epoch(s.start_time)::BIGINT + {offset}) // 3600 - {first_hour}, 0) AS h0,
+                   least((epoch(s.end_time)::BIGINT + {offset} - 1) // 3600 - {first_hour}, {hours - 1}) AS h1
             FROM {stays} s JOIN cell_ids i USING (cell_key)
-        ), spans AS (
-            SELECT subscriber_id, cell, h0 // 24 AS d0, h1 // 24 AS d1, h0 % 24 AS from_hour, h1 % 24 AS to_hour
-            FROM hours WHERE h1 >= h0
-        ), pieces AS (
-            SELECT subscriber_id, cell, d0 AS day,
-                   (1 << (CASE WHEN d1 = d0 THEN to_hour ELSE 23 END + 1)) - (1 << from_hour) AS mask FROM spans
-            UNION ALL
-            SELECT subscriber_id, cell, d1, (1 << (to_hour + 1)) - 1 FROM spans WHERE d1 > d0
-            UNION ALL
-            SELECT subscriber_id, cell, unnest(generate_series(d0 + 1, d1 - 1)), (1 << 24) - 1 FROM spans WHERE d1 > d0 + 1
-        ), days AS (
-            SELECT subscriber_id, cell, day, bit_or(mask) AS mask FROM pieces GROUP BY subscriber_id, cell, day
+        ), masks AS (
+            SELECT subscriber_id, cell, {', '.join(f'bit_or(w{j}) AS w{j}' for j in range(words))}
+            FROM (SELECT subscriber_id, cell, {stay_words} FROM hours WHERE h1 >= h0)
+            GROUP BY subscriber_id, cell
         )
-        SELECT subscriber_id, cell,
-               sum(bit_count(mask & {late | early})) AS night_hours,
-               -- the nights seen, as bits of a day mask (bit 0: the night before the window), then counted
-               bit_count(bit_or(CASE WHEN mask & {late} <> 0 THEN 1::{day_bits} << (day - {first_day} + 1)::{day_bits} ELSE 0 END
-                              | CASE WHEN mask & {early} <> 0 THEN 1::{day_bits} << (day - {first_day})::{day_bits} ELSE 0 END)) AS night_days,
-               coalesce(sum(bit_count(mask & {office_bits})) FILTER (WHERE (day + 3) % 7 < 5), 0) AS office_hours,
-               count(*) FILTER (WHERE (day + 3) % 7 < 5 AND mask & {office_bits} <> 0) AS office_days,
-               sum(bit_count(mask)) AS hours
-        FROM days GROUP BY subscriber_id, cell
+        SELECT subscriber_id, cell, {', '.join(f'{sql} AS {name}' for name, sql in counted.items())} FROM masks
     """)
+    # arg_max keys pack (hours, cell) into one BIGINT: most hours first, ties to the higher cell number,
+    # as a (hours, cell) pair would order them, at a fraction of the cost of comparing pairs.
     select = f"""
         WITH home AS (
             SELECT subscriber_id, sum(night_hours) AS night_total,
-                   arg_max(cell, (night_hours, cell)) FILTER (WHERE night_days >= {min_days}) AS home_cell,
+                   arg_max(cell, night_hours::BIGINT << 32 | cell) FILTER (WHERE night_days >= {min_days}) AS home_cell,
                    max(night_hours) FILTER (WHERE night_days >= {min_days}) AS home_hours,
-                   arg_max(night_days, (night_hours, cell)) FILTER (WHERE night_days >= {min_days}) AS home_days,
-                   arg_max(cell, (hours, cell)) AS frequent_cell, sum(hours) AS location_hours
+                   arg_max(night_days, night_hours::BIGINT << 32 | cell) FILTER (WHERE night_days >= {min_days}) AS home_days,
+                   arg_max(cell, hours::BIGINT << 32 | cell) AS frequent_cell, sum(hours) AS location_hours
             FROM per_cell GROUP BY subscriber_id
         ), work AS (
             SELECT p.subscriber_id, any_value(h.home_cell) AS home_cell, sum(p.office_hours) AS office_total,
-                   arg_max(p.cell, (p.office_hours, p.cell)) FILTER (WHERE p.office_days >= {min_days}) AS work_cell,
+                   arg_max(p.cell, p.office_hours::BIGINT << 32 | p.cell) FILTER (WHERE p.office_days >= {min_days}) AS work_cell,
                    max(p.office_hours) FILTER (WHERE p.office_days >= {min_days}) AS work_hours,
-                   arg_max(p.office_days, (p.office_hours, p.cell)) FILTER (WHERE p.office_days >= {min_days}) AS work_days
+                   arg_max(p.office_days, p.office_hours::BIGINT << 32 | p.cell) FILTER (WHERE p.office_days >= {min_days}) AS work_days
             FROM per_cell p JOIN home h USING (subscriber_id)
             WHERE p.cell IS DISTINCT FROM h.home_cell GROUP BY p.subscriber_id
         ), spread AS (

@@ -1,6 +1,6 @@
 """Location inference against the simulator's truth: home and work cells, unknowns, movers."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import duckdb
 import pytest
@@ -63,3 +63,48 @@ def test_a_mover_is_home_at_the_new_address_once_the_window_is_after_the_move(sm
         SELECT count(*), count(*) FILTER (WHERE home_cell = final_home_cell)
         FROM {rows} WHERE moved AND move_date < DATE '{start}' AND home_known""").fetchall()[0]
     assert moved_before >= 5 and at_new_home / moved_before >= 0.9, (moved_before, at_new_home)
+
+
+@pytest.mark.django_db
+def test_hours_count_once_nights_go_to_their_evening_and_office_hours_to_weekdays(small_city, tmp_path):
+    """Hand-made stays for one subscriber over the week Sunday 25 to Saturday 31 October (Asia/Shanghai)."""
+    from microarea.location import compute_location
+    from microarea.services.coverage import cell_coverage
+    from tagging.models import IngestBatch, Subscriber
+    from tagging.services.ingest import ingest_file
+    from tagging.stages import PartitionWork
+
+    ingest_city(small_city, ["regions", "products", "cells", "subscribers"])
+    home, office, other = (r[0] for r in duckdb.connect().sql(
+        f"SELECT radio||'-'||mcc||'-'||net||'-'||area||'-'||cell FROM read_csv('{small_city}/cells.csv') LIMIT 3").fetchall())
+    subscriber = Subscriber.objects.order_by("id").first()
+    stays = [
+        (other, "2026-10-24T20:00", "2026-10-25T02:00"),  # before the window; 00-02 on the 25th: the night of the 24th
+        (home, "2026-10-25T22:00", "2026-10-26T07:00"),   # night of the 25th: 22-06, 9 hours
+        (home, "2026-10-26T21:30", "2026-10-27T06:30"),   # night of the 26th: 21-06, 10 hours
+        (home, "2026-10-27T23:00", "2026-10-28T01:00"),   # night of the 27th: 23 and 00
+        (home, "2026-10-27T23:10", "2026-10-27T23:50"),   # the same hour again: counted once
+        (office, "2026-10-26T09:00", "2026-10-26T12:00"),  # Monday: 3 office hours
+        (office, "2026-10-27T09:00", "2026-10-27T18:00"),  # Tuesday: 9
+        (office, "2026-10-28T13:00", "2026-10-28T14:00"),  # Wednesday: 1
+        (office, "2026-10-31T10:00", "2026-10-31T16:00"),  # Saturday: hours, but not office hours
+        (other, "2026-10-29T21:00", "2026-10-29T22:00"),   # night of the 29th: 1 hour
+    ]
+    text = "msisdn,cell_key,start_time,end_time\n" + "".join(
+        f"{subscriber.msisdn},{cell},{start}:00+08:00,{end}:00+08:00\n" for cell, start, end in stays)
+    (tmp_path / "stays.csv").write_text(text)
+    batch = ingest_file(dataset="stays", path=tmp_path / "stays.csv")
+    assert batch.status == IngestBatch.Status.ACCEPTED, batch.errors
+    files = {d: [b.lake_path for b in IngestBatch.objects.accepted().filter(dataset=d)] for d in ["cells", "subscribers", "stays"]}
+    work = PartitionWork(run_id=1, index=0, as_of=date(2026, 10, 31), window_days=7,
+                         id_from=subscriber.id, id_to=subscriber.id + 1, lake_files=files,
+                         definitions={"location": {"coverage": str(cell_coverage())}})
+    target = tmp_path / "location.parquet"
+    compute_location(store.connect(), work, target)
+    relation = duckdb.connect().sql(f"SELECT * FROM read_parquet('{target}')")
+    located = dict(zip(relation.columns, relation.fetchall()[0]))
+    assert (located["home_cell"], located["home_days"]) == (home, 3)
+    assert located["home_confidence"] == pytest.approx(21 / (21 + 3))  # 3 night hours elsewhere (the 24th and 29th)
+    assert (located["work_cell"], located["work_days"], located["work_confidence"]) == (office, 3, 1.0)
+    assert located["location_hours"] == 21 + 19 + 3 and located["frequent_cell"] == home
+    assert located["home_h3"] is not None and located["work_h3"] is not None
