@@ -154,3 +154,27 @@ def test_an_areas_targets_export_and_bad_requests(two_snapshots):
         answer = api.get(url)
         assert answer.status_code == code and field in answer.json(), (url, answer.status_code, answer.content[:200])
     assert APIClient().get(f"/api/v1/microareas/{area.id}/stats/").status_code in (401, 403)
+
+
+def test_audiences_select_by_area_and_hex(two_snapshots):
+    api, area = two_snapshots["api"], two_snapshots["area"]
+    rows = subscribers_of(two_snapshots["second"].snapshot.run, "440604")
+    hexes = ", ".join(str(int(c)) for c in area.hex_array())
+    expected = duckdb.connect().sql(f"SELECT count(*) FROM {rows} WHERE home_h3 IN ({hexes}) AND five_g_handset_no_plan").fetchall()[0][0]
+    preview = api.post("/api/v1/audiences/preview", {"expression": f'five_g_handset_no_plan and area("{area.name}")'},
+                       format="json").json()
+    assert expected > 0 and preview["count"] == expected
+    qualified = api.post("/api/v1/audiences/preview", {"expression": f'five_g_handset_no_plan and area("禅城区/{area.name}")'},
+                         format="json").json()
+    assert qualified["count"] == expected
+    cell = duckdb.connect().sql(f"SELECT home_h3 FROM {rows} GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchall()[0][0]
+    parent = h3.cell_to_parent(h3.int_to_str(int(cell)), 8)
+    children = ", ".join(str(h3.str_to_int(c)) for c in h3.cell_to_children(parent, 9))
+    in_hex = duckdb.connect().sql(f"SELECT count(*) FROM {rows} WHERE home_h3 IN ({children})").fetchall()[0][0]
+    everyone_there = api.post("/api/v1/audiences/preview", {"expression": f'hex("{parent}") or not hex("{parent}")'},
+                              format="json").json()
+    there = api.post("/api/v1/audiences/preview", {"expression": f'hex("{parent}")'}, format="json").json()
+    assert there["count"] >= in_hex > 0 and everyone_there["count"] == everyone_there["subscribers"]
+    elsewhere = MicroArea.objects.exclude(region=two_snapshots["region"]).first()
+    refused = api.post("/api/v1/audiences/preview", {"expression": f'area("{elsewhere.name}")'}, format="json")
+    assert refused.status_code == 400 and "no micro-area of that name in your districts" in str(refused.json())

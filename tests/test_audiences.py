@@ -76,7 +76,8 @@ def test_preview_counts_the_audience_per_district_for_the_callers_regions(publis
         ("high_value and lifecycle_at_rsk", 400, "unknown name 'lifecycle_at_rsk'; did you mean lifecycle_at_risk", 16),
         ("high_value and (sms_expert", 400, "syntax error", None),
         ("sms_30d >= 300", 400, "'sms_30d' is a feature; audiences select by tags", 1),
-        ('high_value and area("禅城-季华")', 400, "no micro-areas or hexes are defined yet", None),
+        ('high_value and area("禅城-季华")', 400, "no micro-area of that name in your districts", None),
+        ('high_value and hex("not-a-hex")', 400, "not an H3 cell", None),
         ("high_value.__class__", 400, "attribute access is not allowed", 1),
         ("", 400, "'expression'", None),  # the field named, in the site's language
     ],

@@ -17,8 +17,9 @@ from ..expressions import BitmapResolver, Expression, ExpressionError, Symbol, T
 from ..models import Region, RegionSnapshot, Snapshot, TagSnapshot
 
 # area("...") and hex("...") come from the micro-area app, which registers them here in ready():
-# function name -> (snapshot, argument) -> bitmap of subscribers, raising ExpressionError when unknown.
-AUDIENCE_FUNCTIONS: dict[str, Callable[[Snapshot, str], BitMap]] = {}
+# function name -> (the user's snapshot bitmaps, argument) -> bitmap of subscribers, raising
+# ExpressionError when the argument names nothing the user may use.
+AUDIENCE_FUNCTIONS: dict[str, Callable[["SnapshotBitmaps", str], BitMap]] = {}
 
 
 @lru_cache(maxsize=4096)
@@ -84,7 +85,7 @@ class _Resolver(BitmapResolver):
         provider = AUDIENCE_FUNCTIONS.get(function)
         if provider is None:
             raise ExpressionError(f'{function}("{argument}"): no micro-areas or hexes are defined yet', token=argument)
-        return provider(self.bitmaps.snapshot, argument)
+        return provider(self.bitmaps, argument)
 
 
 def audience_symbols(bitmaps: SnapshotBitmaps) -> dict[str, Symbol]:
