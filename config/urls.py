@@ -3,9 +3,11 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
 
 from microarea.api import (HexStatsView, HexTargetsView, HexView, MicroAreaListView, MicroAreaStatsView,
                            MicroAreaTargetsView, SubscriberLocationsView)
+from campaigns.api import CampaignViewSet
 from microarea import views as microarea_views
 from tagging import views as tagging_views
 
@@ -13,6 +15,10 @@ from . import views
 
 admin.site.site_header = "精准营销 Precision marketing"
 admin.site.site_title = "精准营销 admin"
+
+campaign_router = DefaultRouter(trailing_slash=True)
+campaign_router.include_root_view = False
+campaign_router.register("campaigns", CampaignViewSet, basename="campaign")
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -29,6 +35,7 @@ urlpatterns = [
     path("api/v1/hexes/<str:cell>/stats/", HexStatsView.as_view(), name="hex-stats"),
     path("api/v1/hexes/<str:cell>/targets/", HexTargetsView.as_view(), name="hex-targets"),
     path("api/v1/subscribers/<int:pk>/locations/", SubscriberLocationsView.as_view(), name="subscriber-locations"),
+    path("api/v1/", include(campaign_router.urls)),
     path("api/v1/", include("tagging.api.urls")),
     path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

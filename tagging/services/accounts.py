@@ -16,15 +16,18 @@ ROLE_PERMISSIONS = {
         "tagging": ["view_*", "add_product", "change_product", "add_region", "change_region", "add_snapshotrun",
                     "add_tagdefinition", "change_tagdefinition"],
         "microarea": ["view_*", "add_microarea", "change_microarea"],
+        "campaigns": ["view_*", "add_campaign", "change_campaign"],  # marketing analysts run the campaigns
     },
     StaffProfile.Role.SALES: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot",
                     "view_tagdefinition", "view_terminalshare"],
         "microarea": ["view_microarea", "add_microarea"],  # sales staff draw their own areas on the map
+        "campaigns": ["view_campaign"],
     },
     StaffProfile.Role.FIELD: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_tagdefinition", "view_terminalshare"],
         "microarea": ["view_microarea"],
+        "campaigns": ["view_campaign"],
     },
 }
 

@@ -1,0 +1,31 @@
+"""Django admin for campaigns: listed in the user's regions; a frozen campaign's record is read-only."""
+
+from django.contrib import admin
+
+from tagging.admin.reference import RegionScopedAdmin
+
+from .models import Campaign
+
+
+@admin.register(Campaign)
+class CampaignAdmin(RegionScopedAdmin):
+    list_display = ["name", "product", "channel", "status", "start_date", "end_date", "holdout_share", "targets",
+                    "control", "owner", "frozen_at"]
+    list_filter = ["status", "channel", "product"]
+    search_fields = ["name", "audience"]
+    readonly_fields = ["status", "owner", "snapshot", "seed", "tag_versions", "counts", "frozen_at", "frozen_by"]
+    filter_horizontal = ["regions"]
+
+    @admin.display(description="目标 Targets")
+    def targets(self, campaign):
+        return campaign.counts.get("targets")
+
+    @admin.display(description="对照 Control")
+    def control(self, campaign):
+        return campaign.counts.get("control")
+
+    def has_add_permission(self, request):
+        return False  # made through the API, where the audience is checked against the snapshot
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and (obj is None or obj.status == Campaign.Status.DRAFT)

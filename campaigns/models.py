@@ -1,0 +1,63 @@
+"""Campaigns (营销活动): an audience for a product, a random control group, a frozen target list."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from tagging.models import Product, Region, Snapshot
+
+
+class CampaignQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "CampaignQuerySet":
+        """Campaigns in any of the user's regions (a campaign over several districts shows to each)."""
+        return self.filter(regions__in=Region.objects.visible_to(user)).distinct()
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "草稿 Draft"
+        FROZEN = "frozen", "已冻结 Frozen"
+        RUNNING = "running", "执行中 Running"
+        CLOSED = "closed", "已结束 Closed"
+
+    class Channel(models.TextChoices):
+        OUTBOUND_CALL = "outbound_call", "外呼 Outbound call"
+        SMS = "sms", "短信 SMS"
+        APP_PUSH = "app_push", "App推送 App push"
+        STORE = "store", "营业厅 Store"
+
+    name = models.CharField(max_length=100)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="campaigns")
+    audience = models.TextField(help_text="Audience expression over tags, area(\"...\") and hex(\"...\")")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    start_date = models.DateField()
+    end_date = models.DateField()
+    holdout_share = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.100"),
+                                        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("0.5"))],
+                                        help_text="Share of the eligible audience held out as the random control group")
+    regions = models.ManyToManyField(Region, related_name="campaigns", help_text="Districts the campaign runs in")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="campaigns")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set when frozen: what the target list was made from, so that it can be made again to the row.
+    snapshot = models.ForeignKey(Snapshot, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns")
+    seed = models.BigIntegerField(null=True, blank=True, help_text="Seed of the control group's draw")
+    tag_versions = models.JSONField(default=dict, blank=True, help_text="Tag code -> version the snapshot used")
+    counts = models.JSONField(default=dict, blank=True, help_text="audience, excluded by reason, targets, control")
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    frozen_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="+")
+
+    objects = CampaignQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=models.Q(end_date__gte=models.F("start_date")),
+                                              name="campaign_ends_after_it_starts")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_status_display()})"

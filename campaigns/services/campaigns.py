@@ -1,0 +1,118 @@
+"""Freezing a campaign: its audience in the current snapshot, opted-out and inactive subscribers taken out
+and counted by reason, a random control group drawn with a recorded seed, and for every target the terms
+of the audience it matched, written once to the lake as the campaign's target list."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from pyroaring import BitMap
+
+from tagging.expressions import ExpressionError
+from tagging.lake import store
+from tagging.models import Snapshot, TagSnapshot
+from tagging.services.audiences import (AUDIENCE_FUNCTIONS, SnapshotBitmaps, audience_bitmap, current_snapshot,
+                                       parse_audience)
+from tagging.stages import snapshot_dir, write_atomically
+from tagging.tag_stage import to_bitmap
+
+from ..models import Campaign
+
+
+class CampaignRefused(ValueError):
+    """A campaign action refused, naming the field at fault; nothing was changed."""
+
+    def __init__(self, message: str, *, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+def targets_path(campaign: Campaign) -> Path:
+    return Path(settings.LAKE_DIR) / "campaigns" / f"campaign-{campaign.id:06d}" / "targets.parquet"
+
+
+def _excluded(snapshot: Snapshot) -> tuple[BitMap, BitMap]:
+    """Subscribers who opted out of marketing, and those not active, in the snapshot."""
+    con = store.reader()
+    try:
+        rows = con.execute(
+            f"SELECT subscriber_id, marketing_opt_out, status <> 'active' AS inactive FROM "
+            f"read_parquet('{snapshot_dir(snapshot.run_id) / 'features'}/part=*.parquet') "
+            f"WHERE marketing_opt_out OR status <> 'active'").fetchnumpy()
+    finally:
+        con.close()
+    ids = np.asarray(rows["subscriber_id"])
+    return to_bitmap(ids[np.asarray(rows["marketing_opt_out"], dtype=bool)]), to_bitmap(ids[np.asarray(rows["inactive"], dtype=bool)])
+
+
+def check_audience(*, text: str, user, snapshot: Snapshot | None = None) -> None:
+    """Refuse an audience the user could not freeze (naming the position), before anything is saved."""
+    try:
+        bitmaps = SnapshotBitmaps(snapshot or current_snapshot(), user)
+        for function, argument in parse_audience(text, bitmaps).functions:
+            AUDIENCE_FUNCTIONS[function](bitmaps, argument)  # the place must exist and be the user's
+    except ExpressionError as exc:
+        raise CampaignRefused(str(exc), field="audience") from None
+
+
+def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Campaign:
+    """Materialise the target list of a draft campaign from the current snapshot (see the module)."""
+    if campaign.status != Campaign.Status.DRAFT:
+        raise CampaignRefused(f"the campaign is {campaign.get_status_display()}; only a draft can be frozen", field="status")
+    snapshot = Snapshot.objects.current()
+    if snapshot is None:
+        raise CampaignRefused("there is no published snapshot yet: a campaign is frozen from one", field="snapshot")
+    try:
+        bitmaps = SnapshotBitmaps(snapshot, user)
+        expression = parse_audience(campaign.audience, bitmaps)
+        districts = sorted(set(campaign.regions.values_list("code", flat=True)) & set(bitmaps.districts))
+        if not districts:
+            raise CampaignRefused("none of the campaign's districts is one of yours", field="regions")
+        scope = BitMap.union(BitMap(), *(bitmaps.region(code) for code in districts))
+        audience = audience_bitmap(expression, bitmaps) & scope
+        # The terms a target may have matched: its tags and places (a "not" term matches by being absent).
+        terms = [(code, bitmaps.tag(code)) for code in sorted(expression.references & bitmaps.tag_codes)]
+        terms += [(f'{function}("{argument}")', AUDIENCE_FUNCTIONS[function](bitmaps, argument))
+                  for function, argument in expression.functions]
+    except ExpressionError as exc:
+        raise CampaignRefused(str(exc), field="audience") from None
+    opted_out, inactive = _excluded(snapshot)
+    eligible = audience - opted_out - inactive
+    ids = np.fromiter(eligible, dtype=np.int64, count=len(eligible))  # ascending: the draw depends on nothing else
+    seed = secrets.randbits(62) if seed is None else seed
+    control = np.zeros(len(ids), dtype=bool)
+    control[np.random.default_rng(seed).choice(len(ids), round(len(ids) * float(campaign.holdout_share)), replace=False)] = True
+    matched = {f"m{i}": np.isin(ids, np.fromiter(bitmap & eligible, dtype=np.int64), assume_unique=True)
+               for i, (_, bitmap) in enumerate(terms)}
+    table = pa.table({"subscriber_id": ids, "control": control, **matched})
+    reasons = ", ".join(f"CASE WHEN t.m{i} THEN '{name.replace(chr(39), chr(39) * 2)}' END" for i, (name, _) in enumerate(terms))
+    con = store.connect()
+    try:
+        con.register("frozen", table)
+        write_atomically(con, f"""
+            SELECT t.subscriber_id, CASE WHEN t.control THEN 'control' ELSE 'target' END AS "group", f.region_code,
+                   list_filter([{reasons}]::VARCHAR[], lambda r: r IS NOT NULL) AS reasons
+            FROM frozen t JOIN read_parquet('{snapshot_dir(snapshot.run_id) / 'features'}/part=*.parquet') f USING (subscriber_id)
+            ORDER BY t.subscriber_id""", targets_path(campaign))
+    finally:
+        con.close()
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if locked.status != Campaign.Status.DRAFT:
+            raise CampaignRefused("the campaign was frozen meanwhile", field="status")
+        locked.snapshot, locked.seed, locked.status = snapshot, seed, Campaign.Status.FROZEN
+        locked.frozen_at, locked.frozen_by = timezone.now(), user
+        locked.tag_versions = dict(TagSnapshot.objects.filter(snapshot=snapshot, tag__code__in=expression.references)
+                                   .values_list("tag__code", "version__number"))
+        locked.counts = {"audience": len(audience), "excluded": {"opted_out": len(audience & opted_out),
+                                                                  "not_active": len((audience - opted_out) & inactive)},
+                         "eligible": len(ids), "targets": int((~control).sum()), "control": int(control.sum()),
+                         "districts": districts}
+        locked.save()
+    return locked
