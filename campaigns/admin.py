@@ -4,7 +4,7 @@ from django.contrib import admin
 
 from tagging.admin.reference import RegionScopedAdmin
 
-from .models import Campaign
+from .models import Campaign, ExportLog
 
 
 @admin.register(Campaign)
@@ -29,3 +29,24 @@ class CampaignAdmin(RegionScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return super().has_change_permission(request, obj) and (obj is None or obj.status == Campaign.Status.DRAFT)
+
+
+@admin.register(ExportLog)
+class ExportLogAdmin(admin.ModelAdmin):
+    """The append-only export log: read, never changed."""
+
+    list_display = ["created_at", "user", "campaign", "format", "rows", "full_msisdn", "completed", "sha256"]
+    list_filter = ["format", "full_msisdn", "completed"]
+    search_fields = ["user__username", "campaign__name", "sha256"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(campaign__in=Campaign.objects.visible_to(request.user))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

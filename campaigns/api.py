@@ -3,8 +3,10 @@ to the caller's regions."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -13,7 +15,11 @@ from tagging.api.permissions import ModelPermissions, requires
 from tagging.models import Product, Region
 
 from .models import Campaign
+from microarea.api import FormatIsTheFiles
+
 from .services.campaigns import CampaignRefused, check_audience, freeze_campaign
+from .services.exports import ExportRefused, plan_export, stream
+from .services.results import campaign_evaluation
 
 
 class CampaignSerializer(serializers.ModelSerializer):
@@ -76,3 +82,42 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         except CampaignRefused as exc:
             return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
+
+    @extend_schema(parameters=[OpenApiParameter("format", str, enum=["csv", "json"], description="default csv"),
+                               OpenApiParameter("area", int, description="a micro-area id of yours: its residents only")],
+                   responses={(200, "text/csv"): str, 400: dict, 404: dict, 429: dict})
+    # Token first: field teams' tools authenticate with a token, and a request without one is told so (401).
+    @action(detail=True, methods=["get"], content_negotiation_class=FormatIsTheFiles,
+            authentication_classes=[TokenAuthentication, SessionAuthentication])
+    def targets(self, request, pk=None):
+        """The frozen target list (never the control group) of your districts, streamed as CSV or JSON;
+        full MSISDNs for staff allowed to contact subscribers, masked otherwise; every export logged."""
+        campaign = self.get_object()
+        answer = request.query_params.get("format", "csv")
+        area = request.query_params.get("area")
+        if answer not in ("csv", "json"):
+            return Response({"format": ["csv or json"]}, status=status.HTTP_400_BAD_REQUEST)
+        if area is not None and not area.isdigit():
+            return Response({"area": [f"a micro-area id (a whole number), not {area!r}"]}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            export = plan_export(campaign=campaign, user=request.user, area_id=int(area) if area else None)
+        except ExportRefused as exc:
+            return Response({exc.field: [str(exc)]} if exc.field != "detail" else {"detail": str(exc)}, status=exc.status)
+        response = StreamingHttpResponse(stream(export, answer),
+                                         content_type="text/csv; charset=utf-8" if answer == "csv" else "application/json")
+        if answer == "csv":
+            response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.id}-targets.csv"'
+        response["X-Rows"] = str(export.rows)
+        return response
+
+    @extend_schema(responses={200: dict, 400: dict})
+    @action(detail=True, methods=["get"])
+    def evaluation(self, request, pk=None):
+        """Target group against control group in your districts: members, conversions (the product taken
+        during the campaign), contacts and reported outcomes, rates, lift and uplift with 95% intervals,
+        the two-proportion test's p-value; overall and per district."""
+        campaign = self.get_object()
+        if campaign.status == Campaign.Status.DRAFT:
+            return Response({"status": ["the campaign is not frozen yet: it has no groups to compare"]},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response(campaign_evaluation(campaign=campaign, user=request.user))

@@ -56,8 +56,34 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("contact_subscribers", "May export full MSISDNs to contact subscribers")]
         constraints = [models.CheckConstraint(condition=models.Q(end_date__gte=models.F("start_date")),
                                               name="campaign_ends_after_it_starts")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_status_display()})"
+
+
+class ExportLog(models.Model):
+    """Every target-list export: who, what was asked, how many rows, the SHA-256 of the body. Append-only."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exports")
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="exports")
+    filters = models.JSONField(default=dict)
+    format = models.CharField(max_length=4)
+    full_msisdn = models.BooleanField()
+    rows = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    completed = models.BooleanField(default=False, help_text="False: the client stopped reading before the end")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and ExportLog.objects.filter(pk=self.pk, completed=True).exists():
+            raise ValueError("the export log is append-only: a finished entry is never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("the export log is append-only: entries are never deleted")

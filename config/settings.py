@@ -261,6 +261,8 @@ LOCATION_OFFICE_HOURS = (_env_int("LOCATION_OFFICE_FROM", 9, minimum=0), _env_in
 LOCATION_MIN_DAYS = _env_int("LOCATION_MIN_DAYS", 3, minimum=1)
 # Areas (hexes, micro-areas) with fewer subscribers than this show no counts to sales users.
 AREA_MIN_COUNT = _env_int("AREA_MIN_COUNT", 5, minimum=1)
+# Target rows one user may export per day, across campaigns (a list leaving the system is logged and capped).
+EXPORT_ROWS_PER_DAY = _env_int("EXPORT_ROWS_PER_DAY", 2_000_000, minimum=1)
 if not all(0 <= hour <= 24 for hour in (*LOCATION_NIGHT_HOURS, *LOCATION_OFFICE_HOURS)):
     raise ImproperlyConfigured("LOCATION_NIGHT_FROM/_TO and LOCATION_OFFICE_FROM/_TO are hours of the day, 0-24.")
 # How many rejected rows an ingest report lists in full (the count is always exact).

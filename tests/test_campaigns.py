@@ -137,3 +137,103 @@ def test_the_api_creates_drafts_checks_them_and_freezes(city):
     draft_two = api.post("/api/v1/campaigns/", {**body, "name": "second"}, format="json").json()
     assert sales.post(f"/api/v1/campaigns/{draft_two['id']}/freeze/").status_code == 403
     assert sales.post("/api/v1/campaigns/", body, format="json").status_code == 403
+
+
+def test_field_teams_export_their_targets_with_full_numbers_and_every_export_is_logged(city, settings):
+    import hashlib
+    import json
+
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from campaigns.models import ExportLog
+    from campaigns.services.exports import neutralised
+    from microarea.models import MicroArea
+
+    campaign = freeze_campaign(campaign=draft(city, "five_g_handset_no_plan or phone_enthusiast"), user=city["manager"], seed=1)
+    field_user = staff_user(StaffProfile.Role.FIELD, city["region"], username="cc_field")
+    field = APIClient()
+    field.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=field_user).key}")
+    response = field.get(f"/api/v1/campaigns/{campaign.id}/targets/")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    body = b"".join(response.streaming_content)
+    lines = body.decode().splitlines()
+    assert lines[0] == "subscriber_id,msisdn,region_code,reasons"
+    rows = [line.split(",", 3) for line in lines[1:]]
+    control = {r[0] for r in duckdb.connect().sql(
+        f"SELECT subscriber_id::VARCHAR FROM read_parquet('{targets_path(campaign)}') WHERE \"group\" = 'control'").fetchall()}
+    assert len(rows) == campaign.counts["targets"] and not control & {r[0] for r in rows}
+    assert all(len(r[1]) == 11 and r[1].isdigit() and r[2] == "440604" for r in rows)
+    log = ExportLog.objects.get(user=field_user)
+    assert (log.rows, log.completed, log.full_msisdn, log.sha256) == (len(rows), True, True, hashlib.sha256(body).hexdigest())
+    with pytest.raises(ValueError, match="append-only"):
+        log.delete()
+    # Sales staff get masked numbers, in JSON too; an area narrows the list to its residents.
+    sales = APIClient()
+    sales.force_authenticate(staff_user(StaffProfile.Role.SALES, city["region"], username="cc_sales2"))
+    masked = json.loads(b"".join(sales.get(f"/api/v1/campaigns/{campaign.id}/targets/?format=json").streaming_content))
+    assert len(masked["rows"]) == len(rows) and all("****" in r[1] for r in masked["rows"])
+    district_area = MicroArea.objects.get(region=city["region"], kind="district")
+    in_area = b"".join(sales.get(f"/api/v1/campaigns/{campaign.id}/targets/?area={district_area.id}").streaming_content)
+    assert 0 < len(in_area.decode().splitlines()) - 1 <= len(rows)
+    # Refusals, each changing nothing: another district's area, a draft, a bad format, no token, over the quota.
+    other_area = MicroArea.objects.exclude(region=city["region"]).first()
+    logged = ExportLog.objects.count()
+    assert sales.get(f"/api/v1/campaigns/{campaign.id}/targets/?area={other_area.id}").status_code == 404
+    assert sales.get(f"/api/v1/campaigns/{draft(city, 'high_value').id}/targets/").status_code == 400
+    assert sales.get(f"/api/v1/campaigns/{campaign.id}/targets/?format=xlsx").status_code == 400
+    assert APIClient().get(f"/api/v1/campaigns/{campaign.id}/targets/").status_code == 401
+    bad_token = APIClient()
+    bad_token.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert bad_token.get(f"/api/v1/campaigns/{campaign.id}/targets/").status_code == 401
+    settings.EXPORT_ROWS_PER_DAY = len(rows) + 1
+    over = field.get(f"/api/v1/campaigns/{campaign.id}/targets/")
+    assert over.status_code == 429 and "export quota" in over.json()["detail"]
+    assert ExportLog.objects.count() == logged
+    assert neutralised("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")" and neutralised("+86") == "'+86" and neutralised(5) == 5
+
+
+def test_the_evaluation_compares_target_and_control_by_product_uptake_with_contacts_beside(city, tmp_path):
+    from rest_framework.test import APIClient
+
+    from tagging.lake import store
+    from tagging.models import IngestBatch
+    from tagging.services.ingest import ingest_file
+
+    campaign = freeze_campaign(campaign=draft(city, "five_g_handset_no_plan or phone_enthusiast"), user=city["manager"], seed=3)
+    frozen = duckdb.connect().sql(
+        f"SELECT t.subscriber_id, t.\"group\", s.msisdn::VARCHAR FROM read_parquet('{targets_path(campaign)}') t "
+        f"JOIN {store.current_sql('subscribers')} s USING (subscriber_id) ORDER BY 1").fetchall()
+    targets = [m for _, g, m in frozen if g == "target"]
+    control = [m for _, g, m in frozen if g == "control"]
+    # Six targets and one control subscriber take the 5G plan during the campaign; two targets were contacted.
+    takers = targets[:6] + control[:1]
+    (tmp_path / "subs.csv").write_text("msisdn,product_code,start_date,end_date\n" +
+                                       "".join(f"{m},5g_plan,2026-11-1{i},\n" for i, m in enumerate(takers)))
+    assert ingest_file(dataset="subscriptions", path=tmp_path / "subs.csv").status == IngestBatch.Status.ACCEPTED
+    (tmp_path / "contacts.csv").write_text(
+        "campaign,msisdn,contacted_at,channel,outcome\n"
+        f"{campaign.id},{targets[0]},2026-11-05T10:00:00+08:00,outbound_call,converted\n"
+        f"{campaign.id},{targets[1]},2026-11-05T11:00:00+08:00,outbound_call,refused\n")
+    assert ingest_file(dataset="contact_results", path=tmp_path / "contacts.csv").status == IngestBatch.Status.ACCEPTED
+    (tmp_path / "bad.csv").write_text("campaign,msisdn,contacted_at,channel,outcome\n"
+                                      f"99999,{targets[2]},2026-11-05T10:00:00+08:00,outbound_call,converted\n")
+    refused = ingest_file(dataset="contact_results", path=tmp_path / "bad.csv")
+    assert refused.status == IngestBatch.Status.REJECTED and "unknown campaign" in str(refused.errors)
+
+    api = APIClient()
+    api.force_authenticate(city["manager"])
+    result = api.get(f"/api/v1/campaigns/{campaign.id}/evaluation/").json()
+    took = duckdb.connect().sql(
+        f"SELECT count(DISTINCT s.msisdn) FROM {store.current_sql('subscriptions')} p JOIN {store.current_sql('subscribers')} s "
+        f"USING (subscriber_id) WHERE p.product_code = '5g_plan' AND p.start_date BETWEEN DATE '2026-11-01' AND DATE '2026-11-30'").fetchall()[0][0]
+    overall = result["overall"]
+    assert overall["target"]["members"] == len(targets) and overall["control"]["members"] == len(control)
+    assert overall["target"]["converted"] >= 6 and overall["control"]["converted"] >= 1
+    assert overall["target"]["converted"] + overall["control"]["converted"] <= took
+    assert (overall["target"]["contacted"], overall["target"]["reported_converted"]) == (2, 1)
+    assert overall["target_rate"] == pytest.approx(overall["target"]["converted"] / len(targets))
+    assert overall["lift"] == pytest.approx(overall["target_rate"] / overall["control_rate"])
+    assert overall["p_value"] is not None and overall["uplift_low"] < overall["uplift"] < overall["uplift_high"]
+    assert [d["region"] for d in result["by_district"]] == ["440604"]
+    assert api.get(f"/api/v1/campaigns/{draft(city, 'high_value').id}/evaluation/").status_code == 400

@@ -1,6 +1,7 @@
 """Ingest: all rows or none, a clear report for every bad row, and the same file never twice."""
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -375,3 +376,18 @@ def test_cells_out_of_range_or_twice_and_stays_ending_before_they_start(city_ref
         f"{msisdn},{cell},2026-10-20T22:00:00+08:00,2026-10-21T07:00:00+08:00\n"
         f"{msisdn},{cell},2026-10-21T09:00:00+08:00,2026-10-21T08:00:00+08:00\n")))
     assert_rejected_and_nothing_changed(stays, data_dir, files, line=3, column="end_time", reason_part="end time before start time")
+
+
+def test_a_later_subscriptions_file_ends_a_subscription_and_the_lake_keeps_one_row_per_key(small_city, tmp_path):
+    ingest_city(small_city, ["regions", "products", "subscribers", "subscriptions"])
+    msisdn, product, start = duckdb.execute(
+        f"SELECT msisdn::VARCHAR, product_code, start_date FROM read_csv('{small_city}/subscriptions.csv') "
+        f"WHERE end_date IS NULL LIMIT 1").fetchone()
+    batch = ingest_file(dataset="subscriptions", path=write(
+        tmp_path, "ended.csv", f"msisdn,product_code,start_date,end_date\n{msisdn},{product},{start},2026-10-30\n"))
+    assert batch.status == IngestBatch.Status.ACCEPTED, batch.errors
+    rows = duckdb.execute(
+        f"SELECT p.end_date FROM {store.current_sql('subscriptions')} p JOIN {store.current_sql('subscribers')} s "
+        f"USING (subscriber_id) WHERE s.msisdn::VARCHAR = '{msisdn}' AND p.product_code = '{product}' "
+        f"AND p.start_date = DATE '{start}'").fetchall()
+    assert rows == [(date(2026, 10, 30),)]

@@ -77,7 +77,10 @@ def read_sql(dataset: str, paths: list[str], *, columns: str = "*") -> str:
     source = f"read_parquet({files_sql(paths)}, union_by_name = true)"
     if spec.kind.value == "fact" or len(paths) == 1:
         return f"(SELECT {columns} FROM {source})"
-    key = ", ".join(quote(k) for k in (("subscriber_id",) if dataset == "subscribers" else spec.key))
+    # The lake keeps subscribers by dense id, never by MSISDN: the key names the id where it names the MSISDN.
+    keys = ("subscriber_id",) if dataset == "subscribers" else tuple(
+        "subscriber_id" if k == "msisdn" and spec.keyed_by_subscriber else k for k in spec.key)
+    key = ", ".join(quote(k) for k in keys)
     return (
         f"(SELECT {columns} FROM {source} "
         f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _batch DESC) = 1)"

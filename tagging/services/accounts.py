@@ -27,7 +27,7 @@ ROLE_PERMISSIONS = {
     StaffProfile.Role.FIELD: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_tagdefinition", "view_terminalshare"],
         "microarea": ["view_microarea"],
-        "campaigns": ["view_campaign"],
+        "campaigns": ["view_campaign", "contact_subscribers"],  # field teams call the subscribers
     },
 }
 
