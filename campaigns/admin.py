@@ -4,7 +4,7 @@ from django.contrib import admin
 
 from tagging.admin.reference import RegionScopedAdmin
 
-from .models import Campaign, ExportLog
+from .models import Campaign, ContactBlackout, ExportLog
 
 
 @admin.register(Campaign)
@@ -50,3 +50,14 @@ class ExportLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ContactBlackout)
+class ContactBlackoutAdmin(admin.ModelAdmin):
+    list_display = ["start_date", "end_date", "reason", "created_by"]
+    readonly_fields = ["created_by"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

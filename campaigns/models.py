@@ -64,6 +64,24 @@ class Campaign(models.Model):
         return f"{self.name} ({self.get_status_display()})"
 
 
+class ContactBlackout(models.Model):
+    """Days no campaign may contact subscribers (festivals, network incidents, regulator orders): exports
+    are refused on them."""
+
+    start_date = models.DateField()
+    end_date = models.DateField()
+    reason = models.CharField(max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-start_date"]
+        constraints = [models.CheckConstraint(condition=models.Q(end_date__gte=models.F("start_date")),
+                                              name="blackout_ends_after_it_starts")]
+
+    def __str__(self) -> str:
+        return f"{self.start_date}-{self.end_date} {self.reason}"
+
+
 class ExportLog(models.Model):
     """Every target-list export: who, what was asked, how many rows, the SHA-256 of the body. Append-only."""
 

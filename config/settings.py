@@ -261,6 +261,10 @@ LOCATION_OFFICE_HOURS = (_env_int("LOCATION_OFFICE_FROM", 9, minimum=0), _env_in
 LOCATION_MIN_DAYS = _env_int("LOCATION_MIN_DAYS", 3, minimum=1)
 # Areas (hexes, micro-areas) with fewer subscribers than this show no counts to sales users.
 AREA_MIN_COUNT = _env_int("AREA_MIN_COUNT", 5, minimum=1)
+# Contact policy, applied when a campaign is frozen: at most this many contacts per subscriber per 30 days
+# across campaigns (from contact_results), and never the members of the imported list tagged CONTACT_DND_TAG.
+CONTACT_MAX_PER_30_DAYS = _env_int("CONTACT_MAX_PER_30_DAYS", 4, minimum=1)
+CONTACT_DND_TAG = os.environ.get("CONTACT_DND_TAG", "do_not_disturb")
 # Target rows one user may export per day, across campaigns (a list leaving the system is logged and capped).
 EXPORT_ROWS_PER_DAY = _env_int("EXPORT_ROWS_PER_DAY", 2_000_000, minimum=1)
 if not all(0 <= hour <= 24 for hour in (*LOCATION_NIGHT_HOURS, *LOCATION_OFFICE_HOURS)):

@@ -49,7 +49,8 @@ def test_freezing_takes_out_opted_out_and_inactive_and_holds_out_a_seeded_contro
     campaign = freeze_campaign(campaign=draft(city, 'five_g_handset_no_plan and area("禅城区")'), user=city["manager"], seed=42)
     counts = campaign.counts
     assert campaign.status == Campaign.Status.FROZEN and campaign.seed == 42 and campaign.snapshot.run_id == city["run"].id
-    assert counts["audience"] == counts["eligible"] + counts["excluded"]["opted_out"] + counts["excluded"]["not_active"]
+    assert counts["audience"] == counts["eligible"] + sum(counts["excluded"].values())
+    assert set(counts["excluded"]) == {"opted_out", "not_active", "do_not_disturb", "contact_limit"}
     assert counts["eligible"] > 20 and counts["control"] == round(counts["eligible"] * 0.1)
     assert counts["excluded"]["opted_out"] > 0  # the small city has opted-out 5G-handset owners in Chancheng
     assert counts["targets"] + counts["control"] == counts["eligible"]
@@ -237,3 +238,40 @@ def test_the_evaluation_compares_target_and_control_by_product_uptake_with_conta
     assert overall["p_value"] is not None and overall["uplift_low"] < overall["uplift"] < overall["uplift_high"]
     assert [d["region"] for d in result["by_district"]] == ["440604"]
     assert api.get(f"/api/v1/campaigns/{draft(city, 'high_value').id}/evaluation/").status_code == 400
+
+
+def test_the_contact_policy_leaves_out_the_do_not_disturb_list_and_the_often_contacted(city, tmp_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from pyroaring import BitMap
+    from rest_framework.test import APIClient
+
+    from campaigns.models import ContactBlackout
+    from tagging.lake import store
+    from tagging.models import IngestBatch, TagDefinition
+    from tagging.services.ingest import ingest_file
+    from tagging.services.tags import save_tag_definition
+
+    first = freeze_campaign(campaign=draft(city, "five_g_handset_no_plan"), user=city["manager"], seed=5)
+    ids = [r[0] for r in duckdb.connect().sql(
+        f"SELECT subscriber_id FROM read_parquet('{targets_path(first)}') ORDER BY 1 LIMIT 4").fetchall()]
+    save_tag_definition(tag=TagDefinition(code="do_not_disturb", name="免打扰", name_en="Do not disturb", category="basic",
+                                          kind=TagDefinition.Kind.IMPORTED), members=BitMap(ids[:2]), note="complaints")
+    msisdn = duckdb.connect().sql(f"SELECT msisdn::VARCHAR FROM {store.current_sql('subscribers')} "
+                                  f"WHERE subscriber_id = {ids[2]}").fetchall()[0][0]
+    lately = [timezone.localtime() - timedelta(days=d) for d in (1, 3, 5, 7)]
+    (tmp_path / "contacts.csv").write_text("campaign,msisdn,contacted_at,channel,outcome\n" + "".join(
+        f"{first.id},{msisdn},{at.isoformat(timespec='seconds')},sms,no_answer\n" for at in lately))
+    assert ingest_file(dataset="contact_results", path=tmp_path / "contacts.csv").status == IngestBatch.Status.ACCEPTED
+    second = freeze_campaign(campaign=draft(city, "five_g_handset_no_plan"), user=city["manager"], seed=5)
+    assert second.counts["excluded"]["do_not_disturb"] == 2 and second.counts["excluded"]["contact_limit"] == 1
+    assert second.counts["eligible"] == first.counts["eligible"] - 3
+    kept = {r[0] for r in duckdb.connect().sql(f"SELECT subscriber_id FROM read_parquet('{targets_path(second)}')").fetchall()}
+    assert not kept & set(ids[:3]) and ids[3] in kept
+    # No list leaves on a blackout day.
+    ContactBlackout.objects.create(start_date=timezone.localdate(), end_date=timezone.localdate(), reason="国庆 network freeze")
+    api = APIClient()
+    api.force_authenticate(staff_user(StaffProfile.Role.FIELD, city["region"], username="cc_field2"))
+    blocked = api.get(f"/api/v1/campaigns/{second.id}/targets/")
+    assert blocked.status_code == 409 and "network freeze" in blocked.json()["detail"]

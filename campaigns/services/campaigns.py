@@ -1,22 +1,25 @@
-"""Freezing a campaign: its audience in the current snapshot, opted-out and inactive subscribers taken out
-and counted by reason, a random control group drawn with a recorded seed, and for every target the terms
-of the audience it matched, written once to the lake as the campaign's target list."""
+"""Freezing a campaign: its audience in the current snapshot, the contact policy applied (opted out,
+inactive, on the do-not-disturb list, contacted too often lately: taken out and counted by reason), a
+random control group drawn with a recorded seed, and for every target the terms of the audience it
+matched, written once to the lake as the campaign's target list."""
 
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from pyroaring import BitMap
 
 from tagging.expressions import ExpressionError
 from tagging.lake import store
-from tagging.models import Snapshot, TagSnapshot
+from tagging.models import Snapshot, TagDefinition, TagSnapshot, TagVersion
 from tagging.services.audiences import (AUDIENCE_FUNCTIONS, SnapshotBitmaps, audience_bitmap, current_snapshot,
                                        parse_audience)
 from tagging.stages import snapshot_dir, write_atomically
@@ -37,18 +40,33 @@ def targets_path(campaign: Campaign) -> Path:
     return Path(settings.LAKE_DIR) / "campaigns" / f"campaign-{campaign.id:06d}" / "targets.parquet"
 
 
-def _excluded(snapshot: Snapshot) -> tuple[BitMap, BitMap]:
-    """Subscribers who opted out of marketing, and those not active, in the snapshot."""
+def _excluded(snapshot: Snapshot) -> dict[str, BitMap]:
+    """Who may not be targeted, by reason, in the order a subscriber is counted under: opted out of
+    marketing, not active (in the snapshot), on the do-not-disturb list (now), contacted CONTACT_MAX_PER_30_DAYS
+    times or more in the last 30 days across campaigns (now)."""
     con = store.reader()
     try:
         rows = con.execute(
             f"SELECT subscriber_id, marketing_opt_out, status <> 'active' AS inactive FROM "
             f"read_parquet('{snapshot_dir(snapshot.run_id) / 'features'}/part=*.parquet') "
             f"WHERE marketing_opt_out OR status <> 'active'").fetchnumpy()
+        contacts = store.current_sql("contact_results")
+        often = con.execute(
+            f"SELECT subscriber_id FROM {contacts} WHERE contacted_at >= $since GROUP BY subscriber_id "
+            f"HAVING count(*) >= $limit", {"since": timezone.now() - timedelta(days=30),
+                                           "limit": settings.CONTACT_MAX_PER_30_DAYS}).fetchnumpy()["subscriber_id"] \
+            if contacts else np.array([], dtype=np.int64)
     finally:
         con.close()
     ids = np.asarray(rows["subscriber_id"])
-    return to_bitmap(ids[np.asarray(rows["marketing_opt_out"], dtype=bool)]), to_bitmap(ids[np.asarray(rows["inactive"], dtype=bool)])
+    dnd = TagVersion.objects.filter(tag__code=settings.CONTACT_DND_TAG, tag__kind=TagDefinition.Kind.IMPORTED,
+                                    number=F("tag__version")).values_list("members", flat=True).first()
+    return {
+        "opted_out": to_bitmap(ids[np.asarray(rows["marketing_opt_out"], dtype=bool)]),
+        "not_active": to_bitmap(ids[np.asarray(rows["inactive"], dtype=bool)]),
+        "do_not_disturb": BitMap.deserialize(bytes(dnd)) if dnd else BitMap(),
+        "contact_limit": to_bitmap(np.asarray(often)),
+    }
 
 
 def check_audience(*, text: str, user, snapshot: Snapshot | None = None) -> None:
@@ -82,8 +100,10 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
                   for function, argument in expression.functions]
     except ExpressionError as exc:
         raise CampaignRefused(str(exc), field="audience") from None
-    opted_out, inactive = _excluded(snapshot)
-    eligible = audience - opted_out - inactive
+    eligible, excluded = BitMap(audience), {}
+    for reason, members in _excluded(snapshot).items():
+        excluded[reason] = eligible.intersection_cardinality(members)
+        eligible -= members
     ids = np.fromiter(eligible, dtype=np.int64, count=len(eligible))  # ascending: the draw depends on nothing else
     seed = secrets.randbits(62) if seed is None else seed
     control = np.zeros(len(ids), dtype=bool)
@@ -110,9 +130,7 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
         locked.frozen_at, locked.frozen_by = timezone.now(), user
         locked.tag_versions = dict(TagSnapshot.objects.filter(snapshot=snapshot, tag__code__in=expression.references)
                                    .values_list("tag__code", "version__number"))
-        locked.counts = {"audience": len(audience), "excluded": {"opted_out": len(audience & opted_out),
-                                                                  "not_active": len((audience - opted_out) & inactive)},
-                         "eligible": len(ids), "targets": int((~control).sum()), "control": int(control.sum()),
+        locked.counts = {"audience": len(audience), "excluded": excluded, "eligible": len(ids), "targets": int((~control).sum()), "control": int(control.sum()),
                          "districts": districts}
         locked.save()
     return locked

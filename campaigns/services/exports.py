@@ -21,7 +21,7 @@ from tagging.models import Region
 from tagging.privacy import mask_msisdn
 from tagging.stages import snapshot_dir
 
-from ..models import Campaign, ExportLog
+from ..models import Campaign, ContactBlackout, ExportLog
 from .campaigns import targets_path
 
 COLUMNS = ("subscriber_id", "msisdn", "region_code", "reasons")
@@ -56,6 +56,10 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     quota, or for an area that is not the user's."""
     if campaign.status == Campaign.Status.DRAFT or not targets_path(campaign).exists():
         raise ExportRefused("the campaign is not frozen yet: freeze it to make its target list", status=400, field="status")
+    today = timezone.localdate()
+    blackout = ContactBlackout.objects.filter(start_date__lte=today, end_date__gte=today).first()
+    if blackout is not None:
+        raise ExportRefused(f"no contacts from {blackout.start_date} to {blackout.end_date}: {blackout.reason}", status=409)
     districts = sorted(set(Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT).values_list("code", flat=True))
                        & set(campaign.counts.get("districts", [])))
     where, params = ["t.\"group\" = 'target'", "t.region_code IN (SELECT unnest($districts::VARCHAR[]))"], {"districts": districts}
@@ -78,7 +82,6 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
         (rows,) = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()
     finally:
         con.close()
-    today = timezone.localdate()
     exported = ExportLog.objects.filter(user=user, created_at__date=today).aggregate(n=Sum("rows"))["n"] or 0
     quota = settings.EXPORT_ROWS_PER_DAY
     if exported + rows > quota:
