@@ -12,13 +12,14 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from tagging.api.permissions import ModelPermissions, requires
-from tagging.models import Product, Region
+from tagging.models import IngestBatch, Product, Region
 
 from .models import Campaign
 from microarea.api import FormatIsTheFiles
 
 from .services.campaigns import CampaignRefused, check_audience, freeze_campaign
 from .services.exports import ExportRefused, plan_export, stream
+from .services.outcomes import OutcomesRefused, record_outcomes
 from .services.results import campaign_evaluation
 
 
@@ -66,6 +67,8 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
     def get_permissions(self):
         if self.action == "freeze":
             return [requires("campaigns.change_campaign")()]
+        if self.action == "outcomes":  # field teams report what their calls gave: seeing the campaign is enough
+            return [requires("campaigns.view_campaign")()]
         return super().get_permissions()
 
     def get_queryset(self):
@@ -121,3 +124,21 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
             return Response({"status": ["the campaign is not frozen yet: it has no groups to compare"]},
                             status=status.HTTP_400_BAD_REQUEST)
         return Response(campaign_evaluation(campaign=campaign, user=request.user))
+
+    @extend_schema(request=dict, responses={201: dict, 200: dict, 400: dict})
+    @action(detail=True, methods=["post"], authentication_classes=[TokenAuthentication, SessionAuthentication])
+    def outcomes(self, request, pk=None):
+        """Report contact outcomes: {"rows": [{"msisdn", "contacted_at" (ISO 8601 with zone), "channel",
+        "outcome"}]}. Every row must be one of the campaign's targets; all rows are taken or none (errors
+        name the row); the same report twice changes nothing; an outcome already recorded is refused."""
+        campaign = self.get_object()
+        rows = request.data.get("rows") if isinstance(request.data, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            return Response({"rows": ["a list of {msisdn, contacted_at, channel, outcome}"]}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            batch = record_outcomes(campaign=campaign, rows=rows, user=request.user)
+        except OutcomesRefused as exc:
+            return Response({"detail": str(exc), "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+        answer = {"status": batch.status, "rows": batch.rows_accepted, "message": batch.message, "errors": batch.errors[:100]}
+        codes = {IngestBatch.Status.ACCEPTED: status.HTTP_201_CREATED, IngestBatch.Status.UNCHANGED: status.HTTP_200_OK}
+        return Response(answer, status=codes.get(batch.status, status.HTTP_400_BAD_REQUEST))

@@ -134,3 +134,18 @@ def tag_counts(*, user) -> dict[str, tuple[int, int | None]]:
         code: (now.count(now.tag(code)), before.count(before.tag(code)) if before and code in before.tag_codes else None)
         for code in now.tag_codes
     }
+
+
+def subscriber_contacts(*, subscriber_id: int, limit: int = 50) -> list[dict]:
+    """The campaign contacts recorded for a subscriber (contact_results), latest first."""
+    contacts = store.current_sql("contact_results")
+    if contacts is None:
+        return []
+    con = store.reader()
+    try:
+        rows = con.execute(f"SELECT campaign, contacted_at, channel, outcome FROM {contacts} WHERE subscriber_id = $id "
+                           f"ORDER BY contacted_at DESC LIMIT {limit}", {"id": subscriber_id}).fetchall()
+    finally:
+        con.close()
+    return [{"campaign": campaign, "contacted_at": at.isoformat(), "channel": channel, "outcome": outcome}
+            for campaign, at, channel, outcome in rows]

@@ -275,3 +275,43 @@ def test_the_contact_policy_leaves_out_the_do_not_disturb_list_and_the_often_con
     api.force_authenticate(staff_user(StaffProfile.Role.FIELD, city["region"], username="cc_field2"))
     blocked = api.get(f"/api/v1/campaigns/{second.id}/targets/")
     assert blocked.status_code == 409 and "network freeze" in blocked.json()["detail"]
+
+
+def test_field_teams_report_outcomes_for_their_targets_only_once(city):
+    from rest_framework.test import APIClient
+
+    from tagging.lake import store
+
+    campaign = freeze_campaign(campaign=draft(city, "five_g_handset_no_plan or phone_enthusiast"), user=city["manager"], seed=9)
+    members = duckdb.connect().sql(
+        f"SELECT t.\"group\", s.msisdn::VARCHAR FROM read_parquet('{targets_path(campaign)}') t "
+        f"JOIN {store.current_sql('subscribers')} s USING (subscriber_id) ORDER BY t.subscriber_id").fetchall()
+    targets = [m for g, m in members if g == "target"]
+    control = [m for g, m in members if g == "control"]
+    api = APIClient()
+    api.force_authenticate(staff_user(StaffProfile.Role.FIELD, city["region"], username="cc_field3"))
+    url = f"/api/v1/campaigns/{campaign.id}/outcomes/"
+    rows = [{"msisdn": targets[0], "contacted_at": "2026-11-02T10:00:00+08:00", "channel": "outbound_call", "outcome": "converted"},
+            {"msisdn": targets[1], "contacted_at": "2026-11-02T10:05:00+08:00", "channel": "outbound_call", "outcome": "refused"}]
+    first = api.post(url, {"rows": rows}, format="json")
+    assert first.status_code == 201 and first.json()["rows"] == 2, first.content
+    assert api.post(url, {"rows": rows}, format="json").status_code == 200  # the same report again: nothing changes
+    duplicate = api.post(url, {"rows": [rows[0], {**rows[1], "msisdn": targets[2]}]}, format="json")
+    assert duplicate.status_code == 400 and "already ingested" in str(duplicate.json()["errors"])
+    for bad, words in [
+        ([{**rows[0], "msisdn": control[0]}], "not a target of campaign"),
+        ([{**rows[0], "msisdn": "13800000000"}], "not a target of campaign"),
+        ([{**rows[0], "outcome": "maybe"}], "must be one of"),
+        ([{"msisdn": targets[3], "channel": "sms", "outcome": "accepted"}], "missing"),
+        ([], "no rows"),
+    ]:
+        response = api.post(url, {"rows": bad}, format="json")
+        assert response.status_code == 400 and words in str(response.json()), (bad, response.content)
+    assert api.post(url, {"rows": "x"}, format="json").status_code == 400
+    evaluation = api.get(f"/api/v1/campaigns/{campaign.id}/evaluation/").json()["overall"]["target"]
+    assert (evaluation["contacted"], evaluation["reported_converted"]) == (2, 1)
+    subscriber = duckdb.connect().sql(f"SELECT subscriber_id FROM {store.current_sql('subscribers')} "
+                                      f"WHERE msisdn::VARCHAR = '{targets[0]}'").fetchall()[0][0]
+    profile = api.get(f"/api/v1/subscribers/{subscriber}/profile/").json()
+    assert profile["contacts"] == [{"campaign": str(campaign.id), "contacted_at": "2026-11-02T10:00:00+08:00",
+                                    "channel": "outbound_call", "outcome": "converted"}]

@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 from ..expressions import ExpressionError
 from ..features import catalogue
 from ..models import IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscriber, TagDefinition
-from ..selectors import subscriber_features, subscriber_tag_timeline, tag_difference, tag_history
+from ..selectors import subscriber_contacts, subscriber_features, subscriber_tag_timeline, tag_difference, tag_history
 from ..services.audiences import SnapshotBitmaps, preview_audience
 from ..services.snapshots import SnapshotRefused, start_snapshot_run
 from ..terminal_selectors import MIX_BY, change_cycle_distribution, subscriber_handsets, switching_matrix, terminal_mix
@@ -52,7 +52,8 @@ class SubscriberViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(responses=dict)
     @action(detail=True)
     def profile(self, request, pk=None):
-        """The subscriber's profile (masked): tags now, the tag timeline over snapshots, and features."""
+        """The subscriber's profile (masked): tags now, the tag timeline over snapshots, features, and the
+        campaign contacts recorded with their outcomes."""
         subscriber = self.get_object()
         timeline = subscriber_tag_timeline(subscriber_id=subscriber.id)
         current = Snapshot.objects.current()
@@ -64,6 +65,7 @@ class SubscriberViewSet(viewsets.ReadOnlyModelViewSet):
             "tags": [{"code": t.code, "name": t.name, "name_en": t.name_en, "category": t.category} for t in tags],
             "timeline": timeline,
             "features": subscriber_features(subscriber_id=subscriber.id, snapshot=current),
+            "contacts": subscriber_contacts(subscriber_id=subscriber.id),
         })
 
     @extend_schema(responses=dict)
