@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 
 from microarea.api import (HexStatsView, HexTargetsView, HexView, MicroAreaListView, MicroAreaStatsView,
                            MicroAreaTargetsView, SubscriberLocationsView)
+from campaigns import views as campaign_views
 from campaigns.api import CampaignViewSet
 from microarea import views as microarea_views
 from tagging import views as tagging_views
@@ -25,6 +26,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("terminals/", tagging_views.terminals, name="terminals"),
     path("map/", microarea_views.area_map, name="map"),
+    path("campaigns/", campaign_views.campaign_list, name="campaigns"),
+    path("campaigns/<int:pk>/", campaign_views.campaign_report, name="campaign-report"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

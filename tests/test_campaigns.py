@@ -315,3 +315,19 @@ def test_field_teams_report_outcomes_for_their_targets_only_once(city):
     profile = api.get(f"/api/v1/subscribers/{subscriber}/profile/").json()
     assert profile["contacts"] == [{"campaign": str(campaign.id), "contacted_at": "2026-11-02T10:00:00+08:00",
                                     "channel": "outbound_call", "outcome": "converted"}]
+
+
+def test_the_campaign_pages_list_and_report_in_your_regions_only(city, client):
+    campaign = freeze_campaign(campaign=draft(city, "five_g_handset_no_plan"), user=city["manager"], seed=2)
+    drafted = draft(city, "phone_enthusiast", name="草稿活动")
+    client.force_login(city["manager"])
+    listing = client.get("/campaigns/").content.decode()
+    assert "5G升级" in listing and "草稿活动" in listing and f"/campaigns/{campaign.id}/" in listing
+    report = client.get(f"/campaigns/{campaign.id}/")
+    page = report.content.decode()
+    assert report.status_code == 200 and 'id="evaluation"' in page and "<svg" in page and "禅城区" in page
+    assert f"{campaign.counts['targets']:,}" in page and "opted_out" in page
+    assert "Draft" in client.get(f"/campaigns/{drafted.id}/").content.decode()
+    client.force_login(staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440606"), username="sd_sales"))
+    assert client.get(f"/campaigns/{campaign.id}/").status_code == 404
+    assert "5G升级" not in client.get("/campaigns/").content.decode()

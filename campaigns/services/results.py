@@ -35,8 +35,9 @@ def campaign_evaluation(*, campaign: Campaign, user) -> dict:
             LEFT JOIN {took} k USING (subscriber_id) LEFT JOIN {contacted} c USING (subscriber_id)
             WHERE t.region_code IN (SELECT unnest($districts::VARCHAR[]))
             GROUP BY ALL ORDER BY ALL
-        """, {"product": campaign.product.code, "start": campaign.start_date, "end": campaign.end_date,
-              "campaign": str(campaign.id), "districts": districts}).fetchall()
+        """, {"districts": districts,
+              **({"product": campaign.product.code, "start": campaign.start_date, "end": campaign.end_date} if subscriptions else {}),
+              **({"campaign": str(campaign.id)} if contacts else {})}).fetchall()
     finally:
         con.close()
     names = dict(Region.objects.filter(code__in=districts).values_list("code", "name"))

@@ -1,0 +1,35 @@
+"""Campaign pages: the list of your regions' campaigns and each campaign's report."""
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.shortcuts import get_object_or_404, render
+
+from .models import Campaign
+from .services.results import campaign_evaluation
+
+CHART_HEIGHT = 160  # px of the tallest bar in the report's rate chart
+
+
+@login_required
+@permission_required("campaigns.view_campaign", raise_exception=True)
+def campaign_list(request):
+    campaigns = Campaign.objects.visible_to(request.user).select_related("product", "owner")
+    return render(request, "campaigns/list.html", {"campaigns": campaigns})
+
+
+@login_required
+@permission_required("campaigns.view_campaign", raise_exception=True)
+def campaign_report(request, pk: int):
+    """Target against control: the rates with their intervals as an inline SVG chart (nothing fetched at
+    run time), lift, uplift and p-value, overall and per district; what was excluded and why."""
+    campaign = get_object_or_404(Campaign.objects.visible_to(request.user).select_related("product", "snapshot"), pk=pk)
+    context = {"campaign": campaign, "excluded": sorted(campaign.counts.get("excluded", {}).items())}
+    if campaign.status != Campaign.Status.DRAFT:
+        evaluation = campaign_evaluation(campaign=campaign, user=request.user)
+        overall = evaluation["overall"]
+        top = max([r for r in (overall["target_rate"], overall["control_rate"]) if r is not None], default=0) or 1
+        bars = []
+        for i, (label, rate) in enumerate([("目标组 Target", overall["target_rate"]), ("对照组 Control", overall["control_rate"])]):
+            height = round(CHART_HEIGHT * (rate or 0) / top / 1.15)
+            bars.append({"label": label, "rate": rate, "x": 40 + 140 * i, "height": height, "y": 20 + CHART_HEIGHT - height})
+        context.update({"evaluation": evaluation, "overall": overall, "bars": bars, "chart_bottom": 20 + CHART_HEIGHT})
+    return render(request, "campaigns/report.html", context)
