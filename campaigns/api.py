@@ -14,13 +14,61 @@ from rest_framework.response import Response
 from tagging.api.permissions import ModelPermissions, requires
 from tagging.models import IngestBatch, Product, Region
 
-from .models import Campaign
+from .models import Campaign, SavedAudience
 from microarea.api import FormatIsTheFiles
 
 from .services.campaigns import CampaignRefused, check_audience, freeze_campaign
 from .services.exports import ExportRefused, plan_export, stream
 from .services.outcomes import OutcomesRefused, record_outcomes
 from .services.results import campaign_evaluation
+
+
+def _my_districts(regions, user):
+    mine = set(Region.objects.visible_to(user).values_list("code", flat=True))
+    if not regions:
+        raise ValidationError("at least one district")
+    if others := sorted(r.code for r in regions if r.code not in mine):
+        raise ValidationError(f"not your districts: {', '.join(others)}")
+    return regions
+
+
+def _checked_audience(text: str, user, field: str) -> None:
+    try:
+        check_audience(text=text, user=user)
+    except CampaignRefused as exc:
+        raise ValidationError({field: str(exc)}) from None
+
+
+class SavedAudienceSerializer(serializers.ModelSerializer):
+    regions = serializers.SlugRelatedField(slug_field="code", many=True,
+                                           queryset=Region.objects.filter(level=Region.Level.DISTRICT))
+    owner = serializers.CharField(source="owner.username", read_only=True)
+
+    class Meta:
+        model = SavedAudience
+        fields = ["id", "name", "expression", "description", "regions", "owner", "created_at"]
+        read_only_fields = ["owner", "created_at"]
+
+    def validate_regions(self, regions):
+        return _my_districts(regions, self.context["request"].user)
+
+    def validate(self, data):
+        _checked_audience(data["expression"], self.context["request"].user, "expression")
+        return data
+
+
+class SavedAudienceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                           mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Audiences kept under a name for campaigns to reuse (POST /api/v1/campaigns/ with "saved_audience")."""
+
+    serializer_class = SavedAudienceSerializer
+    permission_classes = [ModelPermissions]
+
+    def get_queryset(self):
+        return SavedAudience.objects.visible_to(self.request.user).select_related("owner").prefetch_related("regions")
+
+    def perform_create(self, serializer):
+        serializer.save(owner=self.request.user)
 
 
 class CampaignSerializer(serializers.ModelSerializer):
@@ -32,27 +80,27 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Campaign
-        fields = ["id", "name", "product", "audience", "channel", "start_date", "end_date", "holdout_share", "regions",
+        fields = ["id", "name", "product", "audience", "saved_audience", "channel", "start_date", "end_date", "holdout_share", "regions",
                   "status", "owner", "created_at", "snapshot", "snapshot_date", "seed", "tag_versions", "counts",
                   "frozen_at"]
         read_only_fields = ["status", "owner", "created_at", "snapshot", "seed", "tag_versions", "counts", "frozen_at"]
+        extra_kwargs = {"audience": {"required": False}}
 
     def validate_regions(self, regions):
-        user = self.context["request"].user
-        mine = set(Region.objects.visible_to(user).values_list("code", flat=True))
-        if not regions:
-            raise ValidationError("at least one district")
-        if others := sorted(r.code for r in regions if r.code not in mine):
-            raise ValidationError(f"not your districts: {', '.join(others)}")
-        return regions
+        return _my_districts(regions, self.context["request"].user)
 
     def validate(self, data):
+        user = self.context["request"].user
         if data["end_date"] < data["start_date"]:
             raise ValidationError({"end_date": "ends before it starts"})
-        try:
-            check_audience(text=data["audience"], user=self.context["request"].user)
-        except CampaignRefused as exc:
-            raise ValidationError({exc.field: str(exc)}) from None
+        saved = data.get("saved_audience")
+        if saved is not None:
+            if not SavedAudience.objects.visible_to(user).filter(pk=saved.pk).exists():
+                raise ValidationError({"saved_audience": f"no saved audience {saved.pk} in your regions"})
+            data["audience"] = data.get("audience") or saved.expression
+        if not data.get("audience"):
+            raise ValidationError({"audience": "an audience expression, or a saved_audience to take it from"})
+        _checked_audience(data["audience"], user, "audience")
         return data
 
 

@@ -13,8 +13,27 @@ from tagging.models import Product, Region, Snapshot
 
 class CampaignQuerySet(models.QuerySet):
     def visible_to(self, user) -> "CampaignQuerySet":
-        """Campaigns in any of the user's regions (a campaign over several districts shows to each)."""
+        """Those in any of the user's regions (a campaign over several districts shows to each)."""
         return self.filter(regions__in=Region.objects.visible_to(user)).distinct()
+
+
+class SavedAudience(models.Model):
+    """An audience expression kept under a name, for campaigns to reuse; seen in the regions it was saved for."""
+
+    name = models.CharField(max_length=100)
+    expression = models.TextField()
+    description = models.TextField(blank=True)
+    regions = models.ManyToManyField(Region, related_name="saved_audiences")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="saved_audiences")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = CampaignQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Campaign(models.Model):
@@ -33,6 +52,8 @@ class Campaign(models.Model):
     name = models.CharField(max_length=100)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="campaigns")
     audience = models.TextField(help_text="Audience expression over tags, area(\"...\") and hex(\"...\")")
+    saved_audience = models.ForeignKey(SavedAudience, null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="campaigns", help_text="Where the expression was taken from")
     channel = models.CharField(max_length=16, choices=Channel.choices)
     start_date = models.DateField()
     end_date = models.DateField()

@@ -8,7 +8,7 @@ from rest_framework.routers import DefaultRouter
 from microarea.api import (HexStatsView, HexTargetsView, HexView, MicroAreaListView, MicroAreaStatsView,
                            MicroAreaTargetsView, SubscriberLocationsView)
 from campaigns import views as campaign_views
-from campaigns.api import CampaignViewSet
+from campaigns.api import CampaignViewSet, SavedAudienceViewSet
 from microarea import views as microarea_views
 from tagging import views as tagging_views
 
@@ -20,6 +20,7 @@ admin.site.site_title = "精准营销 admin"
 campaign_router = DefaultRouter(trailing_slash=True)
 campaign_router.include_root_view = False
 campaign_router.register("campaigns", CampaignViewSet, basename="campaign")
+campaign_router.register("saved-audiences", SavedAudienceViewSet, basename="saved-audience")
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -331,3 +331,25 @@ def test_the_campaign_pages_list_and_report_in_your_regions_only(city, client):
     client.force_login(staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440606"), username="sd_sales"))
     assert client.get(f"/campaigns/{campaign.id}/").status_code == 404
     assert "5G升级" not in client.get("/campaigns/").content.decode()
+
+
+def test_saved_audiences_are_reused_by_campaigns_in_their_regions(city):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(city["manager"])
+    saved = api.post("/api/v1/saved-audiences/", {"name": "5G潜客", "expression": "five_g_handset_no_plan or five_g_potential",
+                                                    "regions": ["440604"]}, format="json")
+    assert saved.status_code == 201, saved.content
+    body = {"name": "复用", "product": "5g_plan", "saved_audience": saved.json()["id"], "channel": "sms",
+            "start_date": "2026-11-01", "end_date": "2026-11-30", "regions": ["440604"]}
+    campaign = api.post("/api/v1/campaigns/", body, format="json")
+    assert campaign.status_code == 201 and campaign.json()["audience"] == "five_g_handset_no_plan or five_g_potential"
+    bad = api.post("/api/v1/saved-audiences/", {"name": "x", "expression": "five_g_potentail", "regions": ["440604"]}, format="json")
+    assert bad.status_code == 400 and "did you mean five_g_potential" in str(bad.json()["expression"])
+    other = APIClient()
+    other.force_authenticate(staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="440606"), username="sd_cm2"))
+    assert other.get("/api/v1/saved-audiences/").json()["count"] == 0
+    refused = other.post("/api/v1/campaigns/", {**body, "regions": ["440606"]}, format="json")
+    assert refused.status_code == 400 and "no saved audience" in str(refused.json()["saved_audience"])
+    assert api.post("/api/v1/campaigns/", {**body, "saved_audience": None}, format="json").status_code == 400

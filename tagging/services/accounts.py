@@ -16,7 +16,8 @@ ROLE_PERMISSIONS = {
         "tagging": ["view_*", "add_product", "change_product", "add_region", "change_region", "add_snapshotrun",
                     "add_tagdefinition", "change_tagdefinition"],
         "microarea": ["view_*", "add_microarea", "change_microarea"],
-        "campaigns": ["view_*", "add_campaign", "change_campaign"],  # marketing analysts run the campaigns
+        # marketing analysts run the campaigns
+        "campaigns": ["view_*", "add_campaign", "change_campaign", "add_savedaudience", "delete_savedaudience"],
     },
     StaffProfile.Role.SALES: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot",
