@@ -353,3 +353,20 @@ def test_saved_audiences_are_reused_by_campaigns_in_their_regions(city):
     refused = other.post("/api/v1/campaigns/", {**body, "regions": ["440606"]}, format="json")
     assert refused.status_code == 400 and "no saved audience" in str(refused.json()["saved_audience"])
     assert api.post("/api/v1/campaigns/", {**body, "saved_audience": None}, format="json").status_code == 400
+
+
+@pytest.mark.parametrize("text", ["plain", 'area("禅城区")', "a,b", "line\nbreak", "=1+1", "+86138", "-2", "@x", "\tx", "'quoted'", ""])
+def test_export_cells_are_formatted_in_sql_as_the_csv_module_and_the_masking_do(text):
+    import csv
+    import io
+
+    from campaigns.services.exports import _csv_cell_sql, _masked_sql, _neutralised_sql, neutralised
+    from tagging.privacy import mask_msisdn
+
+    con = duckdb.connect()
+    expected = io.StringIO()
+    csv.writer(expected).writerow([1, neutralised(text)])  # a cell among others, as in the export's rows
+    (cell,) = con.execute(f"SELECT {_csv_cell_sql(_neutralised_sql('$t'))}", {"t": text}).fetchone()
+    assert "1," + cell == expected.getvalue().removesuffix("\r\n")
+    for msisdn in ["13812345678", "1381234", "8613812345678"]:
+        assert con.execute(f"SELECT {_masked_sql('$m')}", {"m": msisdn}).fetchone()[0] == mask_msisdn(msisdn)

@@ -4,9 +4,7 @@ for users allowed to contact subscribers; streamed in batches, hashed as they go
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +16,6 @@ from django.utils import timezone
 from microarea.models import MicroArea
 from tagging.lake import store
 from tagging.models import Region
-from tagging.privacy import mask_msisdn
 from tagging.stages import snapshot_dir
 
 from ..models import Campaign, ContactBlackout, ExportLog
@@ -38,6 +35,24 @@ class ExportRefused(Exception):
 
 def neutralised(value):
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def _neutralised_sql(text: str) -> str:
+    """neutralised() in SQL."""
+    starts = ", ".join(f"chr({ord(c)})" for c in FORMULA_STARTS)
+    return f"CASE WHEN left({text}, 1) IN ({starts}) THEN chr(39) || {text} ELSE {text} END"
+
+
+def _csv_cell_sql(text: str) -> str:
+    """A text cell as Python's csv module writes it (quoted only when it holds a comma, quote or newline)."""
+    return (f"CASE WHEN regexp_matches({text}, '[,\"\\r\\n]') THEN '\"' || replace({text}, '\"', '\"\"') || '\"' "
+            f"ELSE {text} END")
+
+
+def _masked_sql(msisdn: str) -> str:
+    """privacy.mask_msisdn in SQL: 138****1234."""
+    return (f"CASE WHEN length({msisdn}) < 8 THEN repeat('*', length({msisdn})) "
+            f"ELSE left({msisdn}, 3) || repeat('*', length({msisdn}) - 7) || right({msisdn}, 4) END")
 
 
 @dataclass(frozen=True)
@@ -74,7 +89,7 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
         params["hexes"] = area.hex_array().tolist()
         filters["area"] = {"id": area.id, "name": area.name}
     subscribers = store.current_sql("subscribers")
-    sql = (f"SELECT t.subscriber_id, s.msisdn::VARCHAR AS msisdn, t.region_code, t.reasons "
+    sql = (f"SELECT t.subscriber_id, s.msisdn::VARCHAR AS msisdn, t.region_code, array_to_string(t.reasons, '; ') AS reasons "
            f"FROM read_parquet('{targets_path(campaign)}') t JOIN {subscribers} s USING (subscriber_id) "
            f"WHERE {' AND '.join(where)} AND NOT coalesce(s.marketing_opt_out, false)")
     con = store.reader()
@@ -87,16 +102,24 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     if exported + rows > quota:
         raise ExportRefused(f"export quota: {quota:,} rows a day; {exported:,} exported today and this list has {rows:,}",
                             status=429)
-    return Export(campaign, user, f"{sql} ORDER BY t.subscriber_id", params, rows,
-                  user.has_perm("campaigns.contact_subscribers"), filters)
+    return Export(campaign, user, sql, params, rows, user.has_perm("campaigns.contact_subscribers"), filters)
 
 
-def stream(export: Export, answer: str, *, batch_size: int = 20_000) -> Iterator[bytes]:
-    """The body, in chunks; the log entry is made before the first row and completed after the last."""
+def stream(export: Export, answer: str, *, ids_per_query: int = 100_000) -> Iterator[bytes]:
+    """The body, in chunks, one query per range of subscriber ids (so memory stays flat however long the
+    list: each range is formatted as CSV or JSON text by DuckDB, in subscriber order); the log entry is made
+    before the first row and completed after the last, with the rows and the SHA-256 of what was sent."""
     log = ExportLog.objects.create(user=export.user, campaign=export.campaign, filters=export.filters, format=answer,
                                    full_msisdn=export.full_msisdn)
     digest, rows = hashlib.sha256(), 0
-    show = (lambda msisdn: msisdn) if export.full_msisdn else mask_msisdn
+    msisdn = "msisdn" if export.full_msisdn else _masked_sql("msisdn")
+    if answer == "csv":
+        line = (f"subscriber_id::VARCHAR || ',' || {_csv_cell_sql(_neutralised_sql(msisdn))} || ',' || "
+                f"{_csv_cell_sql(_neutralised_sql('region_code'))} || ',' || {_csv_cell_sql(_neutralised_sql('reasons'))}")
+        head, separator, tail = ",".join(COLUMNS) + "\n", "\n", "\n"
+    else:
+        line = f"json_array(subscriber_id, {msisdn}, region_code, reasons)::VARCHAR"
+        head, separator, tail = '{"columns": ' + json.dumps(COLUMNS) + ', "rows": [', ",", "]}"
 
     def emit(text: str) -> bytes:
         data = text.encode()
@@ -105,25 +128,17 @@ def stream(export: Export, answer: str, *, batch_size: int = 20_000) -> Iterator
 
     con = store.reader()
     try:
-        cursor = con.execute(export.sql, export.params)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        if answer == "csv":
-            writer.writerow(COLUMNS)
-        else:
-            buffer.write('{"columns": ' + json.dumps(COLUMNS) + ', "rows": [')
-        while batch := cursor.fetchmany(batch_size):
-            shown = [(sid, show(msisdn), region, "; ".join(reasons)) for sid, msisdn, region, reasons in batch]
-            if answer == "csv":
-                writer.writerows([[neutralised(v) for v in row] for row in shown])
-            else:
-                buffer.write(("," if rows else "") + ",".join(json.dumps(row, ensure_ascii=False) for row in shown))
-            rows += len(batch)
-            yield emit(buffer.getvalue())
-            buffer.seek(0), buffer.truncate()
-        if answer == "json":
-            buffer.write("]}")
-        yield emit(buffer.getvalue())
+        low, high = con.execute(f"SELECT min(subscriber_id), max(subscriber_id) FROM read_parquet('{targets_path(export.campaign)}')").fetchone()
+        yield emit(head)
+        for start in range(low or 0, (high or -1) + 1, ids_per_query):
+            lines = [text for (text,) in con.execute(
+                f"SELECT {line} FROM ({export.sql} AND t.subscriber_id >= {start} AND t.subscriber_id < {start + ids_per_query}) "
+                f"ORDER BY subscriber_id", export.params).fetchall()]
+            if lines:
+                yield emit(("" if rows == 0 or answer == "csv" else separator) + separator.join(lines)
+                           + (separator if answer == "csv" else ""))
+                rows += len(lines)
+        yield emit("" if answer == "csv" else tail)
         log.completed = True
     finally:
         con.close()
