@@ -49,7 +49,7 @@ test-services: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
 
 bench: install
-	cd bench && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py && ../$(PY) terminals.py && ../$(PY) location.py && ../$(PY) hexes.py
+	cd bench && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py && ../$(PY) terminals.py && ../$(PY) location.py && ../$(PY) hexes.py && ../$(PY) export.py
 
 clean:
 	rm -rf var

@@ -48,6 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     scratch = django_in_scratch("bench-export-")
 
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.test import Client
 
@@ -85,18 +86,27 @@ def main() -> None:
 
     client = Client()
     client.force_login(user)
-    with PeakMemory() as memory, Timer() as api:
-        response = client.get(f"/api/v1/campaigns/{campaign.id}/targets/?format=csv")
-        size, lines = 0, 0
-        for chunk in response.streaming_content:
-            size += len(chunk)
-            lines += chunk.count(b"\n")
-    assert lines - 1 == rows, (lines, rows)
+    settings.EXPORT_ROWS_PER_DAY = 10 * rows  # the benchmark exports the list twice
+
+    def export() -> tuple[float, float, int, int]:
+        with PeakMemory() as memory, Timer() as api:
+            response = client.get(f"/api/v1/campaigns/{campaign.id}/targets/?format=csv")
+            size, lines = 0, 0
+            for chunk in response.streaming_content:
+                size += len(chunk)
+                lines += chunk.count(b"\n")
+        assert lines - 1 == rows, (lines, rows)
+        return api.seconds, memory.peak - memory.before, size, lines
+
+    cold_seconds, cold_memory, size, _ = export()  # the first export in the process
+    seconds, memory, _, _ = export()  # as a running server exports
     print(f"\n{rows:,} target rows, {size / 1e6:.1f} MB of CSV")
     print(f"  bare DuckDB COPY of the same rows to CSV: {bare.seconds:.2f}s ({rows / bare.seconds:,.0f} rows/s)")
-    print(f"  streamed through the API:                 {api.seconds:.2f}s ({rows / api.seconds:,.0f} rows/s; goal at least 200,000)")
-    print(f"  ratio: {api.seconds / bare.seconds:.1f}x the bare copy; peak memory growth while streaming "
-          f"{memory.peak - memory.before:.1f} MB (goal under 50 MB)", flush=True)
+    print(f"  streamed through the API:                 {seconds:.2f}s ({rows / seconds:,.0f} rows/s; goal at least 200,000)")
+    print(f"  ratio: {seconds / bare.seconds:.1f}x the bare copy; peak memory growth while streaming {memory:.1f} MB "
+          f"(goal under 50 MB)")
+    print(f"  the first export in a fresh process: {cold_seconds:.2f}s, peak memory growth {cold_memory:.1f} MB "
+          f"(DuckDB and Python warming up once)", flush=True)
 
 
 if __name__ == "__main__":
