@@ -1,5 +1,5 @@
-"""REST for campaigns: drafts created with their audience checked at once, frozen on request; scoped
-to the caller's regions."""
+"""REST for campaigns and saved audiences: drafts created with their audience checked at once, frozen on
+request, target lists exported, outcomes reported, results evaluated; scoped to the caller's regions."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from microarea.api import FormatIsTheFiles
 from tagging.api.permissions import ModelPermissions, requires
 from tagging.models import IngestBatch, Product, Region
 
 from .models import Campaign, SavedAudience
-from microarea.api import FormatIsTheFiles
-
 from .services.campaigns import CampaignRefused, check_audience, freeze_campaign
 from .services.exports import ExportRefused, plan_export, stream
 from .services.outcomes import OutcomesRefused, record_outcomes

@@ -5,6 +5,7 @@ matched, written once to the lake as the campaign's target list."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -112,6 +113,7 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
                for i, (_, bitmap) in enumerate(terms)}
     table = pa.table({"subscriber_id": ids, "control": control, **matched})
     reasons = ", ".join(f"CASE WHEN t.m{i} THEN '{name.replace(chr(39), chr(39) * 2)}' END" for i, (name, _) in enumerate(terms))
+    drawn = targets_path(campaign).with_name(f"drawn-{seed}.parquet")
     con = store.connect()
     try:
         con.register("frozen", table)
@@ -119,13 +121,17 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
             SELECT t.subscriber_id, CASE WHEN t.control THEN 'control' ELSE 'target' END AS "group", f.region_code,
                    list_filter([{reasons}]::VARCHAR[], lambda r: r IS NOT NULL) AS reasons
             FROM frozen t JOIN read_parquet('{snapshot_dir(snapshot.run_id) / 'features'}/part=*.parquet') f USING (subscriber_id)
-            ORDER BY t.subscriber_id""", targets_path(campaign))
+            ORDER BY t.subscriber_id""", drawn)
     finally:
         con.close()
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if locked.status != Campaign.Status.DRAFT:
+            drawn.unlink(missing_ok=True)
             raise CampaignRefused("the campaign was frozen meanwhile", field="status")
+        # The list becomes the campaign's only with the row that records its seed: two freezes at once
+        # cannot leave one's list under the other's seed.
+        os.replace(drawn, targets_path(campaign))
         locked.snapshot, locked.seed, locked.status = snapshot, seed, Campaign.Status.FROZEN
         locked.frozen_at, locked.frozen_by = timezone.now(), user
         locked.tag_versions = dict(TagSnapshot.objects.filter(snapshot=snapshot, tag__code__in=expression.references)
