@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 from pyroaring import BitMap
 
+from microarea.selectors import visible_districts
 from tagging.expressions import ExpressionError
 from tagging.lake import store
 from tagging.models import Snapshot, TagDefinition, TagSnapshot, TagVersion
@@ -35,6 +36,11 @@ class CampaignRefused(ValueError):
     def __init__(self, message: str, *, field: str):
         super().__init__(message)
         self.field = field
+
+
+def campaign_districts(campaign: Campaign, user) -> list[str]:
+    """The frozen campaign's districts that are the user's: what their exports and results cover."""
+    return sorted(set(visible_districts(user)) & set(campaign.counts.get("districts", [])))
 
 
 def targets_path(campaign: Campaign) -> Path:

@@ -15,11 +15,10 @@ from django.utils import timezone
 
 from microarea.models import MicroArea
 from tagging.lake import store
-from tagging.models import Region
 from tagging.stages import snapshot_dir
 
 from ..models import Campaign, ContactBlackout, ExportLog
-from .campaigns import targets_path
+from .campaigns import campaign_districts, targets_path
 
 COLUMNS = ("subscriber_id", "msisdn", "region_code", "reasons")
 # A spreadsheet takes a cell starting with one of these for a formula (CSV injection): such cells are
@@ -75,8 +74,7 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     blackout = ContactBlackout.objects.filter(start_date__lte=today, end_date__gte=today).first()
     if blackout is not None:
         raise ExportRefused(f"no contacts from {blackout.start_date} to {blackout.end_date}: {blackout.reason}", status=409)
-    districts = sorted(set(Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT).values_list("code", flat=True))
-                       & set(campaign.counts.get("districts", [])))
+    districts = campaign_districts(campaign, user)
     where, params = ["t.\"group\" = 'target'", "t.region_code IN (SELECT unnest($districts::VARCHAR[]))"], {"districts": districts}
     filters = {}
     if area_id is not None:

@@ -13,12 +13,11 @@ from tagging.models import Region
 
 from ..evaluation import Group, compare
 from ..models import Campaign
-from .campaigns import targets_path
+from .campaigns import campaign_districts, targets_path
 
 
 def campaign_evaluation(*, campaign: Campaign, user) -> dict:
-    districts = sorted(set(Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT).values_list("code", flat=True))
-                       & set(campaign.counts.get("districts", [])))
+    districts = campaign_districts(campaign, user)
     subscriptions = store.current_sql("subscriptions")
     contacts = store.current_sql("contact_results")
     took = (f"(SELECT DISTINCT subscriber_id FROM {subscriptions} WHERE product_code = $product "
