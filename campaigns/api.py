@@ -10,13 +10,16 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from microarea.api import FormatIsTheFiles
 from tagging.api.permissions import ModelPermissions, requires
+from tagging.expressions import ExpressionError
 from tagging.models import IngestBatch, Product, Region
 
 from .models import Campaign, SavedAudience
-from .services.campaigns import CampaignRefused, check_audience, freeze_campaign
+from .services.association import product_association
+from .services.campaigns import CampaignRefused, check_audience, freeze_campaign, move_campaign
 from .services.exports import ExportRefused, plan_export, stream
 from .services.outcomes import OutcomesRefused, record_outcomes
 from .services.results import campaign_evaluation
@@ -79,7 +82,7 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Campaign
-        fields = ["id", "name", "product", "audience", "saved_audience", "channel", "start_date", "end_date", "holdout_share", "regions",
+        fields = ["id", "name", "product", "audience", "saved_audience", "channel", "start_date", "end_date", "holdout_share", "control_kind", "regions",
                   "status", "owner", "created_at", "snapshot", "snapshot_date", "seed", "tag_versions", "counts",
                   "frozen_at"]
         read_only_fields = ["status", "owner", "created_at", "snapshot", "seed", "tag_versions", "counts", "frozen_at"]
@@ -112,7 +115,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
     filterset_fields = ["status", "channel", "product__code"]
 
     def get_permissions(self):
-        if self.action == "freeze":
+        if self.action in ("freeze", "start", "close"):
             return [requires("campaigns.change_campaign")()]
         if self.action == "outcomes":  # field teams report what their calls gave: seeing the campaign is enough
             return [requires("campaigns.view_campaign")()]
@@ -133,6 +136,25 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
             return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
 
+    @extend_schema(request=None, responses={200: CampaignSerializer, 400: dict})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        """Frozen -> running: field teams contact the list; event triggers add to it."""
+        return self._move(request, "start")
+
+    @extend_schema(request=None, responses={200: CampaignSerializer, 400: dict})
+    @action(detail=True, methods=["post"])
+    def close(self, request, pk=None):
+        """Frozen or running -> closed: no more exports or triggered targets; results stay."""
+        return self._move(request, "close")
+
+    def _move(self, request, step: str):
+        try:
+            campaign = move_campaign(campaign=self.get_object(), step=step)
+        except CampaignRefused as exc:
+            return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(CampaignSerializer(campaign, context={"request": request}).data)
+
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["csv", "json"], description="default csv"),
                                OpenApiParameter("area", int, description="a micro-area id of yours: its residents only")],
                    responses={(200, "text/csv"): str, 400: dict, 404: dict, 429: dict})
@@ -140,8 +162,8 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
     @action(detail=True, methods=["get"], content_negotiation_class=FormatIsTheFiles,
             authentication_classes=[TokenAuthentication, SessionAuthentication])
     def targets(self, request, pk=None):
-        """The frozen target list (never the control group) of your districts, streamed as CSV or JSON;
-        full MSISDNs for staff allowed to contact subscribers, masked otherwise; every export logged."""
+        """The frozen target list of your districts (with a random control group, never a holdout), streamed as
+        CSV or JSON; full MSISDNs for staff allowed to contact subscribers, masked otherwise; every export logged."""
         campaign = self.get_object()
         answer = request.query_params.get("format", "csv")
         area = request.query_params.get("area")
@@ -163,9 +185,10 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
     @extend_schema(responses={200: dict, 400: dict})
     @action(detail=True, methods=["get"])
     def evaluation(self, request, pk=None):
-        """Target group against control group in your districts: members, conversions (the product taken
-        during the campaign), contacts and reported outcomes, rates, lift and uplift with 95% intervals,
-        the two-proportion test's p-value; overall and per district."""
+        """Target group against control group in your districts: members, conversions (against a holdout:
+        the product taken during the campaign; against a random group: conversions reported of those
+        contacted), contacts and reported outcomes, rates, lift and uplift with 95% intervals, the
+        two-proportion test's p-value; overall, per district, and by propensity decile (gains)."""
         campaign = self.get_object()
         if campaign.status == Campaign.Status.DRAFT:
             return Response({"status": ["the campaign is not frozen yet: it has no groups to compare"]},
@@ -189,3 +212,18 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         answer = {"status": batch.status, "rows": batch.rows_accepted, "message": batch.message, "errors": batch.errors[:100]}
         codes = {IngestBatch.Status.ACCEPTED: status.HTTP_201_CREATED, IngestBatch.Status.UNCHANGED: status.HTTP_200_OK}
         return Response(answer, status=codes.get(batch.status, status.HTTP_400_BAD_REQUEST))
+
+
+class ProductAssociationView(APIView):
+    """关联营销: for every ordered pair of products in the current snapshot, over your districts' active
+    subscribers, the holders of each, of both, support, confidence and lift; per product a seed audience
+    (holders of its strongly associated products who lack it), ready for a campaign."""
+
+    permission_classes = [requires("campaigns.view_campaign")]
+
+    @extend_schema(responses={200: dict, 400: dict})
+    def get(self, request):
+        try:
+            return Response(product_association(user=request.user))
+        except ExpressionError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)

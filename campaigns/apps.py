@@ -9,6 +9,7 @@ class CampaignsConfig(AppConfig):
         # contact_results name their campaign by id: ingest checks it against the campaigns made.
         from tagging.services.ingest import REFERENCE_SOURCES
 
+        from . import propensity_stage  # noqa: F401  (registers the propensity stage and its features)
         from .models import Campaign
 
         REFERENCE_SOURCES["campaign"] = lambda: [str(i) for i in Campaign.objects.exclude(status=Campaign.Status.DRAFT)

@@ -71,15 +71,21 @@ def compare(target: Group, control: Group, *, confidence: float = 0.95) -> Compa
 
 
 def gains_by_decile(deciles: np.ndarray, converted: np.ndarray) -> list[dict]:
-    """Per propensity decile (10 = the highest scores first): contacted, converted, conversion rate, lift
-    against the overall rate, and the cumulative share of all conversions (the gains curve)."""
+    """gains_table() of one row per subscriber: their propensity decile and whether they converted."""
     deciles, converted = np.asarray(deciles), np.asarray(converted, dtype=bool)
-    total_rate = converted.mean() if len(converted) else 0.0
-    total_converted = int(converted.sum())
+    return gains_table({d: (int((deciles == d).sum()), int(converted[deciles == d].sum())) for d in range(1, 11)})
+
+
+def gains_table(counts: dict[int, tuple[int, int]]) -> list[dict]:
+    """Per propensity decile (10 = the highest scores first) from {decile: (contacted, converted)}:
+    contacted, converted, conversion rate, lift against the overall rate, and the cumulative share of
+    all conversions (the gains curve)."""
+    total_contacted = sum(c for c, _ in counts.values())
+    total_converted = sum(k for _, k in counts.values())
+    total_rate = total_converted / total_contacted if total_contacted else 0.0
     rows, cumulative = [], 0
     for decile in range(10, 0, -1):
-        members = deciles == decile
-        contacted, hits = int(members.sum()), int(converted[members].sum())
+        contacted, hits = counts.get(decile, (0, 0))
         cumulative += hits
         rate = hits / contacted if contacted else None
         rows.append({

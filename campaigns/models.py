@@ -57,9 +57,17 @@ class Campaign(models.Model):
     channel = models.CharField(max_length=16, choices=Channel.choices)
     start_date = models.DateField()
     end_date = models.DateField()
+    class ControlKind(models.TextChoices):
+        HOLDOUT = "holdout", "留存对照组 Holdout: a share of the audience, never contacted"
+        RANDOM = "random", "随机对照组 Random group: drawn from all eligible subscribers, contacted alike"
+
     holdout_share = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.100"),
                                         validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("0.5"))],
-                                        help_text="Share of the eligible audience held out as the random control group")
+                                        help_text="Size of the control group as a share of the eligible audience")
+    control_kind = models.CharField(
+        max_length=8, choices=ControlKind.choices, default=ControlKind.HOLDOUT,
+        help_text="Holdout measures what contacting adds (uptake, whole groups); a random group contacted like the "
+                  "targets measures what the targeting adds (reported conversions of those contacted)")
     regions = models.ManyToManyField(Region, related_name="campaigns", help_text="Districts the campaign runs in")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="campaigns")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
@@ -126,3 +134,35 @@ class ExportLog(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("the export log is append-only: entries are never deleted")
+
+
+class PropensityModel(models.Model):
+    """A run's logistic propensity model for one product: what it learnt from, how well it ranks, its numbers.
+
+    Fitted on an earlier snapshot's features against take-up of the product by the run's as-of date; the
+    run scores every subscriber into deciles (`propensity_<product>`), usable in rules and audiences."""
+
+    class Status(models.TextChoices):
+        FITTED = "fitted", "已训练 Fitted"
+        SKIPPED = "skipped", "未训练 Skipped"
+
+    run = models.ForeignKey("tagging.SnapshotRun", on_delete=models.CASCADE, related_name="propensity_models")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="propensity_models")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    note = models.CharField(max_length=300, blank=True, help_text="Why no model was fitted, when none was")
+    trained_on = models.ForeignKey(Snapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                   help_text="The snapshot whose features the model learnt from")
+    horizon_days = models.PositiveSmallIntegerField(default=0, help_text="Days of take-up after that snapshot")
+    training_rows = models.PositiveIntegerField(default=0)
+    positives = models.PositiveIntegerField(default=0, help_text="Training rows that took the product up")
+    auc = models.FloatField(null=True, blank=True, help_text="Area under the ROC curve, held-out 30%")
+    top_decile_lift = models.FloatField(null=True, blank=True, help_text="Take-up in the held-out top decile / overall")
+    fitted = models.JSONField(default=dict, blank=True, help_text="Inputs, standardisation, coefficients, cut points")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-run_id", "product__code"]
+        constraints = [models.UniqueConstraint(fields=["run", "product"], name="propensity_model_unique")]
+
+    def __str__(self) -> str:
+        return f"propensity_{self.product.code} (run #{self.run_id}, {self.status})"

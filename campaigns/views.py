@@ -31,5 +31,19 @@ def campaign_report(request, pk: int):
         for i, (label, rate) in enumerate([("目标组 Target", overall["target_rate"]), ("对照组 Control", overall["control_rate"])]):
             height = round(CHART_HEIGHT * (rate or 0) / top / 1.15)
             bars.append({"label": label, "rate": rate, "x": 40 + 140 * i, "height": height, "y": 20 + CHART_HEIGHT - height})
-        context.update({"evaluation": evaluation, "overall": overall, "bars": bars, "chart_bottom": 20 + CHART_HEIGHT})
+        context.update({"evaluation": evaluation, "overall": overall, "bars": bars, "chart_bottom": 20 + CHART_HEIGHT,
+                        **_gains_chart(evaluation["gains"])})
     return render(request, "campaigns/report.html", context)
+
+
+def _gains_chart(gains: list[dict]) -> dict:
+    """Bars of the conversion rate per propensity decile (10 first) and the cumulative gains curve, in px."""
+    if not any(row["contacted"] for row in gains):
+        return {"gains_bars": [], "gains_curve": ""}
+    top = max((row["rate"] or 0) for row in gains) or 1
+    bars, points = [], ["40,%d" % (20 + CHART_HEIGHT)]
+    for i, row in enumerate(gains):
+        height = round(CHART_HEIGHT * (row["rate"] or 0) / top / 1.15)
+        bars.append({**row, "x": 40 + 44 * i, "height": height, "y": 20 + CHART_HEIGHT - height})
+        points.append("%d,%d" % (40 + 44 * (i + 1), 20 + CHART_HEIGHT - round(CHART_HEIGHT * (row["cumulative_gain"] or 0))))
+    return {"gains_bars": bars, "gains_curve": " ".join(points)}

@@ -27,17 +27,21 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off.")
 
 
-def _env_int(name: str, default: int, *, minimum: int = 0) -> int:
+def _env_int(name: str, default: int, *, minimum: int = 0, kind: type = int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
-    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}.") from None
+    if not value >= minimum:  # also refuses nan
         raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
     return value
+
+
+def _env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    return _env_int(name, default, minimum=minimum, kind=float)
 
 
 def _env_list(name: str, default: list[str]) -> list[str]:
@@ -265,6 +269,14 @@ AREA_MIN_COUNT = _env_int("AREA_MIN_COUNT", 5, minimum=1)
 # across campaigns (from contact_results), and never the members of the imported list tagged CONTACT_DND_TAG.
 CONTACT_MAX_PER_30_DAYS = _env_int("CONTACT_MAX_PER_30_DAYS", 4, minimum=1)
 CONTACT_DND_TAG = os.environ.get("CONTACT_DND_TAG", "do_not_disturb")
+# Propensity models: subscribers sampled to fit each product's model on, and the fewest take-ups of the
+# product in the training population below which no model is fitted (its deciles stay empty).
+PROPENSITY_TRAINING_ROWS = _env_int("PROPENSITY_TRAINING_ROWS", 300_000, minimum=1000)
+PROPENSITY_MIN_TAKE_UPS = _env_int("PROPENSITY_MIN_TAKE_UPS", 20, minimum=1)
+# Product association: a product seeds another's audience when its holders are this much likelier to
+# hold that one (lift) and at least this share of subscribers holds both (support).
+ASSOCIATION_MIN_LIFT = _env_float("ASSOCIATION_MIN_LIFT", 1.2, minimum=1.0)
+ASSOCIATION_MIN_SUPPORT = _env_float("ASSOCIATION_MIN_SUPPORT", 0.01, minimum=0.0)
 # Target rows one user may export per day, across campaigns (a list leaving the system is logged and capped).
 EXPORT_ROWS_PER_DAY = _env_int("EXPORT_ROWS_PER_DAY", 2_000_000, minimum=1)
 if not all(0 <= hour <= 24 for hour in (*LOCATION_NIGHT_HOURS, *LOCATION_OFFICE_HOURS)):

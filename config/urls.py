@@ -8,7 +8,7 @@ from rest_framework.routers import DefaultRouter
 from microarea.api import (HexStatsView, HexTargetsView, HexView, MicroAreaListView, MicroAreaStatsView,
                            MicroAreaTargetsView, SubscriberLocationsView)
 from campaigns import views as campaign_views
-from campaigns.api import CampaignViewSet, SavedAudienceViewSet
+from campaigns.api import CampaignViewSet, ProductAssociationView, SavedAudienceViewSet
 from microarea import views as microarea_views
 from tagging import views as tagging_views
 
@@ -39,6 +39,7 @@ urlpatterns = [
     path("api/v1/hexes/<str:cell>/stats/", HexStatsView.as_view(), name="hex-stats"),
     path("api/v1/hexes/<str:cell>/targets/", HexTargetsView.as_view(), name="hex-targets"),
     path("api/v1/subscribers/<int:pk>/locations/", SubscriberLocationsView.as_view(), name="subscriber-locations"),
+    path("api/v1/product-association/", ProductAssociationView.as_view(), name="product-association"),
     path("api/v1/", include(campaign_router.urls)),
     path("api/v1/", include("tagging.api.urls")),
     path("api/v1/auth/token/", obtain_auth_token, name="api-token"),

@@ -141,22 +141,29 @@ STARTING_TAGS = [
     _tag("knockoff_user", "山寨机用户", "Knock-off handset user", TERMINAL, "is_knockoff",
          "The handset in use is a knock-off (山寨机): unknown TAC, failed check digit, wrong brand or a cloned "
          "TAC. Handset features may be wrong for them; genuine-handset trade-in offers."),
-    # --- potential customers of a product: its audience rule, until a propensity model replaces it
+    # --- potential customers of a product: the top three deciles of its propensity model, or (also in a
+    # run that fitted none, whose deciles are empty) its audience rule
     _tag("five_g_potential", "5G潜在客户", "5G plan potential", NEED,
-         "not has_5g_plan and data_mb_30d >= 6144 and arpu_30d >= 58",
-         "6 GB or more a month and an ARPU of 58 yuan or more without a 5G plan: the 5G plan costs them little "
-         "more than they pay now and their usage is where 5G speed shows."),
+         "not has_5g_plan and (propensity_5g_plan >= 8 or data_mb_30d >= 6144 and arpu_30d >= 58)",
+         "The 5G plan's propensity model puts them in its top three deciles, or 6 GB or more a month and an ARPU "
+         "of 58 yuan or more without a 5G plan: the 5G plan costs them little more than they pay now and their "
+         "usage is where 5G speed shows."),
     _tag("broadband_potential", "宽带潜在客户", "Broadband potential", NEED,
-         "not has_broadband and tenure_months >= 24 and age >= 25 and age < 60 and arpu_30d >= 50",
-         "Settled working-age households (two years or more on the network, ARPU 50+) without home broadband: "
+         "not has_broadband and (propensity_broadband >= 8 or tenure_months >= 24 and age >= 25 and age < 60 "
+         "and arpu_30d >= 50)",
+         "Top three deciles of the broadband propensity model, or settled working-age households (two years or "
+         "more on the network, ARPU 50+) without home broadband: "
          "the converged plan bundles it with their mobile."),
     _tag("video_vip_potential", "视频会员潜在客户", "Video membership potential", NEED,
-         "not has_video_vip and age < 40 and data_mb_30d >= 4096",
-         "Under 40 with 4 GB or more a month and no video membership: they already stream; the membership "
+         "not has_video_vip and (propensity_video_vip >= 8 or age < 40 and data_mb_30d >= 4096)",
+         "Top three deciles of the video membership propensity model, or under 40 with 4 GB or more a month and "
+         "no video membership: they already stream; the membership "
          "with directed data makes it cheaper."),
     _tag("cloud_drive_potential", "和彩云潜在客户", "Cloud drive potential", NEED,
-         "not has_cloud_drive and handset_tier in ['high', 'flagship'] and data_mb_30d >= 2048",
-         "High-end handsets full of photos and 2 GB or more a month without the cloud drive."),
+         "not has_cloud_drive and (propensity_cloud_drive >= 8 or handset_tier in ['high', 'flagship'] "
+         "and data_mb_30d >= 2048)",
+         "Top three deciles of the cloud drive propensity model, or high-end handsets full of photos and 2 GB or "
+         "more a month without the cloud drive."),
 ]
 
 # Each product's customer classes (demand tag, potential tag); admins can change them on the product.

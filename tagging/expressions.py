@@ -2,8 +2,8 @@
 
 A small whitelisted subset of Python expression syntax, parsed with `ast` and checked node by node,
 never evaluated: names must be known features, tags or scores; literals, comparisons (chained too),
-`and`/`or`/`not`, `in`/`not in` a literal list, and arithmetic; in audiences also `area("...")` and
-`hex("...")`. Size and depth are limited. A checked expression compiles to DuckDB SQL over feature
+`and`/`or`/`not`, `in`/`not in` a literal list, and arithmetic; in audiences also `area("...")`,
+`hex("...")` and `holds("...")`. Size and depth are limited. A checked expression compiles to DuckDB SQL over feature
 columns (tag rules) or to bitmap algebra (audiences). Every error names the position and the token.
 """
 
@@ -52,7 +52,7 @@ class Symbol:
     kind: str = "feature"  # feature | tag | score
 
 
-AUDIENCE_FUNCTIONS = {"area": "a micro-area by name", "hex": "an H3 cell"}
+AUDIENCE_FUNCTIONS = {"area": "a micro-area by name", "hex": "an H3 cell", "holds": "holders of a product by code"}
 
 _COMPARISONS = {ast.Eq: "=", ast.NotEq: "<>", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%"}

@@ -61,8 +61,11 @@ def features_from(rows: list[tuple], source: str) -> list[Feature]:
     return [Feature(name, kind, unit, label, description, source) for name, kind, unit, label, description in rows]
 
 
+GRADED_UNIT = "decile"  # a feature in this unit is a graded score, with a bitmap per grade for audiences
+
+
 def feature_symbols() -> dict[str, Symbol]:
-    return {f.name: Symbol(f.name, f.type, "feature") for f in catalogue()}
+    return {f.name: Symbol(f.name, f.type, "score" if f.unit == GRADED_UNIT else "feature") for f in catalogue()}
 
 
 def feature_table_sql(files_by_stage: dict[str, list[str]]) -> str:

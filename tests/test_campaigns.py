@@ -40,8 +40,8 @@ def draft(city, audience: str, **fields) -> Campaign:
 
 
 def frozen_rows(campaign: Campaign, run) -> str:
-    return (f"(SELECT t.*, f.marketing_opt_out, f.status FROM read_parquet('{targets_path(campaign)}') t "
-            f"JOIN (SELECT subscriber_id, marketing_opt_out, status FROM "
+    return (f"(SELECT t.*, f.marketing_opt_out, f.status, f.has_5g_plan FROM read_parquet('{targets_path(campaign)}') t "
+            f"JOIN (SELECT subscriber_id, marketing_opt_out, status, has_5g_plan FROM "
             f"read_parquet('{snapshot_dir(run.id)}/features/*.parquet')) f USING (subscriber_id))")
 
 
@@ -50,7 +50,8 @@ def test_freezing_takes_out_opted_out_and_inactive_and_holds_out_a_seeded_contro
     counts = campaign.counts
     assert campaign.status == Campaign.Status.FROZEN and campaign.seed == 42 and campaign.snapshot.run_id == city["run"].id
     assert counts["audience"] == counts["eligible"] + sum(counts["excluded"].values())
-    assert set(counts["excluded"]) == {"opted_out", "not_active", "do_not_disturb", "contact_limit"}
+    assert set(counts["excluded"]) == {"opted_out", "not_active", "holds_product", "do_not_disturb", "contact_limit"}
+    assert counts["excluded"]["holds_product"] == 0  # the audience is 5G handsets without a 5G plan
     assert counts["eligible"] > 20 and counts["control"] == round(counts["eligible"] * 0.1)
     assert counts["excluded"]["opted_out"] > 0  # the small city has opted-out 5G-handset owners in Chancheng
     assert counts["targets"] + counts["control"] == counts["eligible"]
@@ -59,7 +60,7 @@ def test_freezing_takes_out_opted_out_and_inactive_and_holds_out_a_seeded_contro
     rows = frozen_rows(campaign, city["run"])
     total, control, opted, inactive, elsewhere, unexplained = con.sql(f"""
         SELECT count(*), count(*) FILTER (WHERE "group" = 'control'), count(*) FILTER (WHERE marketing_opt_out),
-               count(*) FILTER (WHERE status <> 'active'), count(*) FILTER (WHERE region_code <> '440604'),
+               count(*) FILTER (WHERE status <> 'active'), count(*) FILTER (WHERE region_code <> '440604' OR has_5g_plan),
                count(*) FILTER (WHERE NOT list_contains(reasons, 'five_g_handset_no_plan')
                                    OR NOT list_contains(reasons, 'area("禅城区")'))
         FROM {rows}""").fetchall()[0]
@@ -370,3 +371,52 @@ def test_export_cells_are_formatted_in_sql_as_the_csv_module_and_the_masking_do(
     assert "1," + cell == expected.getvalue().removesuffix("\r\n")
     for msisdn in ["13812345678", "1381234", "8613812345678"]:
         assert con.execute(f"SELECT {_masked_sql('$m')}", {"m": msisdn}).fetchone()[0] == mask_msisdn(msisdn)
+
+
+def test_the_lifecycle_runs_frozen_running_closed_and_a_closed_campaign_exports_nothing(city):
+    from rest_framework.test import APIClient
+
+    from campaigns.models import ExportLog
+
+    api = APIClient()
+    api.force_authenticate(city["manager"])
+    draft_campaign = draft(city, "high_value")
+    refused = api.post(f"/api/v1/campaigns/{draft_campaign.id}/start/")
+    assert refused.status_code == 400 and "only a campaign 已冻结 Frozen" in str(refused.json()["status"])
+    assert api.post(f"/api/v1/campaigns/{draft_campaign.id}/close/").status_code == 400
+    campaign = freeze_campaign(campaign=draft_campaign, user=city["manager"], seed=3)
+    started = api.post(f"/api/v1/campaigns/{campaign.id}/start/")
+    assert started.status_code == 200 and started.json()["status"] == "running"
+    assert api.post(f"/api/v1/campaigns/{campaign.id}/start/").status_code == 400  # already running
+    assert b"".join(api.get(f"/api/v1/campaigns/{campaign.id}/targets/").streaming_content).count(b"\n") > 1
+    sales = APIClient()
+    sales.force_authenticate(staff_user(StaffProfile.Role.SALES, city["region"], username="cc_sales_lc"))
+    assert sales.post(f"/api/v1/campaigns/{campaign.id}/close/").status_code == 403
+    closed = api.post(f"/api/v1/campaigns/{campaign.id}/close/")
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    logged = ExportLog.objects.count()
+    refused_export = api.get(f"/api/v1/campaigns/{campaign.id}/targets/")
+    assert refused_export.status_code == 409 and "closed" in str(refused_export.json())
+    assert ExportLog.objects.count() == logged
+    # Results stay readable after the close.
+    assert api.get(f"/api/v1/campaigns/{campaign.id}/evaluation/").status_code == 200
+
+
+def test_a_random_control_group_is_drawn_from_everyone_eligible_and_exported_with_the_targets(city):
+    campaign = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM,
+                                              holdout_share="0.2"), user=city["manager"], seed=5)
+    rows = duckdb.connect().sql(f"""
+        SELECT t."group", count(*), count(*) FILTER (WHERE list_contains(t.reasons, 'high_value'))
+        FROM read_parquet('{targets_path(campaign)}') t GROUP BY 1""").fetchall()
+    counts = {group: (n, matched) for group, n, matched in rows}
+    # Targets are the audience less those drawn; the random group is mostly outside the audience.
+    assert counts["target"][0] == counts["target"][1] == campaign.counts["targets"]
+    assert counts["control"][0] == campaign.counts["control"] == round(campaign.counts["eligible"] * 0.2)
+    assert counts["control"][1] < counts["control"][0] / 2
+    # Nobody already holding the campaign's product is in either group.
+    assert campaign.counts["excluded"]["holds_product"] > 0
+    assert duckdb.connect().sql(f"SELECT count(*) FROM {frozen_rows(campaign, city['run'])} WHERE has_5g_plan").fetchall() == [(0,)]
+    again = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM,
+                                           holdout_share="0.2"), user=city["manager"], seed=5)
+    same = f"SELECT subscriber_id FROM read_parquet('{{}}') WHERE \"group\" = 'control' ORDER BY 1"
+    assert duckdb.sql(same.format(targets_path(campaign))).fetchall() == duckdb.sql(same.format(targets_path(again))).fetchall()

@@ -125,4 +125,4 @@ def test_run_snapshot_command_reports_progress(small_city, capsys, celery_worker
     ingest_city(small_city)
     call_command("run_snapshot", "--date", AS_OF.isoformat(), "--partition-size", "300")
     out = capsys.readouterr().out
-    assert "20/20" in out and f"published snapshot as of {AS_OF}: 1,200 subscribers" in out
+    assert "24/24" in out  # 4 id ranges x 6 stages and f"published snapshot as of {AS_OF}: 1,200 subscribers" in out

@@ -20,9 +20,10 @@ from pyroaring import BitMap
 
 from microarea.selectors import visible_districts
 from tagging.expressions import ExpressionError
+from tagging.features import product_feature
 from tagging.lake import store
 from tagging.models import Snapshot, TagDefinition, TagSnapshot, TagVersion
-from tagging.services.audiences import (AUDIENCE_FUNCTIONS, SnapshotBitmaps, audience_bitmap, current_snapshot,
+from tagging.services.audiences import (AUDIENCE_FUNCTIONS, GRADES, SnapshotBitmaps, audience_bitmap, current_snapshot,
                                        parse_audience)
 from tagging.stages import snapshot_dir, write_atomically
 from tagging.tag_stage import to_bitmap
@@ -47,16 +48,18 @@ def targets_path(campaign: Campaign) -> Path:
     return Path(settings.LAKE_DIR) / "campaigns" / f"campaign-{campaign.id:06d}" / "targets.parquet"
 
 
-def _excluded(snapshot: Snapshot) -> dict[str, BitMap]:
+def _excluded(snapshot: Snapshot, product_code: str) -> dict[str, BitMap]:
     """Who may not be targeted, by reason, in the order a subscriber is counted under: opted out of
-    marketing, not active (in the snapshot), on the do-not-disturb list (now), contacted CONTACT_MAX_PER_30_DAYS
-    times or more in the last 30 days across campaigns (now)."""
+    marketing, not active (in the snapshot), holding the campaign's product already (in the snapshot: there
+    is nothing to sell them), on the do-not-disturb list (now), contacted CONTACT_MAX_PER_30_DAYS times or
+    more in the last 30 days across campaigns (now)."""
+    holds = product_feature(product_code)
     con = store.reader()
     try:
         rows = con.execute(
-            f"SELECT subscriber_id, marketing_opt_out, status <> 'active' AS inactive FROM "
+            f"SELECT subscriber_id, marketing_opt_out, status <> 'active' AS inactive, coalesce({holds}, false) AS holds FROM "
             f"read_parquet('{snapshot_dir(snapshot.run_id) / 'features'}/part=*.parquet') "
-            f"WHERE marketing_opt_out OR status <> 'active'").fetchnumpy()
+            f"WHERE marketing_opt_out OR status <> 'active' OR {holds}").fetchnumpy()
         contacts = store.current_sql("contact_results")
         often = con.execute(
             f"SELECT subscriber_id FROM {contacts} WHERE contacted_at >= $since GROUP BY subscriber_id "
@@ -71,6 +74,7 @@ def _excluded(snapshot: Snapshot) -> dict[str, BitMap]:
     return {
         "opted_out": to_bitmap(ids[np.asarray(rows["marketing_opt_out"], dtype=bool)]),
         "not_active": to_bitmap(ids[np.asarray(rows["inactive"], dtype=bool)]),
+        "holds_product": to_bitmap(ids[np.asarray(rows["holds"], dtype=bool)]),
         "do_not_disturb": BitMap.deserialize(bytes(dnd)) if dnd else BitMap(),
         "contact_limit": to_bitmap(np.asarray(often)),
     }
@@ -84,6 +88,26 @@ def check_audience(*, text: str, user, snapshot: Snapshot | None = None) -> None
             AUDIENCE_FUNCTIONS[function](bitmaps, argument)  # the place must exist and be the user's
     except ExpressionError as exc:
         raise CampaignRefused(str(exc), field="audience") from None
+
+
+def _draw_control(campaign: Campaign, *, eligible: BitMap, population: BitMap, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The frozen list's ids (ascending) and which of them are the control group, drawn with the seed.
+
+    A holdout is a share of the eligible audience, taken out of it. A random group is drawn, as many,
+    from every eligible subscriber of the campaign's districts, audience or not, and contacted like the
+    targets; an audience member drawn into it is contacted as one of the random group."""
+    size = round(len(eligible) * float(campaign.holdout_share))
+    rng = np.random.default_rng(seed)
+    # Ascending ids from the bitmaps: the draw depends on the seed and the sets alone.
+    if campaign.control_kind == Campaign.ControlKind.RANDOM:
+        pool = np.fromiter(population, dtype=np.int64, count=len(population))
+        drawn = np.sort(rng.choice(pool, min(size, len(pool)), replace=False))
+        ids = np.union1d(np.fromiter(eligible, dtype=np.int64, count=len(eligible)), drawn)
+        return ids, np.isin(ids, drawn, assume_unique=True)
+    ids = np.fromiter(eligible, dtype=np.int64, count=len(eligible))
+    control = np.zeros(len(ids), dtype=bool)
+    control[rng.choice(len(ids), size, replace=False)] = True
+    return ids, control
 
 
 def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Campaign:
@@ -105,17 +129,19 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
         terms = [(code, bitmaps.tag(code)) for code in sorted(expression.references & bitmaps.tag_codes)]
         terms += [(f'{function}("{argument}")', AUDIENCE_FUNCTIONS[function](bitmaps, argument))
                   for function, argument in expression.functions]
+        terms += [(f"{code}={grade}", bitmaps.score(code, grade))
+                  for code in sorted(expression.references & bitmaps.score_codes) for grade in GRADES]
     except ExpressionError as exc:
         raise CampaignRefused(str(exc), field="audience") from None
-    eligible, excluded = BitMap(audience), {}
-    for reason, members in _excluded(snapshot).items():
+    eligible, excluded, barred = BitMap(audience), {}, BitMap()
+    for reason, members in _excluded(snapshot, campaign.product.code).items():
         excluded[reason] = eligible.intersection_cardinality(members)
         eligible -= members
-    ids = np.fromiter(eligible, dtype=np.int64, count=len(eligible))  # ascending: the draw depends on nothing else
+        barred |= members
     seed = secrets.randbits(62) if seed is None else seed
-    control = np.zeros(len(ids), dtype=bool)
-    control[np.random.default_rng(seed).choice(len(ids), round(len(ids) * float(campaign.holdout_share)), replace=False)] = True
-    matched = {f"m{i}": np.isin(ids, np.fromiter(bitmap & eligible, dtype=np.int64), assume_unique=True)
+    ids, control = _draw_control(campaign, eligible=eligible, population=scope - barred, seed=seed)
+    listed = to_bitmap(ids)
+    matched = {f"m{i}": np.isin(ids, np.fromiter(bitmap & listed, dtype=np.int64), assume_unique=True)
                for i, (_, bitmap) in enumerate(terms)}
     table = pa.table({"subscriber_id": ids, "control": control, **matched})
     reasons = ", ".join(f"CASE WHEN t.m{i} THEN '{name.replace(chr(39), chr(39) * 2)}' END" for i, (name, _) in enumerate(terms))
@@ -142,7 +168,42 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
         locked.frozen_at, locked.frozen_by = timezone.now(), user
         locked.tag_versions = dict(TagSnapshot.objects.filter(snapshot=snapshot, tag__code__in=expression.references)
                                    .values_list("tag__code", "version__number"))
-        locked.counts = {"audience": len(audience), "excluded": excluded, "eligible": len(ids), "targets": int((~control).sum()), "control": int(control.sum()),
-                         "districts": districts}
+        locked.counts = {"audience": len(audience), "excluded": excluded, "eligible": len(eligible),
+                         "targets": int((~control).sum()), "control": int(control.sum()),
+                         "control_kind": campaign.control_kind, "districts": districts}
         locked.save()
     return locked
+
+
+def create_campaign(*, owner, name: str, product, audience: str, channel: str, start_date, end_date, regions: list[str],
+                    holdout_share: float = 0.1, control_kind: str = Campaign.ControlKind.HOLDOUT) -> Campaign:
+    """A draft campaign in the owner's districts, its audience checked first (naming the position)."""
+    from tagging.models import Region
+
+    check_audience(text=audience, user=owner)
+    districts = Region.objects.visible_to(owner).filter(level=Region.Level.DISTRICT, code__in=regions)
+    if not districts.exists():
+        raise CampaignRefused(f"none of {', '.join(regions)} is one of your districts", field="regions")
+    with transaction.atomic():
+        campaign = Campaign.objects.create(owner=owner, name=name, product=product, audience=audience, channel=channel,
+                                           start_date=start_date, end_date=end_date, holdout_share=holdout_share,
+                                           control_kind=control_kind)
+        campaign.regions.set(districts)
+    return campaign
+
+
+# Which status each step of the lifecycle moves a campaign from, and to.
+TRANSITIONS = {"start": ([Campaign.Status.FROZEN], Campaign.Status.RUNNING),
+               "close": ([Campaign.Status.FROZEN, Campaign.Status.RUNNING], Campaign.Status.CLOSED)}
+
+
+def move_campaign(*, campaign: Campaign, step: str) -> Campaign:
+    """Start a frozen campaign (field teams contact its list) or close it (no more exports or triggers)."""
+    sources, target = TRANSITIONS[step]
+    moved = Campaign.objects.filter(pk=campaign.pk, status__in=sources).update(status=target)
+    campaign.refresh_from_db(fields=["status"])
+    if not moved:
+        allowed = " or ".join(str(Campaign.Status(s).label) for s in sources)
+        raise CampaignRefused(f"the campaign is {campaign.get_status_display()}; only a campaign {allowed} can {step}",
+                              field="status")
+    return campaign

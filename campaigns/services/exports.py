@@ -1,6 +1,7 @@
-"""Target-list exports for field teams: the frozen targets (never the control group) of the caller's
-districts, optionally of one micro-area, subscribers who have since opted out left out; full MSISDNs only
-for users allowed to contact subscribers; streamed in batches, hashed as they go, and logged."""
+"""Target-list exports for field teams: the frozen targets of the caller's districts (with a random control
+group, contacted alike and not told apart; never a holdout), optionally of one micro-area, subscribers who
+have since opted out left out; full MSISDNs only for users allowed to contact subscribers; streamed in
+batches, hashed as they go, and logged."""
 
 from __future__ import annotations
 
@@ -70,12 +71,16 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     quota, or for an area that is not the user's."""
     if campaign.status == Campaign.Status.DRAFT or not targets_path(campaign).exists():
         raise ExportRefused("the campaign is not frozen yet: freeze it to make its target list", status=400, field="status")
+    if campaign.status == Campaign.Status.CLOSED:
+        raise ExportRefused("the campaign is closed: its list is no longer contacted", status=409, field="status")
     today = timezone.localdate()
     blackout = ContactBlackout.objects.filter(start_date__lte=today, end_date__gte=today).first()
     if blackout is not None:
         raise ExportRefused(f"no contacts from {blackout.start_date} to {blackout.end_date}: {blackout.reason}", status=409)
     districts = campaign_districts(campaign, user)
-    where, params = ["t.\"group\" = 'target'", "t.region_code IN (SELECT unnest($districts::VARCHAR[]))"], {"districts": districts}
+    where, params = ["t.region_code IN (SELECT unnest($districts::VARCHAR[]))"], {"districts": districts}
+    if campaign.control_kind == Campaign.ControlKind.HOLDOUT:
+        where.append("t.\"group\" = 'target'")  # a random group is contacted like the targets; a holdout never
     filters = {}
     if area_id is not None:
         area = MicroArea.objects.visible_to(user).filter(pk=area_id).first()

@@ -1,7 +1,7 @@
 """Contact outcomes reported for a campaign through the API: every row must name one of the campaign's
-targets (never the control group, never someone else); then the rows go through the contact_results
-ingest like a file would (types, times, duplicates against the lake, all or nothing; the same upload twice
-changes nothing)."""
+targets, or of its random control group, which is contacted too (never a holdout, never someone else);
+then the rows go through the contact_results ingest like a file would (types, times, duplicates against
+the lake, all or nothing; the same upload twice changes nothing)."""
 
 from __future__ import annotations
 
@@ -34,12 +34,14 @@ def record_outcomes(*, campaign: Campaign, rows: list[dict], user) -> IngestBatc
     if not rows or missing:
         raise OutcomesRefused("no rows" if not rows else "rows with missing fields", missing[:100])
     msisdns = [str(row["msisdn"]).strip() for row in rows]
+    # Whom the field teams were given to contact: the targets, and a random control group (never a holdout).
+    contacted = "true" if campaign.control_kind == Campaign.ControlKind.RANDOM else "t.\"group\" = 'target'"
     con = store.reader()
     try:
         known = {m for (m,) in con.execute(
             f"SELECT s.msisdn::VARCHAR FROM read_parquet('{targets_path(campaign)}') t "
             f"JOIN {store.current_sql('subscribers')} s USING (subscriber_id) "
-            f"WHERE t.\"group\" = 'target' AND s.msisdn::VARCHAR IN (SELECT unnest($msisdns::VARCHAR[]))",
+            f"WHERE {contacted} AND s.msisdn::VARCHAR IN (SELECT unnest($msisdns::VARCHAR[]))",
             {"msisdns": msisdns}).fetchall()}
     finally:
         con.close()

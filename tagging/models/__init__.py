@@ -12,11 +12,11 @@ from .reference import (
     Subscriber,
     Subscription,
 )
-from .tags import RegionSnapshot, SegmentModel, TagDefinition, TagSnapshot, TagVersion
+from .tags import RegionSnapshot, ScoreSnapshot, SegmentModel, TagDefinition, TagSnapshot, TagVersion
 from .terminals import HandsetSwitch, TerminalShare, TerminalSummary
 
 __all__ = [
-    "HandsetSwitch", "IngestBatch", "Product", "Region", "RegionSnapshot", "SegmentModel", "Snapshot", "SnapshotPartition",
+    "HandsetSwitch", "IngestBatch", "Product", "Region", "RegionSnapshot", "ScoreSnapshot", "SegmentModel", "Snapshot", "SnapshotPartition",
     "SnapshotRun", "StaffProfile", "Subscriber", "Subscription", "TagDefinition", "TagSnapshot", "TagVersion",
     "TerminalShare", "TerminalSummary",
 ]

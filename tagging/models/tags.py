@@ -145,3 +145,21 @@ class SegmentModel(models.Model):
 
     def __str__(self) -> str:
         return f"segments of run #{self.run_id} (k={self.k})"
+
+
+class ScoreSnapshot(models.Model):
+    """The subscribers of one grade of a graded score (a propensity decile, 1-10) in a published snapshot:
+    what `propensity_5g_plan >= 8` in an audience unions."""
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="scores")
+    code = models.CharField(max_length=64, help_text="The score's name in expressions, e.g. propensity_5g_plan")
+    grade = models.PositiveSmallIntegerField(help_text="1 (lowest) to 10 (highest)")
+    subscriber_count = models.PositiveBigIntegerField()
+    bitmap = models.BinaryField()
+
+    class Meta:
+        ordering = ["snapshot", "code", "grade"]
+        constraints = [models.UniqueConstraint(fields=["snapshot", "code", "grade"], name="score_snapshot_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.code} = {self.grade} @ {self.snapshot.as_of_date}: {self.subscriber_count}"

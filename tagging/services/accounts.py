@@ -45,6 +45,7 @@ class DemoAccount:
 DEMO_ACCOUNTS = [
     DemoAccount("admin", "admin-demo-2026", StaffProfile.Role.ADMIN, ("4406",), "管理员 marketing analyst, all of Foshan, Django admin"),
     DemoAccount("sales_chancheng", "sales-demo-2026", StaffProfile.Role.SALES, ("440604",), "区域销售 regional sales, 禅城区 Chancheng"),
+    DemoAccount("field_chancheng", "field-demo-2026", StaffProfile.Role.FIELD, ("440604",), "一线团队 field team, 禅城区 Chancheng"),
     DemoAccount("field_shunde", "field-demo-2026", StaffProfile.Role.FIELD, ("440606",), "一线团队 field team, 顺德区 Shunde"),
 ]
 

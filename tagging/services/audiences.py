@@ -6,26 +6,63 @@ is then a handful of roaring-bitmap operations, milliseconds even at 10 M subscr
 
 from __future__ import annotations
 
+import difflib
+import operator
 import time
 from collections.abc import Callable
 from functools import lru_cache
 
+import duckdb
+import numpy as np
 from pyroaring import BitMap, FrozenBitMap
 
-from ..features import feature_symbols
+from ..features import feature_symbols, product_feature
 from ..expressions import BitmapResolver, Expression, ExpressionError, Symbol, Type, parse
-from ..models import Region, RegionSnapshot, Snapshot, TagSnapshot
+from ..lake import store
+from ..models import Product, Region, RegionSnapshot, ScoreSnapshot, Snapshot, TagSnapshot
+from ..stages import snapshot_dir
+from ..tag_stage import to_bitmap
 
-# area("...") and hex("...") come from the micro-area app, which registers them here in ready():
-# function name -> (the user's snapshot bitmaps, argument) -> bitmap of subscribers, raising
-# ExpressionError when the argument names nothing the user may use.
+# Function name -> (the user's snapshot bitmaps, argument) -> bitmap of subscribers, raising
+# ExpressionError when the argument names nothing the user may use. holds("...") is defined below;
+# area("...") and hex("...") come from the micro-area app, which registers them in ready().
 AUDIENCE_FUNCTIONS: dict[str, Callable[["SnapshotBitmaps", str], BitMap]] = {}
+
+
+@lru_cache(maxsize=256)
+def holding(run_id: int, product_code: str) -> FrozenBitMap:
+    """The subscribers holding a product on the run's as-of date. A run's files never change: kept."""
+    files = sorted(str(p) for p in (snapshot_dir(run_id) / "features").glob("part=*.parquet"))
+    if not files:
+        return FrozenBitMap()
+    con = store.reader()
+    try:
+        ids = con.execute(f'SELECT subscriber_id FROM read_parquet({store.files_sql(files)}) '
+                          f'WHERE "{product_feature(product_code)}"').fetchnumpy()["subscriber_id"]
+    except duckdb.BinderException:  # the product came after the run: nobody held it then
+        return FrozenBitMap()
+    finally:
+        con.close()
+    return FrozenBitMap(to_bitmap(np.asarray(ids)))
+
+
+def holds_audience(bitmaps: "SnapshotBitmaps", argument: str) -> BitMap:
+    """holds("broadband"): the subscribers holding the product (by code) in the snapshot."""
+    codes = list(Product.objects.values_list("code", flat=True))
+    if argument not in codes:
+        close = difflib.get_close_matches(argument, codes, n=3)
+        hint = f"; did you mean {', '.join(close)}" if close else ""
+        raise ExpressionError(f'holds("{argument}"): no product of that code{hint}', token=argument)
+    return holding(bitmaps.snapshot.run_id, argument)
+
+
+AUDIENCE_FUNCTIONS["holds"] = holds_audience
 
 
 @lru_cache(maxsize=4096)
 def load_bitmap(model: str, pk: int, published: float) -> FrozenBitMap:
     # `published` is part of the key so that a re-used primary key (a test database) is never mistaken.
-    table = {"tag": TagSnapshot, "region": RegionSnapshot}[model]
+    table = {"tag": TagSnapshot, "region": RegionSnapshot, "score": ScoreSnapshot}[model]
     return FrozenBitMap.deserialize(bytes(table.objects.values_list("bitmap", flat=True).get(pk=pk)))
 
 
@@ -34,6 +71,8 @@ def snapshot_index(snapshot_id: int, published: float) -> dict[str, dict[str, in
     return {
         "tag": dict(TagSnapshot.objects.filter(snapshot_id=snapshot_id).values_list("tag__code", "id")),
         "region": dict(RegionSnapshot.objects.filter(snapshot_id=snapshot_id).values_list("region__code", "id")),
+        "score": {f"{code}={grade}": pk for code, grade, pk in
+                  ScoreSnapshot.objects.filter(snapshot_id=snapshot_id).values_list("code", "grade", "id")},
     }
 
 
@@ -57,6 +96,15 @@ class SnapshotBitmaps:
     def tag(self, code: str) -> FrozenBitMap:
         return load_bitmap("tag", self._index["tag"][code], self._stamp)
 
+    @property
+    def score_codes(self) -> set[str]:
+        return {key.split("=", 1)[0] for key in self._index["score"]}
+
+    def score(self, code: str, grade: int) -> FrozenBitMap:
+        """One grade of a graded score (a propensity decile); empty when nobody has it."""
+        pk = self._index["score"].get(f"{code}={grade}")
+        return load_bitmap("score", pk, self._stamp) if pk else FrozenBitMap()
+
     def region(self, code: str) -> FrozenBitMap:
         return load_bitmap("region", self._index["region"][code], self._stamp)
 
@@ -66,6 +114,10 @@ class SnapshotBitmaps:
     def by_region(self, bitmap) -> list[dict]:
         return [{"region": code, "name": name, "count": bitmap.intersection_cardinality(self.region(code))}
                 for code, name in self.districts.items()]
+
+
+GRADES = range(1, 11)  # graded scores are deciles
+_OPERATORS = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 class _Resolver(BitmapResolver):
@@ -79,7 +131,10 @@ class _Resolver(BitmapResolver):
         return self.bitmaps.tag(name)
 
     def compare(self, name, operator, value):
-        raise ExpressionError(f"{name!r} has no scores in this snapshot", token=name)
+        if name not in self.bitmaps.score_codes:
+            raise ExpressionError(f"{name!r} has no scores in this snapshot", token=name)
+        grades = [g for g in GRADES if _OPERATORS[operator](g, value)]
+        return BitMap.union(BitMap(), *(self.bitmaps.score(name, g) for g in grades))
 
     def call(self, function, argument):
         provider = AUDIENCE_FUNCTIONS.get(function)
@@ -89,8 +144,10 @@ class _Resolver(BitmapResolver):
 
 
 def audience_symbols(bitmaps: SnapshotBitmaps) -> dict[str, Symbol]:
-    # Features are known too, so that using one says why it is refused rather than "unknown name".
-    return {**feature_symbols(), **{code: Symbol(code, Type.BOOLEAN, "tag") for code in bitmaps.tag_codes}}
+    # Features are known too, so that using one says why it is refused rather than "unknown name"; graded
+    # features (propensity deciles) are scores already, whose bitmaps a snapshot may or may not have.
+    return {**feature_symbols(), **{code: Symbol(code, Type.BOOLEAN, "tag") for code in bitmaps.tag_codes},
+            **{code: Symbol(code, Type.NUMBER, "score") for code in bitmaps.score_codes}}
 
 
 def parse_audience(text: str, bitmaps: SnapshotBitmaps) -> Expression:

@@ -375,7 +375,8 @@ def _subscriptions(rng, params: CityParameters, people: _People, phones: _Phones
         join + (rng.random(len(subscriber)) * span).astype(int),
     )
     ends = held[subscriber, product] & (rng.random(len(subscriber)) < 0.03)
-    end = np.where(ends, window_start + rng.integers(0, params.days, len(subscriber)), np.datetime64("NaT"))
+    # Never before the start: a subscriber who joined during the window started their products then too.
+    end = np.where(ends, np.maximum(window_start + rng.integers(0, params.days, len(subscriber)), start), np.datetime64("NaT"))
     codes = np.array([p[0] for p in PRODUCTS])
     writer.truth(
         "propensity",

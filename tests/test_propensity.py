@@ -1,0 +1,149 @@
+"""Propensity models against the simulator's planted propensity, their deciles in audiences and rules, and
+the closed loop: a propensity-targeted campaign against a random control group, answered by the
+simulator's response model."""
+
+import json
+from datetime import timedelta
+
+import duckdb
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from campaigns.models import Campaign, ExportLog, PropensityModel
+from campaigns.services.campaigns import targets_path
+from campaigns.services.closed_loop import run_closed_loop
+from microarea.services.imports import import_micro_areas
+from tagging.expressions import ExpressionError
+from tagging.models import Region, ScoreSnapshot, StaffProfile
+from tagging.services.audiences import preview_audience
+from tagging.services.snapshots import start_snapshot_run
+from tagging.services.tags import install_starting_catalogue, preview_rule
+from tagging.simulation import CityParameters, simulate_city
+from tagging.stages import snapshot_dir
+
+from .conftest import ingest_city
+from .factories import staff_user
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the runs' tasks are sent when their transaction commits
+
+# Take-ups are rare (a few per hundred non-holders a month): a model needs a few thousand subscribers and
+# a month between the snapshot it learns from and the one it scores.
+PROPENSITY_CITY = CityParameters(subscribers=4000, days=60, seed=7)
+STRONG = ["5g_plan", "data_pack", "sms_pack", "video_vip"]  # planted top-decile lift about 4.5 or more
+
+
+@pytest.fixture(scope="session")
+def propensity_city(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("propensity_city")
+    simulate_city(PROPENSITY_CITY, folder)
+    return folder
+
+
+@pytest.fixture
+def scored(propensity_city, run_to_end):
+    ingest_city(propensity_city)
+    import_micro_areas(propensity_city / "districts.geojson")
+    install_starting_catalogue()
+    end = PROPENSITY_CITY.end_date
+    first = run_to_end(start_snapshot_run(as_of=end - timedelta(days=30), window_days=30, partition_size=2000))
+    second = run_to_end(start_snapshot_run(as_of=end, window_days=30, partition_size=2000))
+    assert first.status == second.status == "succeeded", (first.error, second.error)
+    return {"first": first, "second": second, "admin": staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="pm")}
+
+
+def planted_lift(run, city, product: str) -> float:
+    """Planted take-up probability in the model's top decile / overall, among non-holders at the start."""
+    folder = snapshot_dir(run.id)
+    return duckdb.connect().execute(f"""
+        WITH planted AS (SELECT msisdn, 1 / (1 + exp(-(logit - 3.2))) AS p FROM '{city}/truth/propensity.parquet'
+                         WHERE product_code = '{product}' AND NOT held_at_start),
+             scored AS (SELECT s.msisdn::VARCHAR AS msisdn, d."propensity_{product}" AS decile
+                        FROM read_parquet('{folder}/propensity/*.parquet') d
+                        JOIN read_parquet('{settings.LAKE_DIR}/subscribers/**/*.parquet') s USING (subscriber_id))
+        SELECT avg(p) FILTER (WHERE decile = 10) / avg(p) FROM planted JOIN scored USING (msisdn)""").fetchone()[0]
+
+
+def test_models_recover_the_planted_propensity_and_deciles_select_in_audiences_and_rules(scored, propensity_city):
+    first, second = scored["first"], scored["second"]
+    # The first run has nothing earlier to learn from: every product skipped, saying why, no scores.
+    assert set(PropensityModel.objects.filter(run=first).values_list("status", flat=True)) == {"skipped"}
+    assert "no earlier snapshot" in PropensityModel.objects.filter(run=first).first().note
+    assert not ScoreSnapshot.objects.filter(snapshot__run=first).exists()
+
+    models = {m.product.code: m for m in PropensityModel.objects.filter(run=second).select_related("product")}
+    for code in STRONG:
+        model = models[code]
+        assert model.status == "fitted" and model.trained_on.run_id == first.id and model.horizon_days == 30
+        assert model.positives >= settings.PROPENSITY_MIN_TAKE_UPS and model.auc > 0.6, (code, model.auc)
+        assert planted_lift(second, propensity_city, code) >= 2.5, code
+    for model in models.values():  # too few take-ups: no model, and the note says how many there were
+        if model.status == "skipped":
+            assert "take-ups" in model.note and model.positives < settings.PROPENSITY_MIN_TAKE_UPS
+
+    # Every subscriber scored; the cut points are the training population's (those without the product),
+    # so those without it now fall about a tenth into each decile, and holders mostly into the top ones.
+    grades = dict(ScoreSnapshot.objects.filter(snapshot__run=second, code="propensity_5g_plan").values_list("grade", "subscriber_count"))
+    assert sorted(grades) == list(range(1, 11)) and sum(grades.values()) == 4000
+    folder = snapshot_dir(second.id)
+    shares = duckdb.connect().execute(f"""
+        SELECT d.propensity_5g_plan, count(*) / sum(count(*)) OVER () FROM read_parquet('{folder}/propensity/*.parquet') d
+        JOIN read_parquet('{folder}/features/*.parquet') f USING (subscriber_id) WHERE NOT f.has_5g_plan GROUP BY 1""").fetchall()
+    assert len(shares) == 10 and all(0.06 <= share <= 0.14 for _, share in shares), shares
+    assert grades[10] > 2 * grades[1]
+
+    admin = scored["admin"]
+    top = preview_audience(expression="propensity_5g_plan >= 9", user=admin)
+    assert top["count"] == grades[9] + grades[10]
+    assert preview_audience(expression="propensity_5g_plan in [9, 10]", user=admin)["count"] == top["count"]
+    # A score and a tag together: the intersection of their bitmaps.
+    both = preview_audience(expression="propensity_5g_plan >= 9 and five_g_potential", user=admin)["count"]
+    assert 0 < both == top["count"] - preview_audience(expression="propensity_5g_plan >= 9 and not five_g_potential", user=admin)["count"]
+    assert preview_audience(expression="not propensity_5g_plan >= 9", user=admin)["count"] == 4000 - top["count"]
+    # A rule may use the decile as a feature: the same subscribers.
+    assert preview_rule(expression="propensity_5g_plan >= 9", user=admin)["count"] == top["count"]
+
+    with pytest.raises(ExpressionError, match="unknown name 'propensity_5g'"):
+        preview_audience(expression="propensity_5g >= 8", user=admin)
+    with pytest.raises(ExpressionError, match="cannot compare a number with a text"):
+        preview_audience(expression="propensity_5g_plan >= 'high'", user=admin)
+    with pytest.raises(ExpressionError, match="has no scores in this snapshot"):
+        preview_audience(expression="propensity_5g_plan >= 8", user=admin, snapshot=second.snapshot.previous())
+
+
+def test_the_closed_loop_targeted_group_converts_far_more_than_the_random_group(scored, propensity_city):
+    district = {code: Region.objects.get(code=code) for code in ("440604", "440605", "440606", "440607", "440608")}
+    teams = [staff_user(StaffProfile.Role.FIELD, district["440604"], district["440605"], username="fc"),
+             staff_user(StaffProfile.Role.FIELD, district["440606"], district["440607"], district["440608"], username="fs")]
+    campaign, result = run_closed_loop(city=propensity_city, manager=scored["admin"], field_teams=teams,
+                                       product_code="5g_plan", min_decile=10, control_share=0.5)
+    assert campaign.status == Campaign.Status.RUNNING and campaign.control_kind == "random"
+    assert len(campaign.counts["districts"]) == 5 and campaign.counts["excluded"]["holds_product"] > 0
+    overall = result["overall"]
+    # Both groups were exported and called: every member reported on, by the team of their district.
+    assert ExportLog.objects.filter(campaign=campaign).count() == 2
+    for group in ("target", "control"):
+        assert overall[group]["contacted"] == overall[group]["members"] > 100
+    assert overall["target_rate"] >= 2.5 * overall["control_rate"], overall
+    assert overall["lift_low"] > 1 and overall["p_value"] < 0.001
+    # Without the draws' noise: the planted chance of converting when called, target group against random group.
+    expected = dict(duckdb.connect().execute(f"""
+        SELECT t."group", avg(1 / (1 + exp(-(-1.2 + 0.9 * p.logit)))) FROM read_parquet('{targets_path(campaign)}') t
+        JOIN read_parquet('{settings.LAKE_DIR}/subscribers/**/*.parquet') s USING (subscriber_id)
+        JOIN '{propensity_city}/truth/propensity.parquet' p ON p.msisdn = s.msisdn::VARCHAR AND p.product_code = '5g_plan'
+        GROUP BY 1""").fetchall())
+    assert expected["target"] >= 2.5 * expected["control"], expected
+    # The gains table: the targets are the top decile, which holds every conversion.
+    gains = {row["decile"]: row for row in result["gains"]}
+    assert gains[10]["contacted"] == overall["target"]["contacted"] and gains[10]["cumulative_gain"] == pytest.approx(1.0)
+
+    # Each field team sees and reports on its own district's share only.
+    api = APIClient()
+    api.force_authenticate(teams[0])
+    body = json.loads(b"".join(api.get(f"/api/v1/campaigns/{campaign.id}/targets/?format=json").streaming_content))
+    region = body["columns"].index("region_code")
+    assert body["rows"] and {row[region] for row in body["rows"]} == {"440604", "440605"}
+    page = APIClient()
+    page.force_login(scored["admin"])
+    report = page.get(f"/campaigns/{campaign.id}/").content.decode()
+    assert 'id="gains"' in report and "随机对照组" in report
