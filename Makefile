@@ -32,6 +32,8 @@ demo: install $(DEMO_CITY)/truth/city.json
 	$(PY) manage.py install_tag_catalogue
 	SNAPSHOT_PARTITION_SIZE=10000 $(PY) manage.py run_snapshot --date $(DEMO_PREVIOUS_DATE)
 	SNAPSHOT_PARTITION_SIZE=10000 $(PY) manage.py run_snapshot --date $(DEMO_DATE)
+	@$(PY) manage.py create_demo_accounts > /dev/null
+	$(PY) manage.py run_closed_loop --city $(DEMO_CITY) --manager admin --field field_chancheng field_shunde --control-share 0.2
 	@echo
 	@$(PY) manage.py create_demo_accounts
 	@echo "Serving on http://127.0.0.1:8000/ (Ctrl-C to stop)"

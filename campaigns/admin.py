@@ -2,9 +2,10 @@
 
 from django.contrib import admin
 
+from microarea.models import MicroArea
 from tagging.admin.reference import RegionScopedAdmin
 
-from .models import Campaign, ContactBlackout, ExportLog
+from .models import Campaign, ContactBlackout, EventTrigger, ExportLog, PropensityModel, TriggeredTarget, TriggerPass
 
 
 @admin.register(Campaign)
@@ -61,3 +62,72 @@ class ContactBlackoutAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(PropensityModel)
+class PropensityModelAdmin(admin.ModelAdmin):
+    """Each run's propensity model per product: how well it ranks, or why there is none. Read-only."""
+
+    list_display = ["product", "run", "status", "trained_on", "horizon_days", "training_rows", "positives", "auc",
+                    "top_decile_lift", "note"]
+    list_filter = ["status", "product"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(EventTrigger)
+class EventTriggerAdmin(admin.ModelAdmin):
+    """Touch-point rules on campaigns of the user's regions."""
+
+    list_display = ["campaign", "kind", "micro_area", "min_off_days", "enabled", "created_by", "created_at"]
+    list_filter = ["kind", "enabled"]
+    readonly_fields = ["created_by"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(campaign__in=Campaign.objects.visible_to(request.user))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "campaign":
+            kwargs["queryset"] = Campaign.objects.visible_to(request.user)
+        if db_field.name == "micro_area":
+            kwargs["queryset"] = MicroArea.objects.visible_to(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(TriggeredTarget)
+class TriggeredTargetAdmin(admin.ModelAdmin):
+    """The target streams event triggers made. Read-only; subscribers by id (no MSISDN here)."""
+
+    list_display = ["campaign", "trigger", "subscriber_id", "group", "region_code", "event_time", "added_at"]
+    list_filter = ["group", "trigger__kind"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(campaign__in=Campaign.objects.visible_to(request.user))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TriggerPass)
+class TriggerPassAdmin(admin.ModelAdmin):
+    """Each events batch's pass over the triggers: when it finished and how many it added. Read-only."""
+
+    list_display = ["batch", "added", "finished_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

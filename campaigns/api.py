@@ -3,21 +3,24 @@ request, target lists exported, outcomes reported, results evaluated; scoped to 
 
 from __future__ import annotations
 
+from django.db.models import Count
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from microarea.api import FormatIsTheFiles
+from microarea.models import MicroArea
+from tagging.api.authentication import ExpiringTokenAuthentication
 from tagging.api.permissions import ModelPermissions, requires
 from tagging.expressions import ExpressionError
 from tagging.models import IngestBatch, Product, Region
 
-from .models import Campaign, SavedAudience
+from .models import Campaign, EventTrigger, SavedAudience
 from .services.association import product_association
 from .services.campaigns import CampaignRefused, check_audience, freeze_campaign, move_campaign
 from .services.exports import ExportRefused, plan_export, stream
@@ -106,6 +109,28 @@ class CampaignSerializer(serializers.ModelSerializer):
         return data
 
 
+class EventTriggerSerializer(serializers.ModelSerializer):
+    added = serializers.IntegerField(read_only=True, default=0, help_text="Subscribers the rule added so far")
+
+    class Meta:
+        model = EventTrigger
+        fields = ["id", "kind", "micro_area", "min_off_days", "enabled", "created_at", "added"]
+        read_only_fields = ["created_at"]
+
+    def validate(self, data):
+        campaign = self.context["campaign"]
+        if campaign.status in (Campaign.Status.DRAFT, Campaign.Status.CLOSED):
+            raise ValidationError({"campaign": f"the campaign is {campaign.get_status_display()}: rules go on frozen or "
+                                               "running campaigns"})
+        area = data.get("micro_area")
+        if data["kind"] == EventTrigger.Kind.ENTERED_AREA and area is None:
+            raise ValidationError({"micro_area": "entered_area needs the micro-area entered"})
+        if area is not None and not MicroArea.objects.visible_to(self.context["request"].user).filter(
+                pk=area.pk, region__code__in=campaign.counts.get("districts", [])).exists():
+            raise ValidationError({"micro_area": f"no micro-area {area.pk} in this campaign's districts of yours"})
+        return data
+
+
 class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Campaigns of your regions. POST creates a draft (the audience is checked against the current
     snapshot); POST {id}/freeze/ makes its target list: audience, exclusions by reason, control group."""
@@ -115,7 +140,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
     filterset_fields = ["status", "channel", "product__code"]
 
     def get_permissions(self):
-        if self.action in ("freeze", "start", "close"):
+        if self.action in ("freeze", "start", "close") or (self.action == "triggers" and self.request.method == "POST"):
             return [requires("campaigns.change_campaign")()]
         if self.action == "outcomes":  # field teams report what their calls gave: seeing the campaign is enough
             return [requires("campaigns.view_campaign")()]
@@ -155,12 +180,28 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
             return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
 
+    @extend_schema(request=EventTriggerSerializer, responses={200: EventTriggerSerializer(many=True), 201: EventTriggerSerializer,
+                                                              400: dict})
+    @action(detail=True, methods=["get", "post"], serializer_class=EventTriggerSerializer)
+    def triggers(self, request, pk=None):
+        """触点营销: the campaign's event rules with how many each added (GET), or a new rule (POST: kind,
+        micro_area for entered_area, min_off_days for back_on). While the campaign runs, every accepted
+        events batch adds the subscribers a rule matches to its list, policy and holdout applied."""
+        campaign = self.get_object()
+        if request.method == "GET":
+            rules = campaign.triggers.annotate(added=Count("targets")).select_related("micro_area")
+            return Response(EventTriggerSerializer(rules, many=True).data)
+        serializer = EventTriggerSerializer(data=request.data, context={"request": request, "campaign": campaign})
+        serializer.is_valid(raise_exception=True)
+        trigger = serializer.save(campaign=campaign, created_by=request.user)
+        return Response(EventTriggerSerializer(trigger).data, status=status.HTTP_201_CREATED)
+
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["csv", "json"], description="default csv"),
                                OpenApiParameter("area", int, description="a micro-area id of yours: its residents only")],
                    responses={(200, "text/csv"): str, 400: dict, 404: dict, 429: dict})
     # Token first: field teams' tools authenticate with a token, and a request without one is told so (401).
     @action(detail=True, methods=["get"], content_negotiation_class=FormatIsTheFiles,
-            authentication_classes=[TokenAuthentication, SessionAuthentication])
+            authentication_classes=[ExpiringTokenAuthentication, SessionAuthentication])
     def targets(self, request, pk=None):
         """The frozen target list of your districts (with a random control group, never a holdout), streamed as
         CSV or JSON; full MSISDNs for staff allowed to contact subscribers, masked otherwise; every export logged."""
@@ -196,7 +237,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         return Response(campaign_evaluation(campaign=campaign, user=request.user))
 
     @extend_schema(request=dict, responses={201: dict, 200: dict, 400: dict})
-    @action(detail=True, methods=["post"], authentication_classes=[TokenAuthentication, SessionAuthentication])
+    @action(detail=True, methods=["post"], authentication_classes=[ExpiringTokenAuthentication, SessionAuthentication])
     def outcomes(self, request, pk=None):
         """Report contact outcomes: {"rows": [{"msisdn", "contacted_at" (ISO 8601 with zone), "channel",
         "outcome"}]}. Every row must be one of the campaign's targets; all rows are taken or none (errors

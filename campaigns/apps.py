@@ -7,10 +7,15 @@ class CampaignsConfig(AppConfig):
 
     def ready(self) -> None:
         # contact_results name their campaign by id: ingest checks it against the campaigns made.
-        from tagging.services.ingest import REFERENCE_SOURCES
+        from tagging.services.ingest import ACCEPTED_HOOKS, REFERENCE_SOURCES
 
         from . import propensity_stage  # noqa: F401  (registers the propensity stage and its features)
         from .models import Campaign
+        from .tasks import apply_event_triggers_task
 
         REFERENCE_SOURCES["campaign"] = lambda: [str(i) for i in Campaign.objects.exclude(status=Campaign.Status.DRAFT)
                                                  .values_list("id", flat=True)]
+        # Each accepted batch of signalling events is matched against running campaigns' event triggers.
+        hooks = ACCEPTED_HOOKS.setdefault("events", [])
+        if apply_event_triggers_task.delay not in hooks:
+            hooks.append(apply_event_triggers_task.delay)

@@ -166,3 +166,61 @@ class PropensityModel(models.Model):
 
     def __str__(self) -> str:
         return f"propensity_{self.product.code} (run #{self.run_id}, {self.status})"
+
+
+class EventTrigger(models.Model):
+    """触点营销: an event rule attached to a campaign. While the campaign runs, each accepted batch of
+    signalling events adds the subscribers it matches to the campaign's target stream."""
+
+    class Kind(models.TextChoices):
+        HANDSET_5G = "handset_5g", "换5G手机 Changed to a 5G handset"
+        ENTERED_AREA = "entered_area", "首次进入微区域 First seen in a micro-area"
+        BACK_ON = "back_on", "长时间关机后开机 Back on after a long power-off"
+        ROAMING_START = "roaming_start", "开始漫游 Roaming started"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="triggers")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    micro_area = models.ForeignKey("microarea.MicroArea", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+", help_text="For entered_area: the area entered")
+    min_off_days = models.PositiveSmallIntegerField(default=3, help_text="For back_on: days off at least")
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["campaign", "id"]
+        constraints = [models.CheckConstraint(condition=~models.Q(kind="entered_area") | models.Q(micro_area__isnull=False),
+                                              name="entered_area_names_its_area")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} -> campaign #{self.campaign_id}"
+
+
+class TriggeredTarget(models.Model):
+    """A subscriber an event trigger added to a running campaign (its target stream), once per campaign."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="triggered")
+    trigger = models.ForeignKey(EventTrigger, on_delete=models.CASCADE, related_name="targets")
+    subscriber_id = models.BigIntegerField()
+    group = models.CharField(max_length=8, help_text="target, or control: held out by the campaign's share")
+    region_code = models.CharField(max_length=12)
+    event_time = models.DateTimeField(help_text="When the matching event happened")
+    batch = models.ForeignKey("tagging.IngestBatch", on_delete=models.PROTECT, related_name="+",
+                              help_text="The events batch it was found in")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["campaign", "added_at", "subscriber_id"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "subscriber_id"], name="triggered_once_per_campaign")]
+
+
+class TriggerPass(models.Model):
+    """One events batch matched against the running campaigns' triggers: when, and how many it added
+    (how fast touch-point marketing acts is the gap between the batch's ingest and this)."""
+
+    batch = models.OneToOneField("tagging.IngestBatch", on_delete=models.CASCADE, related_name="trigger_pass")
+    added = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"events batch #{self.batch_id}: {self.added} added"

@@ -203,9 +203,10 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
 
 REST_FRAMEWORK = {
+    # Token first: a request without credentials, or with an expired token, is told so (401, naming Token).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tagging.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend", "rest_framework.filters.SearchFilter"],
@@ -269,6 +270,8 @@ AREA_MIN_COUNT = _env_int("AREA_MIN_COUNT", 5, minimum=1)
 # across campaigns (from contact_results), and never the members of the imported list tagged CONTACT_DND_TAG.
 CONTACT_MAX_PER_30_DAYS = _env_int("CONTACT_MAX_PER_30_DAYS", 4, minimum=1)
 CONTACT_DND_TAG = os.environ.get("CONTACT_DND_TAG", "do_not_disturb")
+# API tokens (field teams' tools) stop working this many hours after they were issued.
+API_TOKEN_HOURS = _env_int("API_TOKEN_HOURS", 24 * 7, minimum=1)
 # Propensity models: subscribers sampled to fit each product's model on, and the fewest take-ups of the
 # product in the training population below which no model is fitted (its deciles stay empty).
 PROPENSITY_TRAINING_ROWS = _env_int("PROPENSITY_TRAINING_ROWS", 300_000, minimum=1000)

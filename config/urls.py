@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from microarea.api import (HexStatsView, HexTargetsView, HexView, MicroAreaListView, MicroAreaStatsView,
@@ -11,6 +10,7 @@ from campaigns import views as campaign_views
 from campaigns.api import CampaignViewSet, ProductAssociationView, SavedAudienceViewSet
 from microarea import views as microarea_views
 from tagging import views as tagging_views
+from tagging.api.views import ObtainExpiringToken
 
 from . import views
 
@@ -42,7 +42,7 @@ urlpatterns = [
     path("api/v1/product-association/", ProductAssociationView.as_view(), name="product-association"),
     path("api/v1/", include(campaign_router.urls)),
     path("api/v1/", include("tagging.api.urls")),
-    path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/v1/auth/token/", ObtainExpiringToken.as_view(), name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -419,4 +419,5 @@ def test_a_random_control_group_is_drawn_from_everyone_eligible_and_exported_wit
     again = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM,
                                            holdout_share="0.2"), user=city["manager"], seed=5)
     same = f"SELECT subscriber_id FROM read_parquet('{{}}') WHERE \"group\" = 'control' ORDER BY 1"
-    assert duckdb.sql(same.format(targets_path(campaign))).fetchall() == duckdb.sql(same.format(targets_path(again))).fetchall()
+    con = duckdb.connect()
+    assert con.execute(same.format(targets_path(campaign))).fetchall() == con.execute(same.format(targets_path(again))).fetchall()

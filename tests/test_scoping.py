@@ -67,6 +67,28 @@ def test_token_authentication_and_anonymous_refused(city):
     assert response.status_code == 200 and response.json()["count"] == 2
 
 
+def test_an_expired_token_is_refused_and_signing_in_again_gives_a_new_one(city, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    field = staff_user(StaffProfile.Role.FIELD, city["shunde"], username="tok_field")
+    field.set_password("pw-2026")
+    field.save(update_fields=["password"])
+    client = APIClient()
+    issued = client.post("/api/v1/auth/token/", {"username": "tok_field", "password": "pw-2026"}).json()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issued['token']}")
+    assert client.get("/api/v1/subscribers/").status_code == 200
+    Token.objects.filter(key=issued["token"]).update(created=timezone.now() - timedelta(hours=settings.API_TOKEN_HOURS + 1))
+    expired = client.get("/api/v1/subscribers/")
+    assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+    renewed = APIClient().post("/api/v1/auth/token/", {"username": "tok_field", "password": "pw-2026"}).json()
+    assert renewed["token"] != issued["token"] and not Token.objects.filter(key=issued["token"]).exists()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {renewed['token']}")
+    assert client.get("/api/v1/subscribers/").status_code == 200
+    assert APIClient().post("/api/v1/auth/token/", {"username": "tok_field", "password": "wrong"}).status_code == 400
+
+
 def test_field_team_cannot_read_ingest_batches_nor_start_runs(city):
     field = staff_user(StaffProfile.Role.FIELD, city["shunde"])
     client = APIClient()

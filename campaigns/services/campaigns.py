@@ -48,7 +48,18 @@ def targets_path(campaign: Campaign) -> Path:
     return Path(settings.LAKE_DIR) / "campaigns" / f"campaign-{campaign.id:06d}" / "targets.parquet"
 
 
-def _excluded(snapshot: Snapshot, product_code: str) -> dict[str, BitMap]:
+def triggered_path(campaign: Campaign) -> Path:
+    """Subscribers event triggers added to the running campaign, kept beside the frozen list."""
+    return targets_path(campaign).with_name("triggered.parquet")
+
+
+def target_list_sql(campaign: Campaign) -> str:
+    """The campaign's whole list as exports, outcomes and the evaluation read it: frozen, then triggered."""
+    files = [str(p) for p in (targets_path(campaign), triggered_path(campaign)) if p.exists()]
+    return f"read_parquet({store.files_sql(files)}, union_by_name = true)"
+
+
+def excluded_now(snapshot: Snapshot, product_code: str) -> dict[str, BitMap]:
     """Who may not be targeted, by reason, in the order a subscriber is counted under: opted out of
     marketing, not active (in the snapshot), holding the campaign's product already (in the snapshot: there
     is nothing to sell them), on the do-not-disturb list (now), contacted CONTACT_MAX_PER_30_DAYS times or
@@ -134,7 +145,7 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
     except ExpressionError as exc:
         raise CampaignRefused(str(exc), field="audience") from None
     eligible, excluded, barred = BitMap(audience), {}, BitMap()
-    for reason, members in _excluded(snapshot, campaign.product.code).items():
+    for reason, members in excluded_now(snapshot, campaign.product.code).items():
         excluded[reason] = eligible.intersection_cardinality(members)
         eligible -= members
         barred |= members

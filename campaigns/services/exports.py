@@ -19,7 +19,7 @@ from tagging.lake import store
 from tagging.stages import snapshot_dir
 
 from ..models import Campaign, ContactBlackout, ExportLog
-from .campaigns import campaign_districts, targets_path
+from .campaigns import campaign_districts, target_list_sql, targets_path
 
 COLUMNS = ("subscriber_id", "msisdn", "region_code", "reasons")
 # A spreadsheet takes a cell starting with one of these for a formula (CSV injection): such cells are
@@ -95,13 +95,13 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     subscribers = f"(SELECT * FROM {store.current_sql('subscribers')} WHERE subscriber_id >= $low AND subscriber_id < $high)"
     where.append("t.subscriber_id >= $low AND t.subscriber_id < $high")
     sql = (f"SELECT t.subscriber_id, s.msisdn::VARCHAR AS msisdn, t.region_code, array_to_string(t.reasons, '; ') AS reasons "
-           f"FROM read_parquet('{targets_path(campaign)}') t JOIN {subscribers} s USING (subscriber_id) "
+           f"FROM {target_list_sql(campaign)} t JOIN {subscribers} s USING (subscriber_id) "
            f"WHERE {' AND '.join(where)} AND NOT coalesce(s.marketing_opt_out, false)")
     con = store.reader()
     try:
         # Counted without the MSISDNs: the targets less those who opted out since (a small set of ids).
         (rows,) = con.execute(
-            f"SELECT count(*) FROM read_parquet('{targets_path(campaign)}') t WHERE {' AND '.join(where)} AND t.subscriber_id "
+            f"SELECT count(*) FROM {target_list_sql(campaign)} t WHERE {' AND '.join(where)} AND t.subscriber_id "
             f"NOT IN (SELECT subscriber_id FROM {store.current_sql('subscribers')} WHERE marketing_opt_out)",
             {**params, "low": 0, "high": 2 ** 62}).fetchone()
     finally:
@@ -137,7 +137,7 @@ def stream(export: Export, answer: str, *, ids_per_query: int = 25_000) -> Itera
 
     con = store.reader()
     try:
-        low, high = con.execute(f"SELECT min(subscriber_id), max(subscriber_id) FROM read_parquet('{targets_path(export.campaign)}')").fetchone()
+        low, high = con.execute(f"SELECT min(subscriber_id), max(subscriber_id) FROM {target_list_sql(export.campaign)}").fetchone()
         yield emit(head)
         for start in range(low or 0, (high or -1) + 1, ids_per_query):
             lines = [text for (text,) in con.execute(

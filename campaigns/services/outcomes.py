@@ -15,7 +15,7 @@ from tagging.models import IngestBatch
 from tagging.services.ingest import ingest_file
 
 from ..models import Campaign
-from .campaigns import targets_path
+from .campaigns import target_list_sql
 
 FIELDS = ("msisdn", "contacted_at", "channel", "outcome")
 
@@ -39,7 +39,7 @@ def record_outcomes(*, campaign: Campaign, rows: list[dict], user) -> IngestBatc
     con = store.reader()
     try:
         known = {m for (m,) in con.execute(
-            f"SELECT s.msisdn::VARCHAR FROM read_parquet('{targets_path(campaign)}') t "
+            f"SELECT s.msisdn::VARCHAR FROM {target_list_sql(campaign)} t "
             f"JOIN {store.current_sql('subscribers')} s USING (subscriber_id) "
             f"WHERE {contacted} AND s.msisdn::VARCHAR IN (SELECT unnest($msisdns::VARCHAR[]))",
             {"msisdns": msisdns}).fetchall()}

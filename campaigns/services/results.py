@@ -18,7 +18,7 @@ from tagging.stages import snapshot_dir
 from ..evaluation import Group, compare, gains_table
 from ..models import Campaign
 from ..propensity_stage import STAGE as PROPENSITY, score_name
-from .campaigns import campaign_districts, targets_path
+from .campaigns import campaign_districts, target_list_sql
 
 COUNTS = ("members", "converted", "contacted", "reported_converted")
 BASIS = {
@@ -44,7 +44,7 @@ def campaign_evaluation(*, campaign: Campaign, user) -> dict:
         rows = con.execute(f"""
             SELECT t.region_code, t."group", d.decile, count(*) AS members, count(k.subscriber_id) AS converted,
                    count(c.subscriber_id) AS contacted, count(*) FILTER (WHERE c.said_converted) AS reported_converted
-            FROM read_parquet('{targets_path(campaign)}') t
+            FROM {target_list_sql(campaign)} t
             LEFT JOIN {took} k USING (subscriber_id) LEFT JOIN {contacted} c USING (subscriber_id)
             LEFT JOIN {decile} d USING (subscriber_id)
             WHERE t.region_code IN (SELECT unnest($districts::VARCHAR[]))

@@ -1,5 +1,10 @@
+from datetime import timedelta
+
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,6 +17,7 @@ from ..services.audiences import SnapshotBitmaps, preview_audience
 from ..services.snapshots import SnapshotRefused, start_snapshot_run
 from ..terminal_selectors import MIX_BY, change_cycle_distribution, subscriber_handsets, switching_matrix, terminal_mix
 from . import serializers
+from .authentication import token_expired
 from .filters import IngestBatchFilter, SubscriberFilter
 from .permissions import ModelPermissions, requires
 
@@ -237,3 +243,17 @@ class ChangeCycleView(APIView):
     @extend_schema(parameters=[SNAPSHOT_PARAMETER], responses=dict)
     def get(self, request):
         return Response(change_cycle_distribution(user=request.user, snapshot=snapshot_asked(request)))
+
+
+class ObtainExpiringToken(ObtainAuthToken):
+    """POST username and password: the user's token, a new one when the old has expired."""
+
+    def post(self, request, *args, **kwargs):
+        serializer = self.serializer_class(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        user = serializer.validated_data["user"]
+        token, _ = Token.objects.get_or_create(user=user)
+        if token_expired(token):
+            token.delete()
+            token = Token.objects.create(user=user)
+        return Response({"token": token.key, "expires": (token.created + timedelta(hours=settings.API_TOKEN_HOURS)).isoformat()})

@@ -17,7 +17,8 @@ ROLE_PERMISSIONS = {
                     "add_tagdefinition", "change_tagdefinition"],
         "microarea": ["view_*", "add_microarea", "change_microarea"],
         # marketing analysts run the campaigns
-        "campaigns": ["view_*", "add_campaign", "change_campaign", "add_savedaudience", "delete_savedaudience"],
+        "campaigns": ["view_*", "add_campaign", "change_campaign", "add_savedaudience", "delete_savedaudience",
+                      "add_eventtrigger", "change_eventtrigger"],
     },
     StaffProfile.Role.SALES: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot",

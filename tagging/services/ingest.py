@@ -27,6 +27,9 @@ from ..privacy import hmac_pads, pseudonym_sql
 
 # Other apps register where their reference keys live (campaigns registers "campaign"): name -> keys.
 REFERENCE_SOURCES: dict[str, Callable[[], list[str]]] = {}
+# Dataset -> what to call with an accepted batch's id once its ingest has committed (event triggers
+# register here: campaigns act on signalling events within minutes of their arrival).
+ACCEPTED_HOOKS: dict[str, list[Callable[[int], None]]] = {}
 
 
 class UnknownDataset(ValueError):
@@ -131,6 +134,8 @@ def _ingest(spec: Dataset, path: Path, batch: IngestBatch, checksum: str | Futur
                 # Readers find lake files through accepted batches only, so the file may appear just
                 # before the commit; if the commit fails it is removed again.
                 os.replace(staging, final)
+                for hook in ACCEPTED_HOOKS.get(dataset, []):
+                    transaction.on_commit(lambda hook=hook: hook(batch.id))
                 return _finish(batch, IngestBatch.Status.ACCEPTED, rows_total=rows, rows_accepted=rows,
                                lake_path=str(final), period_start=period[0], period_end=period[1],
                                message=f"{rows:,} rows accepted.")
