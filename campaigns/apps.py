@@ -11,10 +11,12 @@ class CampaignsConfig(AppConfig):
 
         from . import propensity_stage  # noqa: F401  (registers the propensity stage and its features)
         from .models import Campaign
+        from .services.campaigns import contact_list_keys
         from .tasks import apply_event_triggers_task
 
         REFERENCE_SOURCES["campaign"] = lambda: [str(i) for i in Campaign.objects.exclude(status=Campaign.Status.DRAFT)
                                                  .values_list("id", flat=True)]
+        REFERENCE_SOURCES["campaign_contact"] = contact_list_keys
         # Each accepted batch of signalling events is matched against running campaigns' event triggers.
         hooks = ACCEPTED_HOOKS.setdefault("events", [])
         if apply_event_triggers_task.delay not in hooks:

@@ -222,6 +222,19 @@ def test_the_evaluation_compares_target_and_control_by_product_uptake_with_conta
                                       f"99999,{targets[2]},2026-11-05T10:00:00+08:00,outbound_call,converted\n")
     refused = ingest_file(dataset="contact_results", path=tmp_path / "bad.csv")
     assert refused.status == IngestBatch.Status.REJECTED and "unknown campaign" in str(refused.errors)
+    # A file naming a holdout member, or someone not on the list at all, is refused whole, naming the lines.
+    stranger = duckdb.connect().sql(
+        f"SELECT msisdn::VARCHAR FROM {store.current_sql('subscribers')} WHERE subscriber_id NOT IN "
+        f"(SELECT subscriber_id FROM read_parquet('{targets_path(campaign)}')) LIMIT 1").fetchall()[0][0]
+    (tmp_path / "strangers.csv").write_text(
+        "campaign,msisdn,contacted_at,channel,outcome\n"
+        f"{campaign.id},{targets[3]},2026-11-06T10:00:00+08:00,outbound_call,accepted\n"
+        f"{campaign.id},{control[1]},2026-11-06T10:00:00+08:00,outbound_call,converted\n"
+        f"{campaign.id},{stranger},2026-11-06T10:00:00+08:00,outbound_call,converted\n")
+    strangers = ingest_file(dataset="contact_results", path=tmp_path / "strangers.csv")
+    assert strangers.status == IngestBatch.Status.REJECTED and strangers.rows_accepted == 0
+    assert [(e["line"], e["column"]) for e in strangers.errors] == [(3, "msisdn"), (4, "msisdn")]
+    assert all("not on the campaign's contact list" in e["reason"] for e in strangers.errors)
 
     api = APIClient()
     api.force_authenticate(city["manager"])
@@ -256,7 +269,7 @@ def test_the_contact_policy_leaves_out_the_do_not_disturb_list_and_the_often_con
 
     first = freeze_campaign(campaign=draft(city, "five_g_handset_no_plan"), user=city["manager"], seed=5)
     ids = [r[0] for r in duckdb.connect().sql(
-        f"SELECT subscriber_id FROM read_parquet('{targets_path(first)}') ORDER BY 1 LIMIT 4").fetchall()]
+        f"SELECT subscriber_id FROM read_parquet('{targets_path(first)}') WHERE \"group\" = 'target' ORDER BY 1 LIMIT 4").fetchall()]
     save_tag_definition(tag=TagDefinition(code="do_not_disturb", name="免打扰", name_en="Do not disturb", category="basic",
                                           kind=TagDefinition.Kind.IMPORTED), members=BitMap(ids[:2]), note="complaints")
     msisdn = duckdb.connect().sql(f"SELECT msisdn::VARCHAR FROM {store.current_sql('subscribers')} "

@@ -59,6 +59,15 @@ def target_list_sql(campaign: Campaign) -> str:
     return f"read_parquet({store.files_sql(files)}, union_by_name = true)"
 
 
+def contact_list_keys() -> str:
+    """Every (campaign, subscriber) field teams were given to contact, as a relation of 'id:subscriber_id'
+    keys: what contact outcomes are checked against at ingest."""
+    parts = [f"SELECT '{c.id}:' || subscriber_id AS key FROM {target_list_sql(c)}"
+             + ("" if c.control_kind == Campaign.ControlKind.RANDOM else " WHERE \"group\" = 'target'")
+             for c in Campaign.objects.exclude(status=Campaign.Status.DRAFT) if targets_path(c).exists()]
+    return " UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS key WHERE false"
+
+
 def excluded_now(snapshot: Snapshot, product_code: str) -> dict[str, BitMap]:
     """Who may not be targeted, by reason, in the order a subscriber is counted under: opted out of
     marketing, not active (in the snapshot), holding the campaign's product already (in the snapshot: there

@@ -27,9 +27,16 @@ class Column:
 
 @dataclass(frozen=True)
 class Reference:
-    column: str
-    target: str  # region | product | subscriber | cell | campaign
+    column: str  # the column an error names
+    target: str  # region | product | subscriber | cell | campaign | campaign_contact
     message: str
+    # The value looked up when it is not the column itself: a compound key over the typed row, where an
+    # MSISDN is the subscriber_id the lake stores.
+    sql: str | None = None
+
+    @property
+    def value_sql(self) -> str:
+        return self.sql or '"' + self.column.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -270,7 +277,10 @@ DATASETS: dict[str, Dataset] = {
                 Column("outcome", "enum", choices=("no_answer", "refused", "accepted", "converted")),
             ),
             key=("campaign", "msisdn", "contacted_at"),
-            references=(SUBSCRIBER_REF, Reference("campaign", "campaign", "unknown campaign")),
+            references=(SUBSCRIBER_REF, Reference("campaign", "campaign", "unknown campaign"),
+                        # An outcome is for someone the campaign gave field teams to contact.
+                        Reference("msisdn", "campaign_contact", "not on the campaign's contact list",
+                                  sql="campaign || ':' || subscriber_id")),
             checks=(RowCheck("contacted_at", "contacted_at > now() + INTERVAL 1 DAY", "contact time in the future"),),
             period="contacted_at",
             description="What happened when a field team contacted a campaign target.",

@@ -26,7 +26,7 @@ from ..models import IngestBatch, Product, Region, Subscriber, Subscription
 from ..privacy import hmac_pads, pseudonym_sql
 
 # Other apps register where their reference keys live (campaigns registers "campaign"): name -> keys.
-REFERENCE_SOURCES: dict[str, Callable[[], list[str]]] = {}
+REFERENCE_SOURCES: dict[str, Callable[[], list[str] | str]] = {}
 # Dataset -> what to call with an accepted batch's id once its ingest has committed (event triggers
 # register here: campaigns act on signalling events within minutes of their arrival).
 ACCEPTED_HOOKS: dict[str, list[Callable[[int], None]]] = {}
@@ -321,8 +321,8 @@ def _write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Sourc
     for reference in spec.references:
         if reference.target != "subscriber":
             target = _reference_keys(con, spec, reference.target, staged=parquet)
-            checks.append(f"count(*) FILTER (WHERE {quote(reference.column)} IS NOT NULL AND "
-                          f"{quote(reference.column)} NOT IN (SELECT key FROM {target}))")
+            checks.append(f"count(*) FILTER (WHERE {reference.value_sql} IS NOT NULL AND "
+                          f"{reference.value_sql} NOT IN (SELECT key FROM {target}))")
     rows, *counts = con.execute(f"SELECT count(*), {', '.join(checks)} FROM {written}").fetchone()
     # Bad rows were written with _batch = -1, unknown subscribers with no id; the footer tells.
     limits = [*checked_by_statistics(spec, native=native), Column("_batch", "int", minimum=0)]
@@ -425,10 +425,14 @@ def _report(con: duckdb.DuckDBPyConnection, spec: Dataset, source: _Source) -> _
                   for r, batch in con.execute(f"{again} ORDER BY rid LIMIT {limit}").fetchall()]
     for reference in spec.references:
         target = _reference_keys(con, spec, reference.target, staged="staged")
+        if reference.sql is None:
+            rows_sql, value = "(SELECT rowid AS rid, * FROM staged) s", f"s.{quote(reference.column)}"
+        else:  # a compound key, over the typed row with its subscriber id as the lake stores it
+            rows_sql = f"(SELECT s.rowid AS rid, s.*, m.subscriber_id FROM staged s LEFT JOIN {_subscriber_ids(con)} m USING (msisdn)) s"
+            value = reference.sql
         unknown = (
-            f"SELECT s.rowid AS rid, s.{quote(reference.column)} AS value FROM staged s "
-            f"ANTI JOIN {target} t ON s.{quote(reference.column)} = t.key "
-            f"WHERE s.{quote(reference.column)} IS NOT NULL"
+            f"SELECT s.rid, s.{quote(reference.column)} AS value FROM {rows_sql} "
+            f"ANTI JOIN {target} t ON ({value}) = t.key WHERE ({value}) IS NOT NULL"
         )
         con.execute(f"INSERT INTO bad_rows SELECT rid FROM ({unknown})")
         found += [(r, reference.column, f"{reference.message}: {value}")
@@ -485,7 +489,9 @@ def _reference_keys(con: duckdb.DuckDBPyConnection, spec: Dataset, target: str, 
         con.execute(f"CREATE OR REPLACE TEMP TABLE ref_cell AS SELECT DISTINCT cell_key AS key FROM {current}")
         return "ref_cell"
     source = REFERENCE_SOURCES.get(target)
-    return _keys_table(con, f"ref_{target}", source() if source else [])
+    keys = source() if source else []
+    # A source gives the valid keys as a list, or, when there are many, as a SQL relation of `key`.
+    return f"({keys})" if isinstance(keys, str) else _keys_table(con, f"ref_{target}", keys)
 
 
 def _subscriber_ids(con: duckdb.DuckDBPyConnection) -> str:
