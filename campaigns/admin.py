@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from microarea.models import MicroArea
-from tagging.admin.reference import RegionScopedAdmin
+from tagging.admin.reference import ReadOnlyAdmin, RegionScopedAdmin
 
 from .models import Campaign, ContactBlackout, EventTrigger, ExportLog, PropensityModel, TriggeredTarget, TriggerPass
 
@@ -32,25 +32,20 @@ class CampaignAdmin(RegionScopedAdmin):
         return super().has_change_permission(request, obj) and (obj is None or obj.status == Campaign.Status.DRAFT)
 
 
+class CampaignScopedAdmin(admin.ModelAdmin):
+    """Rows of the campaigns in the user's regions only."""
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(campaign__in=Campaign.objects.visible_to(request.user))
+
+
 @admin.register(ExportLog)
-class ExportLogAdmin(admin.ModelAdmin):
+class ExportLogAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
     """The append-only export log: read, never changed."""
 
     list_display = ["created_at", "user", "campaign", "format", "rows", "full_msisdn", "completed", "sha256"]
     list_filter = ["format", "full_msisdn", "completed"]
     search_fields = ["user__username", "campaign__name", "sha256"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(campaign__in=Campaign.objects.visible_to(request.user))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ContactBlackout)
@@ -65,30 +60,21 @@ class ContactBlackoutAdmin(admin.ModelAdmin):
 
 
 @admin.register(PropensityModel)
-class PropensityModelAdmin(admin.ModelAdmin):
-    """Each run's propensity model per product: how well it ranks, or why there is none. Read-only."""
+class PropensityModelAdmin(ReadOnlyAdmin):
+    """Each run's propensity model per product: how well it ranks, or why there is none."""
 
     list_display = ["product", "run", "status", "trained_on", "horizon_days", "training_rows", "positives", "auc",
                     "top_decile_lift", "note"]
     list_filter = ["status", "product"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(EventTrigger)
-class EventTriggerAdmin(admin.ModelAdmin):
+class EventTriggerAdmin(CampaignScopedAdmin):
     """Touch-point rules on campaigns of the user's regions."""
 
     list_display = ["campaign", "kind", "micro_area", "min_off_days", "enabled", "created_by", "created_at"]
     list_filter = ["kind", "enabled"]
     readonly_fields = ["created_by"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(campaign__in=Campaign.objects.visible_to(request.user))
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "campaign":
@@ -104,30 +90,15 @@ class EventTriggerAdmin(admin.ModelAdmin):
 
 
 @admin.register(TriggeredTarget)
-class TriggeredTargetAdmin(admin.ModelAdmin):
-    """The target streams event triggers made. Read-only; subscribers by id (no MSISDN here)."""
+class TriggeredTargetAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
+    """The target streams event triggers made; subscribers by id (no MSISDN here)."""
 
     list_display = ["campaign", "trigger", "subscriber_id", "group", "region_code", "event_time", "added_at"]
     list_filter = ["group", "trigger__kind"]
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(campaign__in=Campaign.objects.visible_to(request.user))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(TriggerPass)
-class TriggerPassAdmin(admin.ModelAdmin):
-    """Each events batch's pass over the triggers: when it finished and how many it added. Read-only."""
+class TriggerPassAdmin(ReadOnlyAdmin):
+    """Each events batch's pass over the triggers: when it finished and how many it added."""
 
     list_display = ["batch", "added", "finished_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -113,6 +113,18 @@ def test_events_add_matching_subscribers_to_the_stream_once_with_the_policy_appl
     assert triggered_targets and triggered_targets <= exported
     assert len(body["rows"]) == campaign.counts["targets"] + len(triggered_targets)
 
+    # Admin shows the rules, the stream, the passes and the run's propensity models; read-only where made by runs.
+    from django.test import Client
+
+    page = Client()
+    page.force_login(running["manager"])
+    for model in ("eventtrigger", "triggeredtarget", "triggerpass", "propensitymodel"):
+        assert page.get(f"/admin/campaigns/{model}/").status_code == 200, model
+    assert page.get("/admin/campaigns/triggeredtarget/add/").status_code == 403
+    other = Client()
+    other.force_login(staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="440606"), username="tp_sd"))
+    assert "0 triggered targets" in other.get("/admin/campaigns/triggeredtarget/").content.decode()
+
 
 def test_the_holdout_of_a_stream_depends_on_the_seed_and_the_subscriber_alone():
     import numpy as np
