@@ -68,7 +68,8 @@ def main() -> None:
     assign_role(user=user, role=StaffProfile.Role.FIELD, region_codes=districts)
     manager = get_user_model().objects.create_user("bench_manager", password="unused")
     assign_role(user=manager, role=StaffProfile.Role.ADMIN, region_codes=districts)
-    campaign = Campaign.objects.create(name="bench", product=Product.objects.get(code="5g_plan"),
+    # The least-held product: its holders are left out of its campaigns, and the list should be near a million.
+    campaign = Campaign.objects.create(name="bench", product=Product.objects.get(code="roaming_pack"),
                                        audience="comm_active or not comm_active", channel="outbound_call",
                                        start_date=date(2026, 11, 1), end_date=date(2026, 11, 30), holdout_share="0.01",
                                        owner=manager)

@@ -223,18 +223,28 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         response["X-Rows"] = str(export.rows)
         return response
 
-    @extend_schema(responses={200: dict, 400: dict})
+    @extend_schema(parameters=[OpenApiParameter("area", int, description="a micro-area id of yours: its residents only")],
+                   responses={200: dict, 400: dict, 404: dict})
     @action(detail=True, methods=["get"])
     def evaluation(self, request, pk=None):
         """Target group against control group in your districts: members, conversions (against a holdout:
         the product taken during the campaign; against a random group: conversions reported of those
         contacted), contacts and reported outcomes, rates, lift and uplift with 95% intervals, the
-        two-proportion test's p-value; overall, per district, and by propensity decile (gains)."""
+        two-proportion test's p-value; overall, per district, and by propensity decile (gains); `area` limits
+        it all to a micro-area's residents."""
         campaign = self.get_object()
         if campaign.status == Campaign.Status.DRAFT:
             return Response({"status": ["the campaign is not frozen yet: it has no groups to compare"]},
                             status=status.HTTP_400_BAD_REQUEST)
-        return Response(campaign_evaluation(campaign=campaign, user=request.user))
+        area = request.query_params.get("area")
+        if area is None:
+            return Response(campaign_evaluation(campaign=campaign, user=request.user))
+        if not area.isdigit():
+            return Response({"area": [f"a micro-area id (a whole number), not {area!r}"]}, status=status.HTTP_400_BAD_REQUEST)
+        found = MicroArea.objects.visible_to(request.user).filter(pk=int(area)).first()
+        if found is None:
+            return Response({"detail": f"no micro-area {area} in your regions"}, status=status.HTTP_404_NOT_FOUND)
+        return Response(campaign_evaluation(campaign=campaign, user=request.user, area=found))
 
     @extend_schema(request=dict, responses={201: dict, 200: dict, 400: dict})
     @action(detail=True, methods=["post"], authentication_classes=[ExpiringTokenAuthentication, SessionAuthentication])

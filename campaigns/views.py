@@ -1,7 +1,10 @@
 """Campaign pages: the list of your regions' campaigns and each campaign's report."""
 
 from django.contrib.auth.decorators import login_required, permission_required
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
+
+from microarea.models import MicroArea
 
 from .models import Campaign
 from .services.results import campaign_evaluation
@@ -24,7 +27,13 @@ def campaign_report(request, pk: int):
     campaign = get_object_or_404(Campaign.objects.visible_to(request.user).select_related("product", "snapshot"), pk=pk)
     context = {"campaign": campaign, "excluded": sorted(campaign.counts.get("excluded", {}).items())}
     if campaign.status != Campaign.Status.DRAFT:
-        evaluation = campaign_evaluation(campaign=campaign, user=request.user)
+        areas = MicroArea.objects.visible_to(request.user).filter(region__code__in=campaign.counts.get("districts", []))
+        wanted = request.GET.get("area", "")
+        area = areas.filter(pk=int(wanted)).first() if wanted.isdigit() else None
+        if wanted and area is None:
+            raise Http404(f"no micro-area {wanted} of this campaign in your regions")
+        context.update({"areas": areas.select_related("region").order_by("region__code", "name"), "area": area})
+        evaluation = campaign_evaluation(campaign=campaign, user=request.user, area=area)
         overall = evaluation["overall"]
         top = max([r for r in (overall["target_rate"], overall["control_rate"]) if r is not None], default=0) or 1
         bars = []

@@ -252,6 +252,20 @@ def test_the_evaluation_compares_target_and_control_by_product_uptake_with_conta
     assert overall["p_value"] is not None and overall["uplift_low"] < overall["uplift"] < overall["uplift_high"]
     assert [d["region"] for d in result["by_district"]] == ["440604"]
     assert api.get(f"/api/v1/campaigns/{draft(city, 'high_value').id}/evaluation/").status_code == 400
+    # By micro-area: its residents in the frozen snapshot only; the district's own area is everyone with a home.
+    from microarea.models import MicroArea
+
+    area = MicroArea.objects.get(region=city["region"], kind="district")
+    in_area = api.get(f"/api/v1/campaigns/{campaign.id}/evaluation/?area={area.id}").json()
+    homes = duckdb.connect().sql(
+        f"SELECT count(*) FROM read_parquet('{targets_path(campaign)}') t JOIN read_parquet('{snapshot_dir(city['run'].id)}/location/*.parquet') l "
+        f"USING (subscriber_id) WHERE t.\"group\" = 'target' AND l.home_h3 IN (SELECT unnest($h::UBIGINT[]))",
+        params={"h": area.hex_array().tolist()}).fetchall()[0][0]
+    assert in_area["area"]["id"] == area.id and in_area["overall"]["target"]["members"] == homes
+    assert 0 < homes <= len(targets)
+    other = MicroArea.objects.exclude(region=city["region"]).first()
+    assert api.get(f"/api/v1/campaigns/{campaign.id}/evaluation/?area={other.id}").status_code == 404
+    assert api.get(f"/api/v1/campaigns/{campaign.id}/evaluation/?area=x").status_code == 400
 
 
 def test_the_contact_policy_leaves_out_the_do_not_disturb_list_and_the_often_contacted(city, tmp_path):
@@ -342,6 +356,12 @@ def test_the_campaign_pages_list_and_report_in_your_regions_only(city, client):
     assert report.status_code == 200 and 'id="evaluation"' in page and "<svg" in page and "禅城区" in page
     assert f"{campaign.counts['targets']:,}" in page and "opted_out" in page
     assert "Draft" in client.get(f"/campaigns/{drafted.id}/").content.decode()
+    from microarea.models import MicroArea
+
+    district_area = MicroArea.objects.get(region=city["region"], kind="district")
+    assert f'<option value="{district_area.id}" selected>' in client.get(f"/campaigns/{campaign.id}/?area={district_area.id}").content.decode()
+    elsewhere = MicroArea.objects.exclude(region=city["region"]).first()
+    assert client.get(f"/campaigns/{campaign.id}/?area={elsewhere.id}").status_code == 404
     client.force_login(staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440606"), username="sd_sales"))
     assert client.get(f"/campaigns/{campaign.id}/").status_code == 404
     assert "5G升级" not in client.get("/campaigns/").content.decode()

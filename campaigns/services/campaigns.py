@@ -59,6 +59,13 @@ def target_list_sql(campaign: Campaign) -> str:
     return f"read_parquet({store.files_sql(files)}, union_by_name = true)"
 
 
+def residents_sql(campaign: Campaign, area) -> tuple[str, dict]:
+    """A condition on t.subscriber_id, with its parameters: living in the micro-area in the frozen snapshot."""
+    location = snapshot_dir(campaign.snapshot.run_id) / "location"
+    return (f"t.subscriber_id IN (SELECT subscriber_id FROM read_parquet('{location}/part=*.parquet') "
+            f"WHERE home_h3 IN (SELECT unnest($hexes::UBIGINT[])))", {"hexes": area.hex_array().tolist()})
+
+
 def contact_list_keys() -> str:
     """Every (campaign, subscriber) field teams were given to contact, as a relation of 'id:subscriber_id'
     keys: what contact outcomes are checked against at ingest."""

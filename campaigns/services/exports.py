@@ -16,10 +16,9 @@ from django.utils import timezone
 
 from microarea.models import MicroArea
 from tagging.lake import store
-from tagging.stages import snapshot_dir
 
 from ..models import Campaign, ContactBlackout, ExportLog
-from .campaigns import campaign_districts, target_list_sql, targets_path
+from .campaigns import campaign_districts, residents_sql, target_list_sql, targets_path
 
 COLUMNS = ("subscriber_id", "msisdn", "region_code", "reasons")
 # A spreadsheet takes a cell starting with one of these for a formula (CSV injection): such cells are
@@ -86,10 +85,9 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
         area = MicroArea.objects.visible_to(user).filter(pk=area_id).first()
         if area is None:
             raise ExportRefused(f"no micro-area {area_id} in your regions", status=404)
-        location = snapshot_dir(campaign.snapshot.run_id) / "location"
-        where.append(f"t.subscriber_id IN (SELECT subscriber_id FROM read_parquet('{location}/part=*.parquet') "
-                     f"WHERE home_h3 IN (SELECT unnest($hexes::UBIGINT[])))")
-        params["hexes"] = area.hex_array().tolist()
+        residents, hexes = residents_sql(campaign, area)
+        where.append(residents)
+        params.update(hexes)
         filters["area"] = {"id": area.id, "name": area.name}
     # Both sides keep to the range of ids asked ($low, $high), so that each range reads only its slice.
     subscribers = f"(SELECT * FROM {store.current_sql('subscribers')} WHERE subscriber_id >= $low AND subscriber_id < $high)"

@@ -18,7 +18,7 @@ from tagging.stages import snapshot_dir
 from ..evaluation import Group, compare, gains_table
 from ..models import Campaign
 from ..propensity_stage import STAGE as PROPENSITY, score_name
-from .campaigns import campaign_districts, target_list_sql
+from .campaigns import campaign_districts, residents_sql, target_list_sql
 
 COUNTS = ("members", "converted", "contacted", "reported_converted")
 BASIS = {
@@ -27,8 +27,10 @@ BASIS = {
 }
 
 
-def campaign_evaluation(*, campaign: Campaign, user) -> dict:
+def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
+    """The comparison in the user's districts, or among the residents of one of their micro-areas."""
     districts = campaign_districts(campaign, user)
+    residents, hexes = residents_sql(campaign, area) if area is not None else ("true", {})
     subscriptions = store.current_sql("subscriptions")
     contacts = store.current_sql("contact_results")
     took = (f"(SELECT DISTINCT subscriber_id FROM {subscriptions} WHERE product_code = $product "
@@ -47,9 +49,9 @@ def campaign_evaluation(*, campaign: Campaign, user) -> dict:
             FROM {target_list_sql(campaign)} t
             LEFT JOIN {took} k USING (subscriber_id) LEFT JOIN {contacted} c USING (subscriber_id)
             LEFT JOIN {decile} d USING (subscriber_id)
-            WHERE t.region_code IN (SELECT unnest($districts::VARCHAR[]))
+            WHERE t.region_code IN (SELECT unnest($districts::VARCHAR[])) AND {residents}
             GROUP BY ALL ORDER BY ALL
-        """, {"districts": districts,
+        """, {"districts": districts, **hexes,
               **({"product": campaign.product.code, "start": campaign.start_date, "end": campaign.end_date} if subscriptions else {}),
               **({"campaign": str(campaign.id)} if contacts else {})}).fetchall()
     finally:
@@ -76,6 +78,7 @@ def campaign_evaluation(*, campaign: Campaign, user) -> dict:
             totals[1] += counts[COUNTS.index(success)]
     return {
         "campaign": campaign.id, "product": campaign.product.code, "period": [str(campaign.start_date), str(campaign.end_date)],
+        "area": {"id": area.id, "name": area.name} if area is not None else None,
         "control_kind": campaign.control_kind, "basis": basis, "base": base, "success": success,
         "overall": summary(rows),
         "by_district": [{"region": code, "name": names.get(code, code), **summary([r for r in rows if r[0] == code])}
