@@ -55,8 +55,10 @@ def triggered_path(campaign: Campaign) -> Path:
 
 def target_list_sql(campaign: Campaign) -> str:
     """The campaign's whole list as exports, outcomes and the evaluation read it: frozen, then triggered."""
+    # Both files have the same columns in the same order; read as one list they keep their row-group
+    # statistics, so an export's range of ids reads only its slice (union_by_name would read it all).
     files = [str(p) for p in (targets_path(campaign), triggered_path(campaign)) if p.exists()]
-    return f"read_parquet({store.files_sql(files)}, union_by_name = true)"
+    return f"read_parquet({store.files_sql(files)})"
 
 
 def residents_sql(campaign: Campaign, area) -> tuple[str, dict]:
