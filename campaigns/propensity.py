@@ -59,6 +59,10 @@ class FittedModel:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def scoring(self) -> dict:
+        """What decile_sql() needs, pinned into the run for its partitions."""
+        return {key: getattr(self, key) for key in ("input_sql", "mean", "scale", "coefficients", "intercept", "cutpoints")}
+
 
 def fit(values: np.ndarray, labels: np.ndarray, held_out: np.ndarray, *, inputs: list[tuple[str, str]],
         seed: int) -> FittedModel:

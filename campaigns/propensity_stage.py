@@ -14,18 +14,16 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from django.conf import settings
-from pyroaring import BitMap
 
 from tagging.features import (FEATURE_SOURCES, GRADED_UNIT, Feature, FeatureSource, feature_table_sql, product_feature,
                               register_feature_source)
 from tagging.expressions import Type
 from tagging.lake.store import read_sql
 from tagging.services.snapshots import pinned_paths
-from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically, write_table_atomically
-from tagging.tag_stage import to_bitmap
+from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
+from tagging.services.audiences import GRADES
+from tagging.tag_stage import merge_bitmaps, to_bitmap, write_bitmaps
 
 from . import propensity
 
@@ -125,9 +123,7 @@ def fit_models(run) -> dict:
         PropensityModel.objects.update_or_create(run=run, product=product, defaults=dict(
             status=PropensityModel.Status.FITTED, note="", trained_on=previous, auc=model.auc,
             top_decile_lift=model.top_decile_lift, fitted=model.as_dict(), **counts))
-        fitted[product.code] = {"input_sql": model.input_sql, "mean": model.mean, "scale": model.scale,
-                                "coefficients": model.coefficients, "intercept": model.intercept,
-                                "cutpoints": model.cutpoints}
+        fitted[product.code] = model.scoring()
     return {"propensity": fitted}
 
 
@@ -143,20 +139,14 @@ def compute_propensity(con: duckdb.DuckDBPyConnection, work: PartitionWork, targ
     columns = ", ".join(f'{propensity.decile_sql(models[code]) if code in models else "NULL::UTINYINT"} '
                         f'AS "{score_name(code)}"' for code in codes)
     write_atomically(con, f"SELECT subscriber_id{', ' + columns if columns else ''} FROM {table}", target)
-    rows = {"key": [], "count": [], "bitmap": []}
+    entries = []
     if models:
         data = con.execute(f"SELECT * FROM read_parquet('{target}')").fetchnumpy()
         ids = np.asarray(data["subscriber_id"])
         for code in models:
             deciles = np.ma.filled(data[score_name(code)], 0)
-            for grade in range(1, 11):
-                bitmap = to_bitmap(ids[deciles == grade])
-                rows["key"].append(f"{score_name(code)}={grade}")
-                rows["count"].append(len(bitmap))
-                rows["bitmap"].append(bitmap.serialize())
-    write_table_atomically(pa.table(rows, schema=pa.schema([("key", pa.string()), ("count", pa.int64()),
-                                                           ("bitmap", pa.binary())])),
-                           work.output_path(BITMAPS, work.index))
+            entries += [("score", f"{score_name(code)}={grade}", to_bitmap(ids[deciles == grade])) for grade in GRADES]
+    write_bitmaps(entries, work.output_path(BITMAPS, work.index))
     return {"subscribers": con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()[0],
             "models": len(models)}
 
@@ -166,15 +156,10 @@ def compute_propensity(con: duckdb.DuckDBPyConnection, work: PartitionWork, targ
 def publish_propensity(run, snapshot) -> dict:
     from tagging.models import ScoreSnapshot
 
-    merged: dict[str, BitMap] = {}
-    for path in sorted((snapshot_dir(run.id) / BITMAPS).glob("part=*.parquet")):
-        table = pq.read_table(path).to_pydict()
-        for key, blob in zip(table["key"], table["bitmap"]):
-            merged.setdefault(key, BitMap()).update(BitMap.deserialize(blob))
     ScoreSnapshot.objects.bulk_create([
         ScoreSnapshot(snapshot=snapshot, code=key.split("=")[0], grade=int(key.split("=")[1]),
                       subscriber_count=len(bitmap), bitmap=bitmap.serialize())
-        for key, bitmap in sorted(merged.items())
+        for (_, key), bitmap in sorted(merge_bitmaps(snapshot_dir(run.id) / BITMAPS).items())
     ])
     return {"models": len(run.definitions.get("propensity", {}))}
 

@@ -33,6 +33,26 @@ def to_bitmap(ids: np.ndarray) -> BitMap:
     return BitMap(array.array("I", ids.astype(np.uint32).tobytes()))
 
 
+def write_bitmaps(entries: list[tuple[str, str, BitMap]], target: Path) -> None:
+    """A partition's bitmaps, (kind, key, bitmap) each, as one file (kind, key, count, bitmap)."""
+    write_table_atomically(pa.table({
+        "kind": pa.array([kind for kind, _, _ in entries], pa.string()),
+        "key": pa.array([key for _, key, _ in entries], pa.string()),
+        "count": pa.array([len(bitmap) for _, _, bitmap in entries], pa.int64()),
+        "bitmap": pa.array([bitmap.serialize() for _, _, bitmap in entries], pa.binary()),
+    }), target)
+
+
+def merge_bitmaps(folder: Path) -> dict[tuple[str, str], BitMap]:
+    """The union, per (kind, key), of the bitmap files every partition of a run wrote in `folder`."""
+    merged: dict[tuple[str, str], BitMap] = {}
+    for path in sorted(folder.glob("part=*.parquet")):
+        table = pq.read_table(path).to_pydict()
+        for kind, key, blob in zip(table["kind"], table["key"], table["bitmap"]):
+            merged.setdefault((kind, key), BitMap()).update(BitMap.deserialize(blob))
+    return merged
+
+
 # --- prepare: pin versions, fit segments ------------------------------------------------------------------
 
 def prepare_tags(run) -> dict:
@@ -181,22 +201,15 @@ def compute_tags(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Pa
         raise StageFailed(f"tag {failing['code']} (v{failing['version']}) failed on the data: {message}") from None
     data = con.execute(f"SELECT * FROM read_parquet('{target}')").fetchnumpy()
     ids = np.asarray(data["subscriber_id"])
-    rows = {"kind": [], "key": [], "count": [], "bitmap": []}
-
-    def keep(kind: str, key: str, bitmap: BitMap) -> None:
-        rows["kind"].append(kind), rows["key"].append(key), rows["count"].append(len(bitmap))
-        rows["bitmap"].append(bitmap.serialize())
-
-    for tag in work.definitions["tags"]:
-        keep("tag", tag["code"], to_bitmap(ids[np.asarray(data[tag["code"]], dtype=bool)]))
+    entries = [("tag", tag["code"], to_bitmap(ids[np.asarray(data[tag["code"]], dtype=bool)]))
+               for tag in work.definitions["tags"]]
     regions = con.execute(
         f"SELECT region_code, subscriber_id FROM read_parquet('{work.earlier_output('features')}') ORDER BY region_code"
     ).fetchnumpy()
     region_codes, region_ids = np.asarray(regions["region_code"]).astype(str), np.asarray(regions["subscriber_id"])
-    for code in np.unique(region_codes):
-        keep("region", str(code), to_bitmap(region_ids[region_codes == code]))
-    write_table_atomically(pa.table(rows), work.output_path(BITMAPS, work.index))
-    memberships = sum(c for k, c in zip(rows["kind"], rows["count"]) if k == "tag")
+    entries += [("region", str(code), to_bitmap(region_ids[region_codes == code])) for code in np.unique(region_codes)]
+    write_bitmaps(entries, work.output_path(BITMAPS, work.index))
+    memberships = sum(len(bitmap) for kind, _, bitmap in entries if kind == "tag")
     return {"subscribers": len(ids), "tags": len(work.definitions["tags"]), "tag_memberships": memberships}
 
 
@@ -206,12 +219,7 @@ def publish_tags(run, snapshot) -> dict:
     """Union the partitions' bitmaps and store one per (snapshot, tag) and (snapshot, district)."""
     from .models import Region, RegionSnapshot, TagDefinition, TagSnapshot
 
-    files = sorted((snapshot_dir(run.id) / BITMAPS).glob("part=*.parquet"))
-    merged: dict[tuple[str, str], BitMap] = {}
-    for path in files:
-        table = pq.read_table(path).to_pydict()
-        for kind, key, blob in zip(table["kind"], table["key"], table["bitmap"]):
-            merged.setdefault((kind, key), BitMap()).update(BitMap.deserialize(blob))
+    merged = merge_bitmaps(snapshot_dir(run.id) / BITMAPS)
     pinned = run.definitions.get("tags", [])
     tags = dict(TagDefinition.objects.filter(code__in=[t["code"] for t in pinned]).values_list("code", "id"))
     TagSnapshot.objects.bulk_create([

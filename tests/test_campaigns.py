@@ -451,6 +451,6 @@ def test_a_random_control_group_is_drawn_from_everyone_eligible_and_exported_wit
     assert duckdb.connect().sql(f"SELECT count(*) FROM {frozen_rows(campaign, city['run'])} WHERE has_5g_plan").fetchall() == [(0,)]
     again = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM,
                                            holdout_share="0.2"), user=city["manager"], seed=5)
-    same = f"SELECT subscriber_id FROM read_parquet('{{}}') WHERE \"group\" = 'control' ORDER BY 1"
+    same = "SELECT subscriber_id FROM read_parquet('{}') WHERE \"group\" = 'control' ORDER BY 1"
     con = duckdb.connect()
     assert con.execute(same.format(targets_path(campaign))).fetchall() == con.execute(same.format(targets_path(again))).fetchall()

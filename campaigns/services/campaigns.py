@@ -22,7 +22,7 @@ from microarea.selectors import visible_districts
 from tagging.expressions import ExpressionError
 from tagging.features import product_feature
 from tagging.lake import store
-from tagging.models import Snapshot, TagDefinition, TagSnapshot, TagVersion
+from tagging.models import Region, Snapshot, TagDefinition, TagSnapshot, TagVersion
 from tagging.services.audiences import (AUDIENCE_FUNCTIONS, GRADES, SnapshotBitmaps, audience_bitmap, current_snapshot,
                                        parse_audience)
 from tagging.stages import snapshot_dir, write_atomically
@@ -207,8 +207,6 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
 def create_campaign(*, owner, name: str, product, audience: str, channel: str, start_date, end_date, regions: list[str],
                     holdout_share: float = 0.1, control_kind: str = Campaign.ControlKind.HOLDOUT) -> Campaign:
     """A draft campaign in the owner's districts, its audience checked first (naming the position)."""
-    from tagging.models import Region
-
     check_audience(text=audience, user=owner)
     districts = Region.objects.visible_to(owner).filter(level=Region.Level.DISTRICT, code__in=regions)
     if not districts.exists():
