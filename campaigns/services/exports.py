@@ -112,7 +112,7 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     return Export(campaign, user, sql, params, rows, user.has_perm("campaigns.contact_subscribers"), filters)
 
 
-def stream(export: Export, answer: str, *, ids_per_query: int = 25_000) -> Iterator[bytes]:
+def stream(export: Export, answer: str, *, ids_per_query: int = 50_000) -> Iterator[bytes]:
     """The body, in chunks, one query per range of subscriber ids (so memory stays flat however long the
     list: each range is formatted as CSV or JSON text by DuckDB, in subscriber order); the log entry is made
     before the first row and completed after the last, with the rows and the SHA-256 of what was sent."""
@@ -121,10 +121,15 @@ def stream(export: Export, answer: str, *, ids_per_query: int = 25_000) -> Itera
     digest, rows = hashlib.sha256(), 0
     msisdn = "msisdn" if export.full_msisdn else _masked_sql("msisdn")
     if answer == "csv":
-        line = (f"subscriber_id::VARCHAR || ',' || {_csv_cell_sql(_neutralised_sql(msisdn))} || ',' || "
-                f"{_csv_cell_sql(_neutralised_sql('region_code'))} || ',' || {_csv_cell_sql(_neutralised_sql('reasons'))}")
+        # Cells neutralised once in an inner query, then quoted: quoting names a cell three times, and
+        # naming the neutralising expression there would compute it three times (a quarter of the time).
+        cells = (f"SELECT subscriber_id, {_neutralised_sql(msisdn)} AS msisdn, {_neutralised_sql('region_code')} AS region_code, "
+                 f"{_neutralised_sql('reasons')} AS reasons FROM ({export.sql})")
+        line = (f"subscriber_id::VARCHAR || ',' || {_csv_cell_sql('msisdn')} || ',' || {_csv_cell_sql('region_code')} "
+                f"|| ',' || {_csv_cell_sql('reasons')}")
         head, separator, tail = ",".join(COLUMNS) + "\n", "\n", "\n"
     else:
+        cells = export.sql
         line = f"json_array(subscriber_id, {msisdn}, region_code, reasons)::VARCHAR"
         head, separator, tail = '{"columns": ' + json.dumps(COLUMNS) + ', "rows": [', ",", "]}"
 
@@ -139,7 +144,7 @@ def stream(export: Export, answer: str, *, ids_per_query: int = 25_000) -> Itera
         yield emit(head)
         for start in range(low or 0, (high or -1) + 1, ids_per_query):
             lines = [text for (text,) in con.execute(
-                f"SELECT {line} FROM ({export.sql}) ORDER BY subscriber_id",
+                f"SELECT {line} FROM ({cells}) ORDER BY subscriber_id",
                 {**export.params, "low": start, "high": start + ids_per_query}).fetchall()]
             if lines:
                 yield emit(("" if rows == 0 or answer == "csv" else separator) + separator.join(lines)
