@@ -5,8 +5,8 @@ What counts as success depends on the control group (Campaign.control_kind):
   to it starting between the campaign's start and end dates, in the current lake): what contacting added;
 - a random group is contacted like the targets, so the conversions field teams reported are compared
   among those contacted: what the targeting added (the published case's 23.12% against 8.18%).
-Contacts and reported outcomes are counted beside, and the target group's results are split by the
-product's propensity decile in the frozen snapshot (the gains chart).
+Contacts and reported outcomes are counted beside, and one group's results are split by the product's
+propensity decile in the frozen snapshot (the gains chart): a random group's, or else the targets'.
 """
 
 from __future__ import annotations
@@ -70,9 +70,12 @@ def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
                          Group(groups["control"]["base"], groups["control"]["successes"]))
         return {**groups, **result.as_dict()}
 
+    # A random group spans every decile, so its gains show how the model ranks people nobody selected;
+    # against a holdout, the targets' own deciles are all there is.
+    gains_group = "control" if campaign.control_kind == Campaign.ControlKind.RANDOM else "target"
     by_decile: dict[int, list[int]] = {}
     for _, group, grade, *counts in rows:
-        if group == "target" and grade is not None:
+        if group == gains_group and grade is not None:
             totals = by_decile.setdefault(int(grade), [0, 0])
             totals[0] += counts[COUNTS.index(base)]
             totals[1] += counts[COUNTS.index(success)]
@@ -83,5 +86,5 @@ def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
         "overall": summary(rows),
         "by_district": [{"region": code, "name": names.get(code, code), **summary([r for r in rows if r[0] == code])}
                         for code in districts],
-        "gains": gains_table({grade: tuple(v) for grade, v in by_decile.items()}),
+        "gains_group": gains_group, "gains": gains_table({grade: tuple(v) for grade, v in by_decile.items()}),
     }
