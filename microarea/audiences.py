@@ -12,10 +12,8 @@ import numpy as np
 from pyroaring import BitMap, FrozenBitMap
 
 from tagging.expressions import ExpressionError
-from tagging.lake import store
 from tagging.models import Region
-from tagging.stages import snapshot_dir
-from tagging.tag_stage import to_bitmap
+from tagging.services.audiences import stage_members
 
 from .aggregates import RESOLUTIONS
 from .models import MicroArea
@@ -26,17 +24,8 @@ from .selectors import res9_hexes
 def living_in(run_id: int, hexes: bytes) -> FrozenBitMap:
     """The subscribers whose home hex (res 9) in the run is one of `hexes` (uint64, as MicroArea keeps them).
     A run's files never change, so the answer is kept."""
-    files = sorted(str(p) for p in (snapshot_dir(run_id) / "location").glob("part=*.parquet"))
-    if not files:
-        return FrozenBitMap()
-    con = store.reader()
-    try:
-        ids = con.execute(f"SELECT subscriber_id FROM read_parquet({store.files_sql(files)}) "
-                          f"WHERE home_h3 IN (SELECT unnest($hexes::UBIGINT[]))",
-                          {"hexes": np.frombuffer(hexes, dtype="<u8").tolist()}).fetchnumpy()["subscriber_id"]
-    finally:
-        con.close()
-    return FrozenBitMap(to_bitmap(np.asarray(ids)))
+    return stage_members(run_id, "location", "home_h3 IN (SELECT unnest($hexes::UBIGINT[]))",
+                         {"hexes": np.frombuffer(hexes, dtype="<u8").tolist()})
 
 
 def area_audience(bitmaps, argument: str) -> BitMap:

@@ -29,21 +29,28 @@ from ..tag_stage import to_bitmap
 AUDIENCE_FUNCTIONS: dict[str, Callable[["SnapshotBitmaps", str], BitMap]] = {}
 
 
-@lru_cache(maxsize=256)
-def holding(run_id: int, product_code: str) -> FrozenBitMap:
-    """The subscribers holding a product on the run's as-of date. A run's files never change: kept."""
-    files = sorted(str(p) for p in (snapshot_dir(run_id) / "features").glob("part=*.parquet"))
+def stage_members(run_id: int, stage: str, condition: str, params: dict | None = None) -> FrozenBitMap:
+    """The subscribers of a run's stage files (one row per subscriber) for whom the SQL condition holds;
+    empty when the run has no such files or the files lack a column it names (made before it existed)."""
+    files = sorted(str(p) for p in (snapshot_dir(run_id) / stage).glob("part=*.parquet"))
     if not files:
         return FrozenBitMap()
     con = store.reader()
     try:
-        ids = con.execute(f'SELECT subscriber_id FROM read_parquet({store.files_sql(files)}) '
-                          f'WHERE "{product_feature(product_code)}"').fetchnumpy()["subscriber_id"]
-    except duckdb.BinderException:  # the product came after the run: nobody held it then
+        ids = con.execute(f"SELECT subscriber_id FROM read_parquet({store.files_sql(files)}) WHERE {condition}",
+                          params or {}).fetchnumpy()["subscriber_id"]
+    except duckdb.BinderException:
         return FrozenBitMap()
     finally:
         con.close()
     return FrozenBitMap(to_bitmap(np.asarray(ids)))
+
+
+@lru_cache(maxsize=256)
+def holding(run_id: int, product_code: str) -> FrozenBitMap:
+    """The subscribers holding a product on the run's as-of date (nobody, for a product that came after
+    the run). A run's files never change: kept."""
+    return stage_members(run_id, "features", f'"{product_feature(product_code)}"')
 
 
 def holds_audience(bitmaps: "SnapshotBitmaps", argument: str) -> BitMap:
