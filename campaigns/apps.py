@@ -7,11 +7,12 @@ class CampaignsConfig(AppConfig):
 
     def ready(self) -> None:
         # contact_results name their campaign by id: ingest checks it against the campaigns made.
+        from microarea.selectors import TARGET_LISTS, TargetListSource
         from tagging.services.ingest import ACCEPTED_HOOKS, REFERENCE_SOURCES
 
         from . import propensity_stage  # noqa: F401  (registers the propensity stage and its features)
         from .models import Campaign
-        from .services.campaigns import contact_list_keys
+        from .services.campaigns import campaign_on_map, campaigns_on_map, contact_list_keys
         from .tasks import apply_event_triggers_task
 
         REFERENCE_SOURCES["campaign"] = lambda: [str(i) for i in Campaign.objects.exclude(status=Campaign.Status.DRAFT)
@@ -21,3 +22,5 @@ class CampaignsConfig(AppConfig):
         hooks = ACCEPTED_HOOKS.setdefault("events", [])
         if apply_event_triggers_task.delay not in hooks:
             hooks.append(apply_event_triggers_task.delay)
+        # The micro-area map shows where a campaign's targets live.
+        TARGET_LISTS["campaign"] = TargetListSource(listed=campaigns_on_map, find=campaign_on_map)

@@ -23,8 +23,8 @@ from tagging.models import Product, Region, Subscriber
 
 from .aggregates import RESOLUTIONS
 from .models import MicroArea
-from .selectors import (CUSTOMER_CLASSES, HEX_METRICS, PRODUCT_METRICS, TARGET_COLUMNS, area_stats, area_targets,
-                        hex_metric, res9_hexes, subscriber_locations)
+from .selectors import (CUSTOMER_CLASSES, HEX_METRICS, LIST_METRICS, PRODUCT_METRICS, TARGET_COLUMNS, TARGET_LISTS,
+                        TargetList, area_stats, area_targets, hex_metric, res9_hexes, subscriber_locations)
 from .services.coverage import cell_coverage, network_extent
 from .services.micro_areas import MicroAreaRefused, create_micro_area
 
@@ -51,12 +51,14 @@ class MicroAreaCreateSerializer(serializers.Serializer):
 
 
 PRODUCT_PARAMETER = OpenApiParameter("product", str, description="Product code (products/), e.g. 5g_plan")
+CAMPAIGN_PARAMETER = OpenApiParameter("campaign", int, description="A frozen campaign of your regions (campaigns/): "
+                                                                   "its targets, counted where they live or work")
 KIND_PARAMETER = OpenApiParameter("kind", str, enum=MicroArea.Kind.values)
 HEX_PARAMETERS = [
     OpenApiParameter("resolution", int, enum=list(RESOLUTIONS), description="H3 resolution (default 8)"),
     OpenApiParameter("metric", str, enum=list(HEX_METRICS), description="default: subscribers"),
     OpenApiParameter("basis", str, enum=["home", "work"], description="where subscribers live (default) or work"),
-    PRODUCT_PARAMETER, SNAPSHOT_PARAMETER,
+    PRODUCT_PARAMETER, CAMPAIGN_PARAMETER, SNAPSHOT_PARAMETER,
 ]
 TARGET_PARAMETERS = [
     PRODUCT_PARAMETER,
@@ -111,6 +113,19 @@ def product_asked(request, errors: dict) -> Product | None:
     return product
 
 
+def target_list_asked(request, errors: dict) -> TargetList | None:
+    """The campaign named by ?campaign= as a target list, or None; one that is not a frozen campaign of the
+    user's regions is an error in `errors`."""
+    asked = request.query_params.get("campaign")
+    if not asked:
+        return None
+    source = TARGET_LISTS.get("campaign")
+    found = source.find(request.user, int(asked)) if source and asked.isdigit() else None
+    if found is None:
+        errors["campaign"] = [f"no frozen campaign {asked!r} in your regions"]
+    return found
+
+
 @lru_cache(maxsize=200_000)
 def hex_polygon_json(cell: str) -> str:
     """A hex as a GeoJSON polygon (a closed ring in lon, lat order), as JSON text. Kept: a city has a few
@@ -125,8 +140,8 @@ def _json_value(value) -> str:
 
 class HexView(APIView):
     """Hexes of your districts with one metric each, as GeoJSON: subscribers living (or working) there,
-    a product's users or penetration, the 5G-handset share. Hexes with fewer than AREA_MIN_COUNT
-    subscribers are suppressed (value null)."""
+    a product's users or penetration, the 5G-handset share, a campaign's targets (?campaign=). Hexes with fewer
+    than AREA_MIN_COUNT subscribers are suppressed (value null)."""
 
     permission_classes = [requires("microarea.view_microarea")]
 
@@ -148,14 +163,17 @@ class HexView(APIView):
             errors["product"] = [f"{metric} needs a product code"]
         else:
             product_asked(request, errors)
+        target_list = target_list_asked(request, errors)
+        if metric in LIST_METRICS and target_list is None and "campaign" not in errors:
+            errors["campaign"] = [f"{metric} needs a campaign id"]
         if errors:
             return Response(errors, status=status.HTTP_400_BAD_REQUEST)
         snapshot = snapshot_asked(request)
         rows = hex_metric(snapshot=snapshot, user=request.user, resolution=int(resolution), metric=metric,
-                          basis=basis, product=product, minimum=settings.AREA_MIN_COUNT)
+                          basis=basis, product=product, target_list=target_list, minimum=settings.AREA_MIN_COUNT)
         head = json.dumps({"type": "FeatureCollection", "snapshot": str(snapshot.as_of_date), "resolution": int(resolution),
-                           "metric": metric, "metric_label": HEX_METRICS[metric][2], "basis": basis, "product": product},
-                          ensure_ascii=False)
+                           "metric": metric, "metric_label": HEX_METRICS[metric][2], "basis": basis, "product": product,
+                           "campaign": target_list.id if metric in LIST_METRICS else None}, ensure_ascii=False)
         # Written out directly: thousands of features through a generic JSON encoder cost more than the query.
         features = ",".join(
             f'{{"type":"Feature","id":"{row["h3"]}","geometry":{hex_polygon_json(row["h3"])},"properties":{{'
@@ -183,15 +201,18 @@ def _no_area(pk: int) -> Response:
 def _stats_response(request, hexes, described: dict):
     errors = {}
     product = product_asked(request, errors)
+    target_list = target_list_asked(request, errors)
     if errors:
         return Response(errors, status=status.HTTP_400_BAD_REQUEST)
     stats = area_stats(snapshot=snapshot_asked(request), user=request.user, hexes=hexes, product=product,
-                       minimum=settings.AREA_MIN_COUNT)
+                       target_list=target_list, minimum=settings.AREA_MIN_COUNT)
     return Response({**described, **stats})
 
 
+STATS_PARAMETERS = [PRODUCT_PARAMETER, CAMPAIGN_PARAMETER, SNAPSHOT_PARAMETER]
 STATS_DOC = ("Counts are summed over your districts only; any count under AREA_MIN_COUNT is null, and so is a "
-             "share built on one. ?product= adds that product's developed, demand and potential customers.")
+             "share built on one. ?product= adds that product's developed, demand and potential customers; "
+             "?campaign= the campaign's targets living there.")
 
 
 class MicroAreaStatsView(APIView):
@@ -200,7 +221,7 @@ class MicroAreaStatsView(APIView):
 
     permission_classes = [requires("microarea.view_microarea")]
 
-    @extend_schema(parameters=[PRODUCT_PARAMETER, SNAPSHOT_PARAMETER], responses={200: dict, 400: dict, 404: dict})
+    @extend_schema(parameters=STATS_PARAMETERS, responses={200: dict, 400: dict, 404: dict})
     def get(self, request, pk: int):
         area = _area_asked(request, pk)
         if area is None:
@@ -213,7 +234,7 @@ class HexStatsView(APIView):
 
     permission_classes = [requires("microarea.view_microarea")]
 
-    @extend_schema(parameters=[PRODUCT_PARAMETER, SNAPSHOT_PARAMETER], responses={200: dict, 400: dict})
+    @extend_schema(parameters=STATS_PARAMETERS, responses={200: dict, 400: dict})
     def get(self, request, cell: str):
         return _valid_hex(cell) or _stats_response(request, res9_hexes(cell), {"hex": {"h3": cell, "resolution": h3.get_resolution(cell)}})
 

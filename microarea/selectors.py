@@ -7,6 +7,8 @@ any share whose count is suppressed: these are what sales users see.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
 
 import h3
 import numpy as np
@@ -21,6 +23,7 @@ from tagging.services.snapshots import pinned_paths
 from tagging.stages import snapshot_dir
 
 from .aggregates import TERMINAL_DIMENSIONS, hexes_path
+from .location import parent_sql
 
 # Map metrics: the hex file's metric each counts ({product} filled in), and whether it is a share of subscribers.
 HEX_METRICS = {
@@ -30,8 +33,31 @@ HEX_METRICS = {
     "demand": ("demand:{product}", False, "需求客户 Demand customers"),
     "potential": ("potential:{product}", False, "潜在客户 Potential customers"),
     "five_g_share": ("five_g_handsets", True, "5G终端占比 5G-handset share"),
+    "campaign_targets": ("targets", False, "活动目标客户 Campaign targets"),
 }
 PRODUCT_METRICS = {name for name, (counted, _, _) in HEX_METRICS.items() if "{product}" in counted}
+LIST_METRICS = {"campaign_targets"}  # counted from a target list (?campaign=), not from the run's hex file
+
+
+@dataclass(frozen=True)
+class TargetList:
+    """A list of subscribers to show by where they live: a campaign's targets."""
+
+    id: int
+    label: str
+    members_sql: str  # a relation with a subscriber_id column
+
+
+@dataclass(frozen=True)
+class TargetListSource:
+    """Where the map finds target lists. Campaigns register theirs (imports run campaigns -> microarea, so the
+    map cannot ask them itself); both functions see only what the user may."""
+
+    listed: Callable[[object], list[TargetList]]  # user -> the lists they may show
+    find: Callable[[object, int], TargetList | None]  # (user, id) -> that list, or None when it is not theirs
+
+
+TARGET_LISTS: dict[str, TargetListSource] = {}  # "campaign" -> source
 TOP_TAGS = 10
 
 
@@ -54,26 +80,52 @@ def _share(part: int | None, whole: int | None, minimum: int) -> float | None:
     return round(part / whole, 4)
 
 
+def _listed_by_hex_sql(snapshot: Snapshot, target_list: TargetList, basis: str, resolution: int) -> str:
+    """Members of the list per hex where they live (or work) in the snapshot, among the subscribers the run's hex
+    file counts for the districts ($districts): not closed, placed."""
+    folder = snapshot_dir(snapshot.run_id)
+    placed = f"l.{basis}_h3"
+    return f"""
+        SELECT {parent_sql(placed, resolution) if resolution < 9 else placed} AS h3, count(*) AS listed
+        FROM {target_list.members_sql} m JOIN read_parquet('{folder}/location/part=*.parquet') l USING (subscriber_id)
+        JOIN read_parquet('{folder}/features/part=*.parquet') f USING (subscriber_id)
+        WHERE {placed} IS NOT NULL AND f.status <> 'closed' AND f.region_code IN (SELECT unnest($districts::VARCHAR[]))
+        GROUP BY 1"""
+
+
 def hex_metric(*, snapshot: Snapshot, user, resolution: int, metric: str, basis: str = "home",
-               product: str | None = None, minimum: int = 5) -> list[dict]:
+               product: str | None = None, target_list: TargetList | None = None, minimum: int = 5) -> list[dict]:
     """One row per hex with subscribers in the user's districts: h3 (string), subscribers and the metric's
-    value; hexes under `minimum` subscribers keep their place with both suppressed (None)."""
+    value; hexes under `minimum` subscribers keep their place with both suppressed (None). A list metric
+    (campaign targets) counts the members of `target_list` there."""
     path = hexes_path(snapshot.run_id)
     districts = visible_districts(user)
     if not path.exists() or not districts:
         return []
     counted, is_share, _ = HEX_METRICS[metric]
     wanted = counted.format(product=product)
+    params = {"resolution": resolution, "basis": basis, "districts": districts}
     con = store.reader()
     try:
-        rows = con.execute(f"""
-            SELECT h3, sum(value) FILTER (WHERE metric = 'subscribers') AS subscribers,
-                   coalesce(sum(value) FILTER (WHERE metric = $wanted), 0) AS counted
-            FROM read_parquet('{path}')
-            WHERE resolution = $resolution AND basis = $basis AND region_code IN (SELECT unnest($districts::VARCHAR[]))
-              AND metric IN ('subscribers', $wanted)
-            GROUP BY h3 ORDER BY h3
-        """, {"wanted": wanted, "resolution": resolution, "basis": basis, "districts": districts}).fetchall()
+        if metric in LIST_METRICS:
+            rows = con.execute(f"""
+                WITH living AS (
+                    SELECT h3, sum(value) AS subscribers FROM read_parquet('{path}')
+                    WHERE resolution = $resolution AND basis = $basis AND metric = 'subscribers'
+                      AND region_code IN (SELECT unnest($districts::VARCHAR[]))
+                    GROUP BY h3
+                ), listed AS ({_listed_by_hex_sql(snapshot, target_list, basis, resolution)})
+                SELECT h3, subscribers, coalesce(listed, 0) FROM living LEFT JOIN listed USING (h3) ORDER BY h3
+            """, params).fetchall()
+        else:
+            rows = con.execute(f"""
+                SELECT h3, sum(value) FILTER (WHERE metric = 'subscribers') AS subscribers,
+                       coalesce(sum(value) FILTER (WHERE metric = $wanted), 0) AS counted
+                FROM read_parquet('{path}')
+                WHERE resolution = $resolution AND basis = $basis AND region_code IN (SELECT unnest($districts::VARCHAR[]))
+                  AND metric IN ('subscribers', $wanted)
+                GROUP BY h3 ORDER BY h3
+            """, {**params, "wanted": wanted}).fetchall()
     finally:
         con.close()
     result = []
@@ -137,11 +189,26 @@ def _moves(snapshot: Snapshot, previous: Snapshot, districts: list[str], hexes: 
     return {"moved_in": int(moved_in), "moved_out": int(moved_out)}
 
 
-def area_stats(*, snapshot: Snapshot, user, hexes: np.ndarray, product: Product | None = None, minimum: int = 5) -> dict:
+def _listed_in(snapshot: Snapshot, districts: list[str], hexes: np.ndarray, target_list: TargetList) -> int:
+    """Members of the list living in the res-9 `hexes` in the snapshot, among the districts' subscribers."""
+    if not districts or not len(hexes) or not any((snapshot_dir(snapshot.run_id) / "location").glob("part=*.parquet")):
+        return 0
+    con = store.reader()
+    try:
+        (count,) = con.execute(
+            f"SELECT coalesce(sum(listed), 0) FROM ({_listed_by_hex_sql(snapshot, target_list, 'home', 9)}) "
+            f"WHERE h3 IN (SELECT unnest($hexes::UBIGINT[]))", {"districts": districts, "hexes": hexes.tolist()}).fetchone()
+    finally:
+        con.close()
+    return int(count)
+
+
+def area_stats(*, snapshot: Snapshot, user, hexes: np.ndarray, product: Product | None = None,
+               target_list: TargetList | None = None, minimum: int = 5) -> dict:
     """What the map's panel shows for a hex or micro-area (given as its res-9 hexes), for the user's districts:
     subscribers living and working there, every product's users and penetration, the chosen product's
-    developed/demand/potential customers, the terminal mix, the top tags, and the change since the
-    previous snapshot (including subscribers who moved their home in or out)."""
+    developed/demand/potential customers, a campaign's targets living there, the terminal mix, the top tags,
+    and the change since the previous snapshot (including subscribers who moved their home in or out)."""
     districts = visible_districts(user)
     sums = _sums(snapshot, districts, hexes)
     home, work = sums.get("home", {}), sums.get("work", {})
@@ -194,6 +261,9 @@ def area_stats(*, snapshot: Snapshot, user, hexes: np.ndarray, product: Product 
                         "home_change": change("subscribers")},
         "five_g_handset_share": _share(home.get("five_g_handsets", 0), living, minimum),
         "product": classes,
+        "target_list": ({"id": target_list.id, "label": target_list.label,
+                         "targets": _suppressed(_listed_in(snapshot, districts, hexes, target_list), minimum)}
+                        if target_list else None),
         "products": products,
         "terminal_mix": terminal_mix,
         "top_tags": top_tags,

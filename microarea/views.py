@@ -8,7 +8,7 @@ from tagging.models import Product, Region, Snapshot
 
 from .aggregates import RESOLUTIONS
 from .models import MicroArea
-from .selectors import HEX_METRICS, PRODUCT_METRICS
+from .selectors import HEX_METRICS, LIST_METRICS, PRODUCT_METRICS, TARGET_LISTS
 
 
 @login_required
@@ -17,9 +17,14 @@ def area_map(request):
     """The user's districts as a hex choropleth with micro-area outlines; the page reads the hex, micro-area
     and stats APIs, so what it shows is exactly what those APIs allow the user."""
     products = Product.objects.order_by("code")
+    source = TARGET_LISTS.get("campaign")
+    campaigns = source.listed(request.user) if source else []
     config = {
-        "metrics": [{"code": code, "label": label, "share": share, "product": code in PRODUCT_METRICS}
-                    for code, (_, share, label) in HEX_METRICS.items()],
+        # Campaign targets only once there is a frozen campaign to show.
+        "metrics": [{"code": code, "label": label, "share": share, "product": code in PRODUCT_METRICS,
+                     "campaign": code in LIST_METRICS}
+                    for code, (_, share, label) in HEX_METRICS.items() if campaigns or code not in LIST_METRICS],
+        "campaigns": [{"id": c.id, "label": c.label} for c in campaigns],
         "products": [{"code": p.code, "label": f"{p.name} {p.name_en}".strip()} for p in products],
         "default_product": "5g_plan" if products.filter(code="5g_plan").exists() else (products[0].code if products else None),
         "snapshots": [{"id": s.id, "date": str(s.as_of_date), "current": s.is_current}

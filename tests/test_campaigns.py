@@ -4,6 +4,7 @@ reasons per target; refusals that change nothing."""
 from datetime import date
 
 import duckdb
+import h3
 import pytest
 
 from campaigns.models import Campaign
@@ -454,3 +455,50 @@ def test_a_random_control_group_is_drawn_from_everyone_eligible_and_exported_wit
     same = "SELECT subscriber_id FROM read_parquet('{}') WHERE \"group\" = 'control' ORDER BY 1"
     con = duckdb.connect()
     assert con.execute(same.format(targets_path(campaign))).fetchall() == con.execute(same.format(targets_path(again))).fetchall()
+
+
+def test_the_map_shows_where_a_campaigns_targets_live_in_your_districts_only(city, client, settings):
+    from rest_framework.test import APIClient
+
+    from microarea.models import MicroArea
+
+    settings.AREA_MIN_COUNT = 1
+    campaign = freeze_campaign(campaign=draft(city, "five_g_handset_no_plan or phone_enthusiast"), user=city["manager"], seed=3)
+    sales_user = staff_user(StaffProfile.Role.SALES, city["region"], username="cc_map")
+    sales = APIClient()
+    sales.force_authenticate(sales_user)
+    folder = snapshot_dir(city["run"].id)
+    per_hex = dict(duckdb.connect().sql(f"""
+        SELECT l.home_h3, count(*) FROM read_parquet('{targets_path(campaign)}') t
+        JOIN read_parquet('{folder}/location/*.parquet') l USING (subscriber_id)
+        WHERE t."group" = 'target' AND l.home_h3 IS NOT NULL GROUP BY 1""").fetchall())
+    assert sum(per_hex.values()) > 20
+    res9 = sales.get(f"/api/v1/hexes/?resolution=9&metric=campaign_targets&campaign={campaign.id}").json()
+    shown = {h3.str_to_int(f["id"]): f["properties"]["value"] for f in res9["features"]}
+    assert res9["campaign"] == campaign.id and {h: n for h, n in shown.items() if n} == per_hex
+    # Coarser hexes sum the same targets; where they work is counted too, never more than the list.
+    res7 = sales.get(f"/api/v1/hexes/?resolution=7&metric=campaign_targets&campaign={campaign.id}").json()
+    assert sum(f["properties"]["value"] for f in res7["features"]) == sum(per_hex.values())
+    work = sales.get(f"/api/v1/hexes/?resolution=8&basis=work&metric=campaign_targets&campaign={campaign.id}").json()
+    assert 0 < sum(f["properties"]["value"] for f in work["features"]) <= campaign.counts["targets"]
+    # The district's panel counts its resident targets.
+    area = MicroArea.objects.get(region=city["region"], kind="district")
+    inside = set(area.hex_array().tolist())
+    panel = sales.get(f"/api/v1/microareas/{area.id}/stats/?campaign={campaign.id}").json()["target_list"]
+    assert panel["id"] == campaign.id and panel["targets"] == sum(n for h, n in per_hex.items() if h in inside)
+    # Refused, naming the parameter: no campaign, an unknown one, a draft, another district's campaign.
+    shunde = Region.objects.get(code="440606")
+    elsewhere = draft(city, "high_value", name="顺德活动")
+    elsewhere.regions.set([shunde])
+    elsewhere = freeze_campaign(campaign=elsewhere, user=staff_user(StaffProfile.Role.ADMIN, shunde, username="sd_cm"), seed=1)
+    for query in ("", "&campaign=999999", "&campaign=abc", f"&campaign={draft(city, 'high_value').id}",
+                  f"&campaign={elsewhere.id}"):
+        response = sales.get(f"/api/v1/hexes/?metric=campaign_targets{query}")
+        assert response.status_code == 400 and "campaign" in response.json(), query
+    assert sales.get(f"/api/v1/hexes/{h3.int_to_str(next(iter(per_hex)))}/stats/?campaign={elsewhere.id}").status_code == 400
+    # The map page offers the metric with the user's frozen campaigns only.
+    client.force_login(sales_user)
+    page = client.get("/map/").content.decode()
+    assert '"campaign_targets"' in page and f'<option value="{campaign.id}">' in page and "顺德活动" not in page
+    client.force_login(staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440607"), username="ss_map"))
+    assert '"campaign_targets"' not in client.get("/map/").content.decode()

@@ -8,10 +8,14 @@ import os
 import shutil
 from pathlib import Path
 
+from datetime import date
+
 import pytest
 
+from campaigns.models import Campaign
+from campaigns.services.campaigns import freeze_campaign
 from microarea.services.imports import import_micro_areas
-from tagging.models import Region, StaffProfile
+from tagging.models import Product, Region, StaffProfile
 from tagging.services.snapshots import start_snapshot_run
 from tagging.services.tags import install_starting_catalogue
 
@@ -38,7 +42,14 @@ def sales_user_with_a_snapshot(small_city, run_to_end):
     import_micro_areas(small_city / "districts.geojson")
     install_starting_catalogue()
     run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=600))
-    return staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440604"), username="map_sales")
+    chancheng = Region.objects.get(code="440604")
+    manager = staff_user(StaffProfile.Role.ADMIN, chancheng, username="map_manager")
+    campaign = Campaign.objects.create(name="5G升级", product=Product.objects.get(code="5g_plan"), audience="five_g_potential",
+                                       channel=Campaign.Channel.OUTBOUND_CALL, start_date=date(2026, 11, 1),
+                                       end_date=date(2026, 11, 30), owner=manager)
+    campaign.regions.set([chancheng])
+    freeze_campaign(campaign=campaign, user=manager, seed=1)
+    return staff_user(StaffProfile.Role.SALES, chancheng, username="map_sales")
 
 
 def test_a_sales_user_browses_the_map_switches_metric_and_opens_a_hex(sales_user_with_a_snapshot, live_server, settings):
@@ -74,6 +85,17 @@ def test_a_sales_user_browses_the_map_switches_metric_and_opens_a_hex(sales_user
             assert page.get_attribute("#export-targets", "href").startswith("/api/v1/hexes/")
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "map.png"))
+
+            # Where a campaign's targets live, and the district's panel with its list to export.
+            assert page.is_disabled("#campaign")
+            page.select_option("#metric", "campaign_targets")
+            page.wait_for_function("document.getElementById('map').dataset.metric === 'campaign_targets'")
+            assert "Campaign targets" in page.inner_text("#legend") and not page.is_disabled("#campaign")
+            page.click("#areas li")
+            page.wait_for_selector("#campaign-targets")
+            assert int(page.inner_text("#campaign-targets").replace(",", "")) > 0
+            assert page.get_attribute("#export-campaign-targets", "href").startswith("/api/v1/campaigns/")
+            page.screenshot(path=str(SCREENSHOTS / "map-campaign.png"))
         finally:
             browser.close()
     assert problems == []

@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 from pyroaring import BitMap
 
-from microarea.selectors import visible_districts
+from microarea.selectors import TargetList, visible_districts
 from tagging.expressions import ExpressionError
 from tagging.features import product_feature
 from tagging.lake import store
@@ -59,6 +59,27 @@ def target_list_sql(campaign: Campaign) -> str:
     # statistics, so an export's range of ids reads only its slice (union_by_name would read it all).
     files = [str(p) for p in (targets_path(campaign), triggered_path(campaign)) if p.exists()]
     return f"read_parquet({store.files_sql(files)})"
+
+
+def _on_map(campaign: Campaign) -> TargetList:
+    return TargetList(id=campaign.id, label=f"{campaign.name} · {campaign.product.name} ({campaign.get_status_display()})",
+                      members_sql=f"(SELECT subscriber_id FROM {target_list_sql(campaign)} WHERE \"group\" = 'target')")
+
+
+def _mapped(user):
+    return (Campaign.objects.visible_to(user).exclude(status=Campaign.Status.DRAFT).filter(snapshot__isnull=False)
+            .select_related("product"))
+
+
+def campaigns_on_map(user) -> list[TargetList]:
+    """The frozen campaigns of the user's regions, newest first, as lists of targets (the control group left
+    out) that the micro-area map counts where they live."""
+    return [_on_map(c) for c in _mapped(user) if targets_path(c).exists()]
+
+
+def campaign_on_map(user, campaign_id: int) -> TargetList | None:
+    campaign = _mapped(user).filter(pk=campaign_id).first()
+    return _on_map(campaign) if campaign is not None and targets_path(campaign).exists() else None
 
 
 def residents_sql(campaign: Campaign, area) -> tuple[str, dict]:

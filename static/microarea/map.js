@@ -5,7 +5,7 @@
   "use strict";
   const config = JSON.parse(document.getElementById("map-config").textContent);
   const $ = (id) => document.getElementById(id);
-  const controls = { metric: $("metric"), product: $("product"), basis: $("basis"), snapshot: $("snapshot"), resolution: $("resolution") };
+  const controls = { metric: $("metric"), product: $("product"), campaign: $("campaign"), basis: $("basis"), snapshot: $("snapshot"), resolution: $("resolution") };
   const COLOURS = ["#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494"];
   const SUPPRESSED = "#c5ccd6";
   const metrics = Object.fromEntries(config.metrics.map((m) => [m.code, m]));
@@ -57,6 +57,9 @@
       // Each break above the one before (and the lowest value), so that no class is empty.
       if (b > (breaks.length ? breaks[breaks.length - 1] : sorted[0])) breaks.push(b);
     }
+    // A sparse metric (a few campaign targets among many empty hexes) can have all quantiles at the lowest
+    // value: still tell the hexes that have any from those that have none.
+    if (!breaks.length && sorted[sorted.length - 1] > sorted[0]) breaks.push(sorted.find((v) => v > sorted[0]));
     return breaks;
   }
 
@@ -86,12 +89,14 @@
   async function loadHexes() {
     const metric = controls.metric.value;
     controls.product.disabled = !metrics[metric].product;
+    if (controls.campaign) controls.campaign.disabled = !metrics[metric].campaign;
     if (!config.snapshots.length) {
       status("还没有快照 No snapshot yet");
       return;
     }
     const query = new URLSearchParams({ resolution: controls.resolution.value, metric, basis: controls.basis.value, snapshot: controls.snapshot.value });
     if (metrics[metric].product) query.set("product", controls.product.value);
+    if (metrics[metric].campaign) query.set("campaign", controls.campaign.value);
     if (hexRequest) hexRequest.abort();
     hexRequest = new AbortController();
     status("加载中 Loading…");
@@ -171,7 +176,9 @@
   let panelSource = null;  // what the panel shows, to refresh it when the product or snapshot changes
 
   function statsQuery() {
-    return new URLSearchParams({ product: controls.product.value, snapshot: controls.snapshot.value });
+    const query = new URLSearchParams({ product: controls.product.value, snapshot: controls.snapshot.value });
+    if (metrics[controls.metric.value].campaign) query.set("campaign", controls.campaign.value);
+    return query;
   }
 
   async function openHex(cell) {
@@ -192,19 +199,27 @@
     try {
       const stats = await getJSON(`/api/v1/microareas/${id}/stats/?${statsQuery()}`);
       showPanel(renderStats(esc(stats.area.name), `${esc(stats.area.kind_label)} · ${esc(stats.area.region_name)} · ${stats.hexes} res-9`, stats,
-        `/api/v1/microareas/${id}/targets/`));
+        `/api/v1/microareas/${id}/targets/`, id));
     } catch (error) {
       showPanel(`<h2>微区域 Micro-area</h2><p class="error">${esc(error.message)}</p>`);
     }
   }
 
-  function renderStats(title, subtitle, s, targets) {
+  function renderStats(title, subtitle, s, targets, areaId) {
     const parts = [`<h2 id="panel-title">${title}</h2><div class="muted small">${subtitle}<br>快照 Snapshot ${esc(s.snapshot.date)}${
       s.previous_snapshot ? ` · 对比 vs ${esc(s.previous_snapshot.date)}` : ""}</div>`];
     parts.push(`<table><tr><th>居住用户 Living here</th><td class="num">${count(s.subscribers.home)}${delta(s.subscribers.home_change)}</td></tr>
       <tr><th>工作用户 Working here</th><td class="num">${count(s.subscribers.work)}</td></tr>
       <tr><th>5G终端占比 5G handsets</th><td class="num">${pct(s.five_g_handset_share)}</td></tr>
       ${s.moves ? `<tr><th>迁入 / 迁出 Moved in / out</th><td class="num">${count(s.moves.moved_in)} / ${count(s.moves.moved_out)}</td></tr>` : ""}</table>`);
+    if (s.target_list) {
+      const t = s.target_list;
+      // A campaign's list is exported per micro-area (its residents), so the link is on micro-areas only.
+      const link = areaId === undefined ? "" : `<p><a id="export-campaign-targets" href="/api/v1/campaigns/${t.id}/targets/?${
+        new URLSearchParams({ area: areaId, format: "csv" })}">导出本区活动名单 Export the campaign's list here (CSV)</a></p>`;
+      parts.push(`<h3>营销活动 Campaign</h3><table><tr><th>${esc(t.label)}<br>目标客户 Targets living here</th><td class="num" id="campaign-targets">${
+        count(t.targets)}</td></tr></table>${link}`);
+    }
     if (s.product) {
       const p = s.product;
       const cls = (name, label) => `<div>${label}<b>${count(p[name])}</b>${pct(p[`${name}_share`])}${delta(p[`${name}_change`])}</div>`;
@@ -262,8 +277,9 @@
   }
 
   // --- wiring ------------------------------------------------------------------------------------------
-  for (const name of ["metric", "basis", "resolution"]) controls[name].addEventListener("change", loadHexes);
-  for (const name of ["product", "snapshot"]) {
+  for (const name of ["basis", "resolution"]) controls[name].addEventListener("change", loadHexes);
+  // The panel follows what it counts: the product, the campaign (shown while its metric is), the snapshot.
+  for (const name of ["metric", "product", "campaign", "snapshot"].filter((n) => controls[n])) {
     controls[name].addEventListener("change", () => {
       loadHexes();
       if (panelSource && !$("panel").hidden) (panelSource.kind === "hex" ? openHex : openArea)(panelSource.id);
