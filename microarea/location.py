@@ -97,11 +97,17 @@ def _hex_choice(scores: str, weight: str) -> str:
     """Per subscriber, the res-9 hex with the most footprint-weighted hours of `scores`, inside the res-8
     hex with the most: the res-8 choice is the better one (a sector spans several res-9 hexes) and the map
     rolls res 9 up, so the two must agree."""
+    # The best res-9 hex of each res-8 hex first, then the best res-8 hex: the same choice as the largest
+    # (score8, score, h3) over all res-9 hexes, with grouping instead of a window. Scores are rounded so that
+    # equal ones (a sector's hexes weigh the same) tie exactly, whatever order the threads added them in,
+    # and the ties go to the higher hex every time.
     return f"""(SELECT subscriber_id, arg_max(h3, (score8, score, h3)) AS h3 FROM (
-                   SELECT *, sum(score) OVER (PARTITION BY subscriber_id, h3_8) AS score8 FROM (
-                       SELECT s.subscriber_id, f.h3, f.h3_8, sum(s.{weight} * f.weight) AS score
+                   SELECT subscriber_id, round(sum(score), 9) AS score8, arg_max(h3, (score, h3)) AS h3, max(score) AS score
+                   FROM (
+                       SELECT s.subscriber_id, f.h3, f.h3_8, round(sum(s.{weight} * f.weight), 9) AS score
                        FROM {scores} s JOIN coverage f USING (cell) WHERE s.{weight} > 0
-                       GROUP BY s.subscriber_id, f.h3, f.h3_8))
+                       GROUP BY s.subscriber_id, f.h3, f.h3_8)
+                   GROUP BY subscriber_id, h3_8)
                GROUP BY subscriber_id)"""
 
 
@@ -158,40 +164,45 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
         CREATE OR REPLACE TEMP TABLE per_cell AS
         WITH hours AS (
             SELECT s.subscriber_id, i.cell,
-                   greatest((epoch(s.start_time)::BIGINT + {offset}) // 3600 - {first_hour}, 0) AS h0,
-                   least((epoch(s.end_time)::BIGINT + {offset} - 1) // 3600 - {first_hour}, {hours - 1}) AS h1
+                   greatest((epoch_us(s.start_time) + {offset * 10 ** 6}) // {3600 * 10 ** 6} - {first_hour}, 0) AS h0,
+                   least((epoch_us(s.end_time) + {offset * 10 ** 6 - 1}) // {3600 * 10 ** 6} - {first_hour}, {hours - 1}) AS h1
             FROM {stays} s JOIN cell_ids i USING (cell_key)
         ), masks AS (
             SELECT subscriber_id, cell, {', '.join(f'bit_or(w{j}) AS w{j}' for j in range(words))}
-            FROM (SELECT subscriber_id, cell, {stay_words} FROM hours WHERE h1 >= h0)
+            FROM (SELECT subscriber_id, cell, {stay_words} FROM hours)
             GROUP BY subscriber_id, cell
         )
-        SELECT subscriber_id, cell, {', '.join(f'{sql} AS {name}' for name, sql in counted.items())} FROM masks
+        SELECT m.subscriber_id, m.cell, c.x, c.y, {', '.join(f'{sql} AS {name}' for name, sql in counted.items())}
+        FROM masks m JOIN cell_ids c USING (cell)
+        -- A stay outside the window's local hours (h1 < h0) has no bits; a cell seen only so is dropped here,
+        -- after grouping, rather than each stay filtered before it (which computed the hours twice).
+        WHERE {' OR '.join(f'w{j} <> 0' for j in range(words))}
     """)
     # arg_max keys pack (hours, cell) into one BIGINT: most hours first, ties to the higher cell number,
-    # as a (hours, cell) pair would order them, at a fraction of the cost of comparing pairs.
+    # as a (hours, cell) pair would order them, at a fraction of the cost of comparing pairs. Work is the
+    # best office cell other than home, so it is one of the two best office cells: both are kept, packed
+    # with their days (hours << 42 | cell << 10 | days), in the same pass that finds home.
+    eligible_night, eligible_office = f"FILTER (WHERE night_days >= {min_days})", f"FILTER (WHERE office_days >= {min_days})"
     select = f"""
         WITH home AS (
             SELECT subscriber_id, sum(night_hours) AS night_total,
-                   arg_max(cell, night_hours::BIGINT << 32 | cell) FILTER (WHERE night_days >= {min_days}) AS home_cell,
-                   max(night_hours) FILTER (WHERE night_days >= {min_days}) AS home_hours,
-                   arg_max(night_days, night_hours::BIGINT << 32 | cell) FILTER (WHERE night_days >= {min_days}) AS home_days,
-                   arg_max(cell, hours::BIGINT << 32 | cell) AS frequent_cell, sum(hours) AS location_hours
+                   arg_max(cell, night_hours::BIGINT << 32 | cell) {eligible_night} AS home_cell,
+                   max(night_hours) {eligible_night} AS home_hours,
+                   arg_max(night_days, night_hours::BIGINT << 32 | cell) {eligible_night} AS home_days,
+                   arg_max(office_hours, night_hours::BIGINT << 32 | cell) {eligible_night} AS home_office_hours,
+                   sum(office_hours) AS office_hours,
+                   max((office_hours::BIGINT << 42) | (cell::BIGINT << 10) | office_days, 2) {eligible_office} AS office_best,
+                   arg_max(cell, hours::BIGINT << 32 | cell) AS frequent_cell, sum(hours) AS location_hours,
+                   -- Radius of gyration (km): sqrt(E|p|^2 - |E p|^2) over the towers seen, weighted by hours.
+                   sqrt(greatest(sum(hours * (x * x + y * y)) / sum(hours) - power(sum(hours * x) / sum(hours), 2)
+                                 - power(sum(hours * y) / sum(hours), 2), 0)) AS radius_of_gyration_km
             FROM per_cell GROUP BY subscriber_id
         ), work AS (
-            SELECT p.subscriber_id, any_value(h.home_cell) AS home_cell, sum(p.office_hours) AS office_total,
-                   arg_max(p.cell, p.office_hours::BIGINT << 32 | p.cell) FILTER (WHERE p.office_days >= {min_days}) AS work_cell,
-                   max(p.office_hours) FILTER (WHERE p.office_days >= {min_days}) AS work_hours,
-                   arg_max(p.office_days, p.office_hours::BIGINT << 32 | p.cell) FILTER (WHERE p.office_days >= {min_days}) AS work_days
-            FROM per_cell p JOIN home h USING (subscriber_id)
-            WHERE p.cell IS DISTINCT FROM h.home_cell GROUP BY p.subscriber_id
-        ), spread AS (
-            -- Radius of gyration (km): sqrt(E|p|^2 - |E p|^2) over the towers seen, weighted by hours.
-            SELECT p.subscriber_id,
-                   sqrt(greatest(sum(p.hours * (c.x * c.x + c.y * c.y)) / sum(p.hours)
-                        - power(sum(p.hours * c.x) / sum(p.hours), 2)
-                        - power(sum(p.hours * c.y) / sum(p.hours), 2), 0)) AS radius_of_gyration_km
-            FROM per_cell p JOIN cell_ids c USING (cell) GROUP BY p.subscriber_id
+            SELECT subscriber_id, home_cell, office_hours - coalesce(home_office_hours, 0) AS office_total,
+                   ((key >> 10) & 4294967295)::INTEGER AS work_cell, (key >> 42)::INTEGER AS work_hours,
+                   (key & 1023)::INTEGER AS work_days
+            FROM (SELECT *, list_filter(office_best, lambda k: ((k >> 10) & 4294967295) IS DISTINCT FROM home_cell)[1] AS key
+                  FROM home)
         ), night_scores AS (
             SELECT p.subscriber_id, p.cell, p.night_hours FROM per_cell p JOIN home h USING (subscriber_id)
             WHERE p.night_hours > 0 AND h.home_cell IS NOT NULL
@@ -209,9 +220,9 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
                w.work_hours / NULLIF(w.office_total, 0) AS work_confidence,
                wh.h3 AS work_h3,
                sqrt(power(hc.x - wc.x, 2) + power(hc.y - wc.y, 2)) AS home_work_km,
-               fc.cell_key AS frequent_cell, s.radius_of_gyration_km, coalesce(h.location_hours, 0) AS location_hours
+               fc.cell_key AS frequent_cell, h.radius_of_gyration_km, coalesce(h.location_hours, 0) AS location_hours
         FROM everyone e
-        LEFT JOIN home h USING (subscriber_id) LEFT JOIN work w USING (subscriber_id) LEFT JOIN spread s USING (subscriber_id)
+        LEFT JOIN home h USING (subscriber_id) LEFT JOIN work w USING (subscriber_id)
         LEFT JOIN {_hex_choice('night_scores', 'night_hours')} hh USING (subscriber_id)
         LEFT JOIN {_hex_choice('office_scores', 'office_hours')} wh USING (subscriber_id)
         LEFT JOIN cell_ids hc ON hc.cell = h.home_cell

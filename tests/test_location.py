@@ -89,6 +89,12 @@ def test_hours_count_once_nights_go_to_their_evening_and_office_hours_to_weekday
         (office, "2026-10-28T13:00", "2026-10-28T14:00"),  # Wednesday: 1
         (office, "2026-10-31T10:00", "2026-10-31T16:00"),  # Saturday: hours, but not office hours
         (other, "2026-10-29T21:00", "2026-10-29T22:00"),   # night of the 29th: 1 hour
+        # Working from home on three weekdays, longer than at the office: work is still the office, and
+        # office hours at home count in no workplace's share.
+        (home, "2026-10-26T13:00", "2026-10-26T18:00"),    # Monday: 5
+        (home, "2026-10-29T09:00", "2026-10-29T18:00"),    # Thursday: 9
+        (home, "2026-10-30T09:00", "2026-10-30T18:00"),    # Friday: 9
+        (other, "2026-10-28T15:00", "2026-10-28T16:00"),   # Wednesday: 1 office hour elsewhere
     ]
     text = "msisdn,cell_key,start_time,end_time\n" + "".join(
         f"{subscriber.msisdn},{cell},{start}:00+08:00,{end}:00+08:00\n" for cell, start, end in stays)
@@ -105,6 +111,7 @@ def test_hours_count_once_nights_go_to_their_evening_and_office_hours_to_weekday
     located = dict(zip(relation.columns, relation.fetchall()[0]))
     assert (located["home_cell"], located["home_days"]) == (home, 3)
     assert located["home_confidence"] == pytest.approx(21 / (21 + 3))  # 3 night hours elsewhere (the 24th and 29th)
-    assert (located["work_cell"], located["work_days"], located["work_confidence"]) == (office, 3, 1.0)
-    assert located["location_hours"] == 21 + 19 + 3 and located["frequent_cell"] == home
+    assert (located["work_cell"], located["work_days"]) == (office, 3)
+    assert located["work_confidence"] == pytest.approx(13 / (13 + 1))
+    assert located["location_hours"] == (21 + 23) + 19 + (3 + 1) and located["frequent_cell"] == home
     assert located["home_h3"] is not None and located["work_h3"] is not None
