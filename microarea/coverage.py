@@ -1,7 +1,11 @@
 """Coverage footprints of radio cells on H3 hexagons (resolution 9), from the cells table alone.
 
-A cell with an azimuth covers a sector (its beamwidth, out to its range) clipped to its site's Voronoi
-region: beyond that boundary another site is nearer and serves instead. The sector is filled with the
+A cell with an azimuth covers a sector out to its range, clipped to its site's Voronoi region: beyond
+that boundary another site is nearer and serves instead. The sector spans the directions nearer its
+azimuth than the site's other azimuths (the bisectors between them: 120 degrees each on a 3-sector
+site), since a phone camps on the strongest sector, not only inside the antenna's half-power beamwidth
+(65 degrees, which would leave the directions between beams to no cell); a site's only azimuth covers
+its beamwidth. The sector is filled with the
 res-9 hexes whose centres it contains, weights equal and summing to 1; a sector smaller than any hex
 centre it could contain takes the hex under its centroid. A cell without an azimuth (an omni or an
 unknown antenna) is its tower's own hex. Sites are the cells' site_id, or cells sharing a position.
@@ -63,11 +67,29 @@ def voronoi_regions(points: np.ndarray, margin_km: float) -> list:
     return regions
 
 
-def _sector(centre: np.ndarray, azimuth: float, beamwidth: float, radius: float):
-    """A circular sector in km: azimuth clockwise from north, as antennas are given."""
-    if beamwidth >= 360:
+def serving_arcs(site: np.ndarray, azimuth: np.ndarray, beamwidth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, the bearings (degrees clockwise from north, start <= end) its sector serves: halfway to the
+    site's neighbouring azimuths on either side; the beamwidth where the site has one azimuth (NaN without one).
+    Cells of a site sharing an azimuth (bands or radios on one antenna) share the arc."""
+    width = np.where(np.isnan(beamwidth), DEFAULT_BEAMWIDTH, beamwidth)
+    start, end = azimuth - width / 2, azimuth + width / 2
+    for s in np.unique(site[~np.isnan(azimuth)]):
+        cells = np.flatnonzero((site == s) & ~np.isnan(azimuth))
+        distinct = np.unique(azimuth[cells] % 360)
+        if len(distinct) < 2:
+            continue
+        own = np.searchsorted(distinct, azimuth[cells] % 360)
+        before = (distinct[own] - distinct[own - 1]) % 360
+        after = (distinct[(own + 1) % len(distinct)] - distinct[own]) % 360
+        start[cells], end[cells] = distinct[own] - before / 2, distinct[own] + after / 2
+    return start, end
+
+
+def _sector(centre: np.ndarray, start: float, end: float, radius: float):
+    """A circular sector in km between two bearings, clockwise from north as antennas are given."""
+    if end - start >= 360:
         return shapely.Point(centre).buffer(radius, quad_segs=ARC_POINTS)
-    bearings = np.radians(np.linspace(azimuth - beamwidth / 2, azimuth + beamwidth / 2, ARC_POINTS + 1))
+    bearings = np.radians(np.linspace(start, end, ARC_POINTS + 1))
     arc = centre + radius * np.column_stack([np.sin(bearings), np.cos(bearings)])
     return shapely.Polygon(np.vstack([centre, arc]))
 
@@ -83,13 +105,13 @@ def footprints(cell_key: np.ndarray, lon: np.ndarray, lat: np.ndarray, azimuth: 
     site_xy = np.array([plane.to_km(lon[site == s], lat[site == s]).mean(axis=0) for s in range(site.max() + 1)])
     radius = np.clip(np.where(np.isnan(range_m) | (range_m <= 0), DEFAULT_RANGE_M, range_m), 100, MAX_RANGE_M) / 1000
     regions = voronoi_regions(site_xy, margin_km=float(radius.max()))
+    start, end = serving_arcs(site, azimuth, beamwidth)
     keys, hexes, weights = [], [], []
     for i in range(n):  # cells, not subscribers: tens of thousands at most, each a few shapely operations
         if np.isnan(azimuth[i]):
             covered = [h3.latlng_to_cell(float(lat[i]), float(lon[i]), RESOLUTION)]
         else:
-            width = DEFAULT_BEAMWIDTH if np.isnan(beamwidth[i]) else float(beamwidth[i])
-            area = _sector(site_xy[site[i]], float(azimuth[i]), width, float(radius[i])).intersection(regions[site[i]])
+            area = _sector(site_xy[site[i]], float(start[i]), float(end[i]), float(radius[i])).intersection(regions[site[i]])
             covered = _fill(area, plane) if not area.is_empty else []
             if not covered:
                 point = plane.to_lonlat(np.array(area.representative_point().coords if not area.is_empty

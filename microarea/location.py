@@ -93,21 +93,26 @@ def _local_offset_seconds(day) -> int:
     return int(noon.utcoffset().total_seconds())
 
 
-def _hex_choice(scores: str, weight: str) -> str:
-    """Per subscriber, the res-9 hex with the most footprint-weighted hours of `scores`, inside the res-8
-    hex with the most: the res-8 choice is the better one (a sector spans several res-9 hexes) and the map
-    rolls res 9 up, so the two must agree."""
-    # The best res-9 hex of each res-8 hex first, then the best res-8 hex: the same choice as the largest
-    # (score8, score, h3) over all res-9 hexes, with grouping instead of a window. Scores are rounded so that
-    # equal ones (a sector's hexes weigh the same) tie exactly, whatever order the threads added them in,
-    # and the ties go to the higher hex every time.
-    return f"""(SELECT subscriber_id, arg_max(h3, (score8, score, h3)) AS h3 FROM (
-                   SELECT subscriber_id, round(sum(score), 9) AS score8, arg_max(h3, (score, h3)) AS h3, max(score) AS score
-                   FROM (
-                       SELECT s.subscriber_id, f.h3, f.h3_8, round(sum(s.{weight} * f.weight), 9) AS score
-                       FROM {scores} s JOIN coverage f USING (cell) WHERE s.{weight} > 0
-                       GROUP BY s.subscriber_id, f.h3, f.h3_8)
-                   GROUP BY subscriber_id, h3_8)
+def _hex_choice(scores: str, hours: str) -> str:
+    """Per subscriber, the res-9 hex holding the most hours of `scores` among the footprints of the cells they
+    were spent at, inside the res-8 hex holding the most: the res-8 choice is the better one (a sector spans
+    several res-9 hexes) and the map rolls res 9 up, so the two must agree. Every hex of a footprint counts
+    a cell's hours alike (where in it a phone is does not change which cell serves it)."""
+    # The largest (score8, score, h3) over all res-9 hexes, in groupings instead of a window: per res-8 hex
+    # its total and its best res-9 hex, then the best res-8 hex. Scores are whole hours, so keys pack:
+    # within a res-8 hex the res-9 hexes differ only in their last digit (bits 18-20), which gives the
+    # best one back from its parent; ties go to the higher hex every time.
+    digit = "((h3 >> 18) & 7)::BIGINT"
+    child = "((((h3_8 & ~(15::UBIGINT << 52)) | (9::UBIGINT << 52)) & ~(7::UBIGINT << 18)) | ((best & 7)::UBIGINT << 18))"
+    return f"""(SELECT subscriber_id, arg_max(h3, (score8::HUGEINT << 96) | ((best >> 3)::HUGEINT << 64) | h3::HUGEINT) AS h3
+               FROM (
+                   SELECT subscriber_id, score8, best, {child} AS h3 FROM (
+                       SELECT subscriber_id, {parent_sql('h3', 8)} AS h3_8, sum(score) AS score8, max((score << 3) | {digit}) AS best
+                       FROM (
+                           SELECT s.subscriber_id, f.h3, sum(s.{hours})::BIGINT AS score
+                           FROM {scores} s JOIN coverage f USING (cell) WHERE s.{hours} > 0
+                           GROUP BY s.subscriber_id, f.h3)
+                       GROUP BY ALL))
                GROUP BY subscriber_id)"""
 
 
@@ -154,9 +159,9 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
         "SELECT NULL::INTEGER AS cell, NULL::VARCHAR AS cell_key, NULL::DOUBLE AS x, NULL::DOUBLE AS y WHERE false"))
     coverage = work.definitions.get("location", {}).get("coverage")
     con.execute("CREATE OR REPLACE TEMP TABLE coverage AS " + (
-        f"SELECT i.cell, f.h3, {parent_sql('f.h3', 8)} AS h3_8, f.weight FROM read_parquet('{coverage}') f "
+        f"SELECT i.cell, f.h3 FROM read_parquet('{coverage}') f "
         f"JOIN cell_ids i USING (cell_key)" if coverage else
-        "SELECT NULL::INTEGER AS cell, NULL::UBIGINT AS h3, NULL::UBIGINT AS h3_8, NULL::DOUBLE AS weight WHERE false"))
+        "SELECT NULL::INTEGER AS cell, NULL::UBIGINT AS h3 WHERE false"))
     # Each stay becomes the hours of the window it touches, as bits of a few 64-bit words; OR-ing them per
     # (subscriber, cell) counts every hour once however many stays touch it, in one grouping, and the
     # night, office and day counts are then bit counts against constant masks of the window's hours.

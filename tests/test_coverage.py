@@ -28,6 +28,7 @@ def test_sectors_point_their_way_and_weights_sum_to_one():
     site = (113.10, 23.00)
     cells = [(f"LTE-460-0-1-{i}", *site, azimuth, 65, 1500, "S1") for i, azimuth in enumerate([0, 120, 240])]
     result = run(cells)
+    directions = []
     for key, azimuth in [("LTE-460-0-1-0", 0), ("LTE-460-0-1-1", 120), ("LTE-460-0-1-2", 240)]:
         hexes = hexes_of(result, key)
         assert len(hexes) > 10
@@ -36,8 +37,27 @@ def test_sectors_point_their_way_and_weights_sum_to_one():
         for cell in hexes:
             lat, lon = h3.cell_to_latlng(h3.int_to_str(cell))
             direction, distance = bearing_km(site, (lon, lat))
-            assert distance < 1.7 and abs((direction - azimuth + 180) % 360 - 180) <= 32.5 + 15, (key, direction)
+            # Each sector serves the directions nearer its azimuth than the other two (120 degrees), not
+            # only its 65-degree beam: together they leave no direction to no cell.
+            gap = abs((direction - azimuth + 180) % 360 - 180)
+            assert distance < 1.7 and gap <= 60 + 15, (key, direction)
             assert h3.get_resolution(h3.int_to_str(cell)) == RESOLUTION
+            directions.append(gap)
+    assert max(directions) > 45  # wider than the beam
+    assert len(result["h3"]) == len(set(result["h3"].tolist()))  # no hex in two sectors of a site
+
+
+def test_a_sites_only_azimuth_covers_its_beam_and_cells_on_one_antenna_share_it():
+    site = (113.10, 23.00)
+    result = run([("lone", *site, 90, 40, 1500, "S1"), ("LTE", 113.20, 23.00, 0, 65, 1500, "S2"),
+                  ("NR", 113.20, 23.00, 0, 65, 1500, "S2"), ("LTE-2", 113.20, 23.00, 180, 65, 1500, "S2")])
+    for cell in hexes_of(result, "lone"):
+        lat, lon = h3.cell_to_latlng(h3.int_to_str(cell))
+        assert abs(bearing_km(site, (lon, lat))[0] - 90) <= 20 + 15
+    assert hexes_of(result, "LTE") == hexes_of(result, "NR")  # two radios on one antenna: the same sector
+    north = [bearing_km((113.20, 23.00), h3.cell_to_latlng(h3.int_to_str(c))[::-1])[0] for c in hexes_of(result, "LTE")]
+    assert any(60 < d < 90 + 15 for d in north)  # half of the way to the other azimuth, 180 degrees away
+    assert set(hexes_of(result, "LTE")).isdisjoint(hexes_of(result, "LTE-2"))
 
 
 def test_a_sector_stops_where_the_next_site_is_nearer():

@@ -1,8 +1,10 @@
 """Location inference against the simulator's truth: home and work cells, unknowns, movers."""
 
+from collections import Counter
 from datetime import date, timedelta
 
 import duckdb
+import h3
 import pytest
 
 from tagging.lake import store
@@ -114,4 +116,10 @@ def test_hours_count_once_nights_go_to_their_evening_and_office_hours_to_weekday
     assert (located["work_cell"], located["work_days"]) == (office, 3)
     assert located["work_confidence"] == pytest.approx(13 / (13 + 1))
     assert located["location_hours"] == (21 + 23) + 19 + (3 + 1) and located["frequent_cell"] == home
-    assert located["home_h3"] is not None and located["work_h3"] is not None
+    # Each hex is one the cell serves (the best res-9 hex rebuilt from its res-8 parent), in the res-8 hex
+    # holding most of the cell's footprint.
+    footprint = duckdb.connect().sql(f"SELECT cell_key, h3 FROM read_parquet('{cell_coverage()}')").fetchall()
+    for cell, chosen in ((home, located["home_h3"]), (office, located["work_h3"])):
+        served = [h for key, h in footprint if key == cell]
+        by_parent = Counter(h3.cell_to_parent(h3.int_to_str(h), 8) for h in served)
+        assert chosen in served and by_parent[h3.cell_to_parent(h3.int_to_str(chosen), 8)] == max(by_parent.values())

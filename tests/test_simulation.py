@@ -52,6 +52,15 @@ def test_sites_have_three_sectors_with_azimuths_and_density_follows_people(small
     assert centre > 5 * everywhere
 
 
+def test_a_cells_published_range_reaches_every_home_it_serves(small_city):
+    beyond, served = q(f"""
+        SELECT count(*) FILTER (WHERE sqrt(power((t.home_lon - c.lon) * 111.32 * cos(radians(c.lat)), 2) + power((t.home_lat - c.lat) * 110.57, 2))
+                                      * 1000 > c.range * 1.02 AND c.range < 5000), count(*)
+        FROM read_parquet('{small_city}/truth/subscribers.parquet') t
+        JOIN read_csv('{small_city}/cells.csv') c ON t.home_cell = c.radio || '-' || c.mcc || '-' || c.net || '-' || c.area || '-' || c.cell""")[0]
+    assert served == SMALL_CITY.subscribers and beyond == 0
+
+
 def test_day_night_and_weekday_rhythms(small_city):
     (night_share,) = q(f"""SELECT avg((hour(to_timestamp(start_time) AT TIME ZONE 'Asia/Shanghai') >= 20
                                      OR hour(to_timestamp(end_time) AT TIME ZONE 'Asia/Shanghai') <= 9)::INT)

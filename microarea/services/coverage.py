@@ -18,9 +18,13 @@ from tagging.stages import write_table_atomically
 from ..coverage import RESOLUTION, footprints, sites_of
 
 
+# Raised whenever footprints are drawn differently, so that a lake's kept file is made again, not reused.
+FOOTPRINT_MODEL = 2  # 2: sectors span the bisectors between a site's azimuths, not the beamwidth
+
+
 def coverage_path(batch_ids: list[int]) -> Path:
     digest = hashlib.sha256(",".join(map(str, sorted(batch_ids))).encode()).hexdigest()[:16]
-    return Path(settings.LAKE_DIR) / "coverage" / f"res{RESOLUTION}-cells-{digest}.parquet"
+    return Path(settings.LAKE_DIR) / "coverage" / f"res{RESOLUTION}-v{FOOTPRINT_MODEL}-cells-{digest}.parquet"
 
 
 def cell_coverage(*, batch_ids: list[int] | None = None) -> Path | None:

@@ -187,13 +187,30 @@ def build_network(rng: np.random.Generator, places: Places, *, sites: int) -> Ne
     )
 
 
+def serving_reach_km(site_xy: np.ndarray) -> np.ndarray:
+    """How far each site serves: the farthest corner of its Voronoi region (where it is the nearest site, as
+    `Network.serving_cell` decides) inside the city box. Irregular site spacing makes this often twice the
+    distance to the nearest site or more."""
+    points = _to_km(site_xy)
+    low, high = _to_km(np.array([[LON_MIN, LAT_MIN]]))[0], _to_km(np.array([[LON_MAX, LAT_MAX]]))[0]
+    span = float(np.max(high - low)) * 10
+    far = (low + high) / 2 + np.array([[-span, -span], [-span, span], [span, -span], [span, span]])
+    diagram = Voronoi(np.vstack([points, far]), qhull_options="QJ")
+    reach = np.empty(len(points))
+    for i, point in enumerate(points):
+        corners = np.clip(diagram.vertices[diagram.regions[diagram.point_region[i]]], low, high)
+        reach[i] = np.max(np.hypot(*(corners - point).T))
+    return reach
+
+
 def cells_table(rng: np.random.Generator, network: Network, *, as_of_epoch: int) -> dict[str, np.ndarray]:
-    """The network as an OpenCelliD-format table, with azimuth, beamwidth and site_id."""
+    """The network as an OpenCelliD-format table, with azimuth, beamwidth and site_id. A cell's range is
+    how far its site serves (a published range short of that would leave served homes outside every
+    cell's footprint: a third of them, measured on the 1 M city, when the range was 0.7 x the spacing)."""
     parts = np.char.split(network.cell_key, "-")
     parts = np.array(parts.tolist())
     xy = network.site_xy[network.cell_site]
-    distance_km, _ = network.tree.query(_to_km(network.site_xy), k=2)
-    spacing = distance_km[:, 1][network.cell_site]
+    reach_km = serving_reach_km(network.site_xy)[network.cell_site]
     n = len(network.cell_key)
     omni = np.isnan(network.cell_azimuth)
     return {
@@ -205,7 +222,7 @@ def cells_table(rng: np.random.Generator, network: Network, *, as_of_epoch: int)
         "unit": np.zeros(n, dtype=int),
         "lon": np.round(xy[:, 0], 6),
         "lat": np.round(xy[:, 1], 6),
-        "range": np.clip(spacing * 700, 200, 5000).astype(int),
+        "range": np.clip(reach_km * 1000, 200, 5000).astype(int),
         "samples": rng.integers(5, 500, n),
         "changeable": np.ones(n, dtype=int),
         "created": as_of_epoch - rng.integers(86400 * 200, 86400 * 3000, n),
