@@ -481,6 +481,14 @@ def test_the_map_shows_where_a_campaigns_targets_live_in_your_districts_only(cit
     assert sum(f["properties"]["value"] for f in res7["features"]) == sum(per_hex.values())
     work = sales.get(f"/api/v1/hexes/?resolution=8&basis=work&metric=campaign_targets&campaign={campaign.id}").json()
     assert 0 < sum(f["properties"]["value"] for f in work["features"]) <= campaign.counts["targets"]
+    # A random control group is contacted like the targets, so the map counts it as the exports hold it.
+    random = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM, holdout_share="0.2"),
+                             user=city["manager"], seed=4)
+    listed = duckdb.connect().sql(f"""
+        SELECT count(*) FILTER (WHERE t."group" = 'control'), count(*) FROM read_parquet('{targets_path(random)}') t
+        JOIN read_parquet('{folder}/location/*.parquet') l USING (subscriber_id) WHERE l.home_h3 IS NOT NULL""").fetchall()[0]
+    shown = sales.get(f"/api/v1/hexes/?resolution=7&metric=campaign_targets&campaign={random.id}").json()["features"]
+    assert listed[0] > 0 and sum(f["properties"]["value"] for f in shown) == listed[1]
     # The district's panel counts its resident targets.
     area = MicroArea.objects.get(region=city["region"], kind="district")
     inside = set(area.hex_array().tolist())

@@ -61,9 +61,15 @@ def target_list_sql(campaign: Campaign) -> str:
     return f"read_parquet({store.files_sql(files)})"
 
 
+def contacted_sql(campaign: Campaign) -> str:
+    """A condition on the list's "group": whom field teams are given to contact, the targets and a random
+    control group alike, never a holdout."""
+    return "true" if campaign.control_kind == Campaign.ControlKind.RANDOM else "\"group\" = 'target'"
+
+
 def _on_map(campaign: Campaign) -> TargetList:
     return TargetList(id=campaign.id, label=f"{campaign.name} · {campaign.product.name} ({campaign.get_status_display()})",
-                      members_sql=f"(SELECT subscriber_id FROM {target_list_sql(campaign)} WHERE \"group\" = 'target')")
+                      members_sql=f"(SELECT subscriber_id FROM {target_list_sql(campaign)} WHERE {contacted_sql(campaign)})")
 
 
 def _mapped(user):
@@ -72,8 +78,8 @@ def _mapped(user):
 
 
 def campaigns_on_map(user) -> list[TargetList]:
-    """The frozen campaigns of the user's regions, newest first, as lists of targets (the control group left
-    out) that the micro-area map counts where they live."""
+    """The frozen campaigns of the user's regions, newest first, as the lists field teams contact (what their
+    exports hold) that the micro-area map counts where they live."""
     return [_on_map(c) for c in _mapped(user) if targets_path(c).exists()]
 
 
@@ -92,8 +98,7 @@ def residents_sql(campaign: Campaign, area) -> tuple[str, dict]:
 def contact_list_keys() -> str:
     """Every (campaign, subscriber) field teams were given to contact, as a relation of 'id:subscriber_id'
     keys: what contact outcomes are checked against at ingest."""
-    parts = [f"SELECT '{c.id}:' || subscriber_id AS key FROM {target_list_sql(c)}"
-             + ("" if c.control_kind == Campaign.ControlKind.RANDOM else " WHERE \"group\" = 'target'")
+    parts = [f"SELECT '{c.id}:' || subscriber_id AS key FROM {target_list_sql(c)} WHERE {contacted_sql(c)}"
              for c in Campaign.objects.exclude(status=Campaign.Status.DRAFT) if targets_path(c).exists()]
     return " UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS key WHERE false"
 

@@ -18,7 +18,7 @@ from microarea.models import MicroArea
 from tagging.lake import store
 
 from ..models import Campaign, ContactBlackout, ExportLog
-from .campaigns import campaign_districts, residents_sql, target_list_sql, targets_path
+from .campaigns import campaign_districts, contacted_sql, residents_sql, target_list_sql, targets_path
 
 COLUMNS = ("subscriber_id", "msisdn", "region_code", "reasons")
 # A spreadsheet takes a cell starting with one of these for a formula (CSV injection): such cells are
@@ -77,9 +77,8 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     if blackout is not None:
         raise ExportRefused(f"no contacts from {blackout.start_date} to {blackout.end_date}: {blackout.reason}", status=409)
     districts = campaign_districts(campaign, user)
-    where, params = ["t.region_code IN (SELECT unnest($districts::VARCHAR[]))"], {"districts": districts}
-    if campaign.control_kind == Campaign.ControlKind.HOLDOUT:
-        where.append("t.\"group\" = 'target'")  # a random group is contacted like the targets; a holdout never
+    where = ["t.region_code IN (SELECT unnest($districts::VARCHAR[]))", contacted_sql(campaign)]
+    params = {"districts": districts}
     filters = {}
     if area_id is not None:
         area = MicroArea.objects.visible_to(user).filter(pk=area_id).first()

@@ -15,7 +15,7 @@ from tagging.models import IngestBatch
 from tagging.services.ingest import ingest_file
 
 from ..models import Campaign
-from .campaigns import target_list_sql
+from .campaigns import contacted_sql, target_list_sql
 
 FIELDS = ("msisdn", "contacted_at", "channel", "outcome")
 
@@ -34,14 +34,12 @@ def record_outcomes(*, campaign: Campaign, rows: list[dict], user) -> IngestBatc
     if not rows or missing:
         raise OutcomesRefused("no rows" if not rows else "rows with missing fields", missing[:100])
     msisdns = [str(row["msisdn"]).strip() for row in rows]
-    # Whom the field teams were given to contact: the targets, and a random control group (never a holdout).
-    contacted = "true" if campaign.control_kind == Campaign.ControlKind.RANDOM else "t.\"group\" = 'target'"
     con = store.reader()
     try:
         known = {m for (m,) in con.execute(
             f"SELECT s.msisdn::VARCHAR FROM {target_list_sql(campaign)} t "
             f"JOIN {store.current_sql('subscribers')} s USING (subscriber_id) "
-            f"WHERE {contacted} AND s.msisdn::VARCHAR IN (SELECT unnest($msisdns::VARCHAR[]))",
+            f"WHERE {contacted_sql(campaign)} AND s.msisdn::VARCHAR IN (SELECT unnest($msisdns::VARCHAR[]))",
             {"msisdns": msisdns}).fetchall()}
     finally:
         con.close()

@@ -217,7 +217,7 @@
       // A campaign's list is exported per micro-area (its residents), so the link is on micro-areas only.
       const link = areaId === undefined ? "" : `<p><a id="export-campaign-targets" href="/api/v1/campaigns/${t.id}/targets/?${
         new URLSearchParams({ area: areaId, format: "csv" })}">导出本区活动名单 Export the campaign's list here (CSV)</a></p>`;
-      parts.push(`<h3>营销活动 Campaign</h3><table><tr><th>${esc(t.label)}<br>目标客户 Targets living here</th><td class="num" id="campaign-targets">${
+      parts.push(`<h3>营销活动 Campaign</h3><table><tr><th>${esc(t.label)}<br>名单上住在这里 On its contact list, living here</th><td class="num" id="campaign-targets">${
         count(t.targets)}</td></tr></table>${link}`);
     }
     if (s.product) {
