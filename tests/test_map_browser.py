@@ -55,6 +55,7 @@ def sales_user_with_a_snapshot(small_city, run_to_end):
 def test_a_sales_user_browses_the_map_switches_metric_and_opens_a_hex(sales_user_with_a_snapshot, live_server, settings):
     settings.AREA_MIN_COUNT = 1  # a small city: show every hex so that the one clicked has numbers
     problems = []
+    campaign = Campaign.objects.get().id  # the ORM is not for inside Playwright's event loop
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM,
                                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
@@ -96,6 +97,11 @@ def test_a_sales_user_browses_the_map_switches_metric_and_opens_a_hex(sales_user
             assert int(page.inner_text("#campaign-targets").replace(",", "")) > 0
             assert page.get_attribute("#export-campaign-targets", "href").startswith("/api/v1/campaigns/")
             page.screenshot(path=str(SCREENSHOTS / "map-campaign.png"))
+            # The campaign's report links to this view; the map opens on it.
+            page.goto(f"{live_server.url}/campaigns/{campaign}/")
+            page.click("#on-the-map")
+            page.wait_for_function("document.getElementById('map').dataset.metric === 'campaign_targets'")
+            assert page.input_value("#metric") == "campaign_targets" and not page.is_disabled("#campaign")
         finally:
             browser.close()
     assert problems == []

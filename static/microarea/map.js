@@ -9,6 +9,11 @@
   const COLOURS = ["#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494"];
   const SUPPRESSED = "#c5ccd6";
   const metrics = Object.fromEntries(config.metrics.map((m) => [m.code, m]));
+  // A link may open the map on a view (/map/?metric=campaign_targets&campaign=7): choices the page offers only.
+  for (const [name, given] of new URLSearchParams(window.location.search)) {
+    const select = controls[name];
+    if (select && [...select.options].some((o) => o.value === given)) select.value = given;
+  }
 
   const map = L.map("map", { zoomSnap: 0.5 });
   map.setView([23.02, 113.12], 11);  // replaced by the districts' bounds once they load
