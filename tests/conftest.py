@@ -120,3 +120,17 @@ def run_to_end(celery_worker_process):
             time.sleep(0.2)
 
     return wait
+
+
+@pytest.fixture
+def published_city(small_city, run_to_end) -> SnapshotRun:
+    """The small city ingested, its districts as micro-areas, the starting tag catalogue, and one published
+    snapshot over its whole window: the run."""
+    from microarea.services.imports import import_micro_areas
+    from tagging.services.snapshots import start_snapshot_run
+    from tagging.services.tags import install_starting_catalogue
+
+    ingest_city(small_city)
+    import_micro_areas(small_city / "districts.geojson")
+    install_starting_catalogue()
+    return run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=600))

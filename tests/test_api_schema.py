@@ -14,12 +14,8 @@ from schemathesis.checks import not_a_server_error
 
 from campaigns.models import Campaign
 from campaigns.services.campaigns import freeze_campaign
-from microarea.services.imports import import_micro_areas
 from tagging.models import Product, Region, StaffProfile
-from tagging.services.snapshots import start_snapshot_run
-from tagging.services.tags import install_starting_catalogue
 
-from .conftest import SMALL_CITY, ingest_city
 from .factories import staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,11 +24,7 @@ EXAMPLES = 6  # per operation and user: every operation reached, odd values incl
 
 
 @pytest.fixture
-def published(small_city, run_to_end):
-    ingest_city(small_city)
-    import_micro_areas(small_city / "districts.geojson")
-    install_starting_catalogue()
-    run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=600))
+def published(published_city):
     districts = [Region.objects.get(code="440604"), Region.objects.get(code="440605")]
     manager = staff_user(StaffProfile.Role.ADMIN, *districts, username="st_cm")
     campaign = Campaign.objects.create(name="schema", product=Product.objects.get(code="5g_plan"), audience="high_value",

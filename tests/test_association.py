@@ -11,10 +11,8 @@ from tagging.expressions import ExpressionError
 from tagging.lake import store
 from tagging.models import Region, StaffProfile
 from tagging.services.audiences import preview_audience
-from tagging.services.snapshots import start_snapshot_run
-from tagging.services.tags import install_starting_catalogue
 
-from .conftest import SMALL_CITY, ingest_city
+from .conftest import SMALL_CITY
 from .factories import staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,10 +32,8 @@ def test_support_confidence_and_lift_by_hand():
     assert association_rules(["a"], 0, np.array([0]), np.array([[0]])) == []
 
 
-def test_the_matrix_of_a_snapshot_in_your_districts_and_its_seed_audiences(small_city, run_to_end):
-    ingest_city(small_city)
-    install_starting_catalogue()
-    run = run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=600))
+def test_the_matrix_of_a_snapshot_in_your_districts_and_its_seed_audiences(published_city):
+    run = published_city
     user = staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440604"), username="assoc")
     api = APIClient()
     api.force_authenticate(user)

@@ -9,26 +9,18 @@ import pytest
 
 from campaigns.models import Campaign
 from campaigns.services.campaigns import CampaignRefused, freeze_campaign, targets_path
-from microarea.services.imports import import_micro_areas
 from tagging.models import Product, Region, StaffProfile
-from tagging.services.snapshots import start_snapshot_run
-from tagging.services.tags import install_starting_catalogue
 from tagging.stages import snapshot_dir
 
-from .conftest import SMALL_CITY, ingest_city
 from .factories import staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the run's tasks are sent when its transaction commits
 
 
 @pytest.fixture
-def city(small_city, run_to_end):
-    ingest_city(small_city)
-    import_micro_areas(small_city / "districts.geojson")
-    install_starting_catalogue()
-    run = run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=600))
+def city(published_city):
     chancheng = Region.objects.get(code="440604")
-    return {"run": run, "region": chancheng, "manager": staff_user(StaffProfile.Role.ADMIN, chancheng, username="cm")}
+    return {"run": published_city, "region": chancheng, "manager": staff_user(StaffProfile.Role.ADMIN, chancheng, username="cm")}
 
 
 def draft(city, audience: str, **fields) -> Campaign:

@@ -14,12 +14,9 @@ import pytest
 
 from campaigns.models import Campaign
 from campaigns.services.campaigns import freeze_campaign
-from microarea.services.imports import import_micro_areas
 from tagging.models import Product, Region, StaffProfile
-from tagging.services.snapshots import start_snapshot_run
-from tagging.services.tags import install_starting_catalogue
 
-from .conftest import ROOT, SMALL_CITY, ingest_city
+from .conftest import ROOT
 from .factories import staff_user
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,11 +34,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def sales_user_with_a_snapshot(small_city, run_to_end):
-    ingest_city(small_city)
-    import_micro_areas(small_city / "districts.geojson")
-    install_starting_catalogue()
-    run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=600))
+def sales_user_with_a_snapshot(published_city):
     chancheng = Region.objects.get(code="440604")
     manager = staff_user(StaffProfile.Role.ADMIN, chancheng, username="map_manager")
     campaign = Campaign.objects.create(name="5G升级", product=Product.objects.get(code="5g_plan"), audience="five_g_potential",

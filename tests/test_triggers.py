@@ -12,25 +12,17 @@ from rest_framework.test import APIClient
 from campaigns.models import Campaign, EventTrigger, TriggeredTarget, TriggerPass
 from campaigns.services.campaigns import freeze_campaign, move_campaign, targets_path
 from microarea.models import MicroArea
-from microarea.services.imports import import_micro_areas
 from tagging.lake import store
 from tagging.models import IngestBatch, Product, Region, StaffProfile
 from tagging.services.ingest import ingest_file
-from tagging.services.snapshots import start_snapshot_run
-from tagging.services.tags import install_starting_catalogue
 
-from .conftest import SMALL_CITY, ingest_city
 from .factories import staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def running(small_city, run_to_end):
-    ingest_city(small_city)
-    import_micro_areas(small_city / "districts.geojson")
-    install_starting_catalogue()
-    run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=600))
+def running(published_city):
     chancheng = Region.objects.get(code="440604")
     manager = staff_user(StaffProfile.Role.ADMIN, chancheng, username="tp_cm")
     campaign = Campaign.objects.create(
