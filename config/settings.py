@@ -27,7 +27,7 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use 1/0, true/false, yes/no or on/off.")
 
 
-def _env_int(name: str, default: int, *, minimum: int = 0, kind: type = int) -> int:
+def _env_int(name: str, default: int, *, minimum: int = 0, maximum: float = float("inf"), kind: type = int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -37,6 +37,8 @@ def _env_int(name: str, default: int, *, minimum: int = 0, kind: type = int) -> 
         raise ImproperlyConfigured(f"{name}={raw!r} is not {'a whole number' if kind is int else 'a number'}.") from None
     if not value >= minimum:  # also refuses nan
         raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
+    if value > maximum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at most {maximum}.")
     return value
 
 
@@ -249,7 +251,7 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # Snapshot runs split subscribers into id ranges of this size, one Celery task each.
 SNAPSHOT_PARTITION_SIZE = _env_int("SNAPSHOT_PARTITION_SIZE", 250_000, minimum=1)
-SNAPSHOT_WINDOW_DAYS = _env_int("SNAPSHOT_WINDOW_DAYS", 30, minimum=1)
+SNAPSHOT_WINDOW_DAYS = _env_int("SNAPSHOT_WINDOW_DAYS", 30, minimum=1, maximum=366)
 # A partition claimed longer ago than this is taken to be abandoned (its worker died) and is re-claimed.
 SNAPSHOT_PARTITION_LEASE_SECONDS = _env_int("SNAPSHOT_PARTITION_LEASE_SECONDS", 1800, minimum=1)
 # Behaviour segments: k of the k-means (0 turns segments off) and its seed, for reproducible runs.

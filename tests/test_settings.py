@@ -33,6 +33,7 @@ def start(tmp_path, **env) -> subprocess.CompletedProcess:
         ({"MAP_TILE_URL": "https://tiles.example/tile.png"}, "MAP_TILE_URL"),
         ({"PSEUDONYM_KEY": "short"}, "PSEUDONYM_KEY"),
         ({"SNAPSHOT_PARTITION_SIZE": "lots"}, "SNAPSHOT_PARTITION_SIZE"),
+        ({"SNAPSHOT_WINDOW_DAYS": "400"}, "SNAPSHOT_WINDOW_DAYS"),
         ({**PRODUCTION, "SECRET_KEY": ""}, "SECRET_KEY"),
         ({**PRODUCTION, "SECRET_KEY": "short-secret"}, "SECRET_KEY"),
         ({**PRODUCTION, "PSEUDONYM_KEY": ""}, "PSEUDONYM_KEY"),

@@ -118,6 +118,8 @@ def test_refusals_change_nothing(small_city):
         start_snapshot_run(as_of=AS_OF)
     with pytest.raises(SnapshotRefused, match="future"):
         start_snapshot_run(as_of=datetime.date.today() + datetime.timedelta(days=3))
+    with pytest.raises(SnapshotRefused, match="at most 366"):
+        start_snapshot_run(as_of=AS_OF, window_days=367)
     assert not SnapshotRun.objects.exists()
 
 

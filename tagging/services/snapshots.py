@@ -26,6 +26,9 @@ class StageFailed(RuntimeError):
     """A failure that retrying cannot fix (a rule that fails on the data): the run fails at once."""
 
 
+MAX_WINDOW_DAYS = 366  # a year; the location stage packs a window's days into 10 bits of its keys
+
+
 def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = None,
                        window_days: int | None = None) -> SnapshotRun:
     """Pin the lake batches the run will read, create its first stage's partitions and enqueue them."""
@@ -37,6 +40,8 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
         raise SnapshotRefused(f"as-of date {as_of} is in the future")
     if partition_size < 1 or window_days < 1:
         raise SnapshotRefused("partition size and window must be positive")
+    if window_days > MAX_WINDOW_DAYS:
+        raise SnapshotRefused(f"a window of {window_days} days: at most {MAX_WINDOW_DAYS}")
     active = SnapshotRun.objects.active().first()
     if active:
         raise SnapshotRefused(f"run #{active.id} (as of {active.as_of_date}) is still {active.status}; wait for it")
