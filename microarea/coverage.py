@@ -5,9 +5,8 @@ that boundary another site is nearer and serves instead. The sector spans the di
 azimuth than the site's other azimuths (the bisectors between them: 120 degrees each on a 3-sector
 site), since a phone camps on the strongest sector, not only inside the antenna's half-power beamwidth
 (65 degrees, which would leave the directions between beams to no cell); a site's only azimuth covers
-its beamwidth. The sector is filled with the
-res-9 hexes whose centres it contains, weights equal and summing to 1; a sector smaller than any hex
-centre it could contain takes the hex under its centroid. A cell without an azimuth (an omni or an
+its beamwidth. The sector is filled with the res-9 hexes whose centres it contains, weights equal and
+summing to 1; a sector smaller than any hex centre it could contain takes the hex under its centroid. A cell without an azimuth (an omni or an
 unknown antenna) is its tower's own hex. Sites are the cells' site_id, or cells sharing a position.
 
 Pure: numpy, scipy, shapely and h3 in, arrays out; nothing here reads the database or the lake.
@@ -73,8 +72,9 @@ def serving_arcs(site: np.ndarray, azimuth: np.ndarray, beamwidth: np.ndarray) -
     Cells of a site sharing an azimuth (bands or radios on one antenna) share the arc."""
     width = np.where(np.isnan(beamwidth), DEFAULT_BEAMWIDTH, beamwidth)
     start, end = azimuth - width / 2, azimuth + width / 2
-    for s in np.unique(site[~np.isnan(azimuth)]):
-        cells = np.flatnonzero((site == s) & ~np.isnan(azimuth))
+    sectored = np.flatnonzero(~np.isnan(azimuth))
+    by_site = sectored[np.argsort(site[sectored], kind="stable")]
+    for cells in np.split(by_site, np.flatnonzero(np.diff(site[by_site])) + 1):  # one site's cells at a time
         distinct = np.unique(azimuth[cells] % 360)
         if len(distinct) < 2:
             continue
@@ -102,7 +102,9 @@ def footprints(cell_key: np.ndarray, lon: np.ndarray, lat: np.ndarray, azimuth: 
         return {"cell_key": np.zeros(0, dtype=object), "h3": np.zeros(0, dtype=np.uint64), "weight": np.zeros(0)}
     plane = _Plane(lon, lat)
     site = sites_of(site_id, lon, lat)
-    site_xy = np.array([plane.to_km(lon[site == s], lat[site == s]).mean(axis=0) for s in range(site.max() + 1)])
+    xy = plane.to_km(lon, lat)
+    per_site = np.bincount(site)
+    site_xy = np.column_stack([np.bincount(site, weights=xy[:, k]) / per_site for k in (0, 1)])
     radius = np.clip(np.where(np.isnan(range_m) | (range_m <= 0), DEFAULT_RANGE_M, range_m), 100, MAX_RANGE_M) / 1000
     regions = voronoi_regions(site_xy, margin_km=float(radius.max()))
     start, end = serving_arcs(site, azimuth, beamwidth)
