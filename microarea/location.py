@@ -6,8 +6,8 @@ home is the cell with the most distinct night hours (LOCATION_NIGHT_HOURS), work
 home with the most distinct weekday office hours (LOCATION_OFFICE_HOURS), each only when seen on at
 least LOCATION_MIN_DAYS distinct days, with the winner's share of those hours as its confidence; the most
 frequent cell, and the radius of gyration over the cells' positions. Subscribers without enough data
-are unknown, not guessed. The home and work hexes weigh every cell seen at those hours by its coverage
-footprint, so that the cells seen around a home narrow down where in the home cell's footprint it is.
+are unknown, not guessed. The home and work hexes count the hours of every cell seen at those times over
+its coverage footprint's hexes, so that the cells seen around a home narrow down where it is.
 
 The microarea app registers this stage, and its features for tag rules, into the tagging registries.
 """
