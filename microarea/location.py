@@ -189,19 +189,22 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     # with their days (hours << 42 | cell << 10 | days), in the same pass that finds home.
     eligible_night, eligible_office = f"FILTER (WHERE night_days >= {min_days})", f"FILTER (WHERE office_days >= {min_days})"
     select = f"""
-        WITH home AS (
+        WITH found AS (
             SELECT subscriber_id, sum(night_hours) AS night_total,
-                   arg_max(cell, night_hours::BIGINT << 32 | cell) {eligible_night} AS home_cell,
-                   max(night_hours) {eligible_night} AS home_hours,
+                   max(night_hours::BIGINT << 32 | cell) {eligible_night} AS home_key,
                    arg_max(night_days, night_hours::BIGINT << 32 | cell) {eligible_night} AS home_days,
                    arg_max(office_hours, night_hours::BIGINT << 32 | cell) {eligible_night} AS home_office_hours,
                    sum(office_hours) AS office_hours,
                    max((office_hours::BIGINT << 42) | (cell::BIGINT << 10) | office_days, 2) {eligible_office} AS office_best,
-                   arg_max(cell, hours::BIGINT << 32 | cell) AS frequent_cell, sum(hours) AS location_hours,
+                   max(hours::BIGINT << 32 | cell) AS frequent_key, sum(hours) AS location_hours,
                    -- Radius of gyration (km): sqrt(E|p|^2 - |E p|^2) over the towers seen, weighted by hours.
                    sqrt(greatest(sum(hours * (x * x + y * y)) / sum(hours) - power(sum(hours * x) / sum(hours), 2)
                                  - power(sum(hours * y) / sum(hours), 2), 0)) AS radius_of_gyration_km
             FROM per_cell GROUP BY subscriber_id
+        ), home AS (
+            SELECT *, (home_key & 4294967295)::INTEGER AS home_cell, (home_key >> 32)::INTEGER AS home_hours,
+                   (frequent_key & 4294967295)::INTEGER AS frequent_cell
+            FROM found
         ), work AS (
             SELECT subscriber_id, home_cell, office_hours - coalesce(home_office_hours, 0) AS office_total,
                    ((key >> 10) & 4294967295)::INTEGER AS work_cell, (key >> 42)::INTEGER AS work_hours,
