@@ -52,7 +52,7 @@ class MicroAreaCreateSerializer(serializers.Serializer):
 
 PRODUCT_PARAMETER = OpenApiParameter("product", str, description="Product code (products/), e.g. 5g_plan")
 CAMPAIGN_PARAMETER = OpenApiParameter("campaign", int, description="A frozen campaign of your regions (campaigns/): "
-                                                                   "its targets, counted where they live or work")
+                                                                   "its contact list, counted where they live or work")
 KIND_PARAMETER = OpenApiParameter("kind", str, enum=MicroArea.Kind.values)
 HEX_PARAMETERS = [
     OpenApiParameter("resolution", int, enum=list(RESOLUTIONS), description="H3 resolution (default 8)"),

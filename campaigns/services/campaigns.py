@@ -77,10 +77,10 @@ def _mapped(user):
             .select_related("product"))
 
 
-def campaigns_on_map(user) -> list[TargetList]:
-    """The frozen campaigns of the user's regions, newest first, as the lists field teams contact (what their
-    exports hold) that the micro-area map counts where they live."""
-    return [_on_map(c) for c in _mapped(user) if targets_path(c).exists()]
+def campaigns_on_map(user, *, limit: int = 100) -> list[TargetList]:
+    """The latest frozen campaigns of the user's regions, newest first, as the lists field teams contact (what
+    their exports hold) that the micro-area map counts where they live. Older ones stay reachable by id."""
+    return [_on_map(c) for c in _mapped(user)[:limit] if targets_path(c).exists()]
 
 
 def campaign_on_map(user, campaign_id: int) -> TargetList | None:
