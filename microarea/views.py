@@ -19,6 +19,9 @@ def area_map(request):
     products = Product.objects.order_by("code")
     source = TARGET_LISTS.get("campaign")
     campaigns = source.listed(request.user) if source else []
+    asked = request.GET.get("campaign", "")
+    if source and asked.isdigit() and all(c.id != int(asked) for c in campaigns):  # an older one, linked to
+        campaigns += [c for c in [source.find(request.user, int(asked))] if c is not None]
     config = {
         # Campaign targets only once there is a frozen campaign to show.
         "metrics": [{"code": code, "label": label, "share": share, "product": code in PRODUCT_METRICS,

@@ -500,5 +500,6 @@ def test_the_map_shows_where_a_campaigns_targets_live_in_your_districts_only(cit
     client.force_login(sales_user)
     page = client.get("/map/").content.decode()
     assert '"campaign_targets"' in page and f'<option value="{campaign.id}">' in page and "顺德活动" not in page
+    assert "顺德活动" not in client.get(f"/map/?metric=campaign_targets&campaign={elsewhere.id}").content.decode()
     client.force_login(staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440607"), username="ss_map"))
     assert '"campaign_targets"' not in client.get("/map/").content.decode()

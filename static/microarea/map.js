@@ -9,11 +9,11 @@
   const COLOURS = ["#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494"];
   const SUPPRESSED = "#c5ccd6";
   const metrics = Object.fromEntries(config.metrics.map((m) => [m.code, m]));
-  // A link may open the map on a view (/map/?metric=campaign_targets&campaign=7): choices the page offers only.
-  for (const [name, given] of new URLSearchParams(window.location.search)) {
-    const select = controls[name];
-    if (select && [...select.options].some((o) => o.value === given)) select.value = given;
-  }
+  // A link may open the map on a view (/map/?metric=campaign_targets&campaign=7): all of it or, where it names
+  // a choice the page does not offer (another region's campaign), none of it, rather than a view it did not ask for.
+  const asked = [...new URLSearchParams(window.location.search)].filter(([name]) => controls[name] !== undefined);
+  const offered = ([name, given]) => controls[name] && [...controls[name].options].some((o) => o.value === given);
+  if (asked.every(offered)) asked.forEach(([name, given]) => { controls[name].value = given; });
 
   const map = L.map("map", { zoomSnap: 0.5 });
   map.setView([23.02, 113.12], 11);  // replaced by the districts' bounds once they load
