@@ -95,6 +95,9 @@ def test_a_sales_user_browses_the_map_switches_metric_and_opens_a_hex(sales_user
             page.click("#on-the-map")
             page.wait_for_function("document.getElementById('map').dataset.metric === 'campaign_targets'")
             assert page.input_value("#metric") == "campaign_targets" and not page.is_disabled("#campaign")
+            # A link naming a campaign the user may not see opens the default view, not another campaign's.
+            page.goto(f"{live_server.url}/map/?metric=campaign_targets&campaign=999999")
+            page.wait_for_function("document.getElementById('map').dataset.metric === 'subscribers'")
         finally:
             browser.close()
     assert problems == []
