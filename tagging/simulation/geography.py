@@ -85,18 +85,17 @@ def district_of(points: np.ndarray) -> np.ndarray:
     return index
 
 
+def voronoi_in_city(points: np.ndarray) -> list[Polygon]:
+    """The Voronoi region of each point (lon, lat), in lon, lat, clipped to the city box: where it is the nearest."""
+    far = np.array([[LON_MIN - 5, LAT_MIN - 5], [LON_MIN - 5, LAT_MAX + 5], [LON_MAX + 5, LAT_MIN - 5], [LON_MAX + 5, LAT_MAX + 5]])
+    vor = Voronoi(_to_km(np.vstack([points, far])), qhull_options="QJ")
+    city = box(LON_MIN, LAT_MIN, LON_MAX, LAT_MAX)
+    return [Polygon(_from_km(vor.vertices[vor.regions[vor.point_region[i]]])).intersection(city) for i in range(len(points))]
+
+
 def district_polygons() -> list[Polygon]:
     """The district outlines: Voronoi regions of the seats clipped to the city box."""
-    seats = np.array([[d[3], d[4]] for d in DISTRICTS])
-    far = np.array([[LON_MIN - 5, LAT_MIN - 5], [LON_MIN - 5, LAT_MAX + 5], [LON_MAX + 5, LAT_MIN - 5], [LON_MAX + 5, LAT_MAX + 5]])
-    vor = Voronoi(_to_km(np.vstack([seats, far])))
-    city = box(LON_MIN, LAT_MIN, LON_MAX, LAT_MAX)
-    polygons = []
-    for i in range(len(DISTRICTS)):
-        region = vor.regions[vor.point_region[i]]
-        vertices = _from_km(vor.vertices[region])
-        polygons.append(Polygon(vertices).intersection(city))
-    return polygons
+    return voronoi_in_city(np.array([[d[3], d[4]] for d in DISTRICTS]))
 
 
 def districts_geojson() -> dict:
@@ -192,15 +191,8 @@ def serving_reach_km(site_xy: np.ndarray) -> np.ndarray:
     `Network.serving_cell` decides) inside the city box. Irregular site spacing makes this often twice the
     distance to the nearest site or more."""
     points = _to_km(site_xy)
-    low, high = _to_km(np.array([[LON_MIN, LAT_MIN]]))[0], _to_km(np.array([[LON_MAX, LAT_MAX]]))[0]
-    span = float(np.max(high - low)) * 10
-    far = (low + high) / 2 + np.array([[-span, -span], [-span, span], [span, -span], [span, span]])
-    diagram = Voronoi(np.vstack([points, far]), qhull_options="QJ")
-    reach = np.empty(len(points))
-    for i, point in enumerate(points):
-        corners = np.clip(diagram.vertices[diagram.regions[diagram.point_region[i]]], low, high)
-        reach[i] = np.max(np.hypot(*(corners - point).T))
-    return reach
+    return np.array([np.max(np.hypot(*(_to_km(np.asarray(region.exterior.coords)) - point).T))
+                     for region, point in zip(voronoi_in_city(site_xy), points)])
 
 
 def cells_table(rng: np.random.Generator, network: Network, *, as_of_epoch: int) -> dict[str, np.ndarray]:
