@@ -191,13 +191,13 @@ def _products_held(con: duckdb.DuckDBPyConnection, work: PartitionWork, ids: str
     def held(i: int) -> str:
         return f"coalesce((p.mask_{i // 64} >> {i % 64}) & 1::UBIGINT = 1::UBIGINT, false)"
 
-    fee_of = {code: float(fee or 0) for code, _, fee in rows}
+    fee_of = {code: f"{float(fee or 0)!r}::DOUBLE" for code, _, fee in rows}  # a DOUBLE feature, not a DECIMAL
     columns = [
         " + ".join(f"coalesce(bit_count(p.mask_{w}), 0)" for w in range(words)) + " AS products_held",
-        " + ".join(f"{held(i)}::INTEGER * {fee_of[code]!r}" for code, i in index.items()) + " AS package_fee_total",
+        " + ".join(f"{held(i)}::INTEGER * {fee_of[code]}" for code, i in index.items()) + " AS package_fee_total",
         *(f"{held(i)} AS {product_feature(code)}" for code, i in index.items()),
         *(
-            " + ".join(f"{held(index[code])}::INTEGER * {fee_of[code]!r}" for code, cat, _ in rows if cat == category)
+            " + ".join(f"{held(index[code])}::INTEGER * {fee_of[code]}" for code, cat, _ in rows if cat == category)
             + f" AS {_slug(category)}_package_fee"
             for category in sorted({r[1] for r in rows})
         ),
@@ -226,14 +226,14 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     # The rows read run from the start of the earlier trend period to the as-of date. When that is just
     # the window (a city with one window of history), window sums are plain sums; and the earlier
     # period's sums are always the total less the current period's: a conditional sum costs far more
-    # over every raw row than a plain one.
+    # over every raw row than a plain one (and if() less than multiplying by a 0/1 flag).
     whole_read_is_window = date.fromisoformat(prev_from) >= work.window_start
 
     def in_window(column: str) -> str:
-        return f"sum({column})" if whole_read_is_window else f"sum({column} * (date >= DATE '{work.window_start}')::INTEGER)"
+        return f"sum({column})" if whole_read_is_window else f"sum(if(date >= DATE '{work.window_start}', {column}, 0))"
 
     def current(column: str) -> str:
-        return f"sum({column} * (date >= DATE '{cur_from}')::INTEGER)" if whole_read_is_window else in_window(column)
+        return f"sum(if(date >= DATE '{cur_from}', {column}, 0))" if whole_read_is_window else in_window(column)
 
     def trend_of(column: str) -> str:
         return f"coalesce({column}_current, 0) / NULLIF({column}_all - coalesce({column}_current, 0), 0)"
@@ -267,18 +267,18 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
                coalesce(u.mms, 0)::BIGINT AS mms_total,
                coalesce(u.data_mb, 0)::DOUBLE AS data_mb_total,
                coalesce(u.charge_yuan, 0)::DOUBLE AS charge_total,
-               coalesce(u.voice_calls, 0) * {scale} AS voice_calls_30d,
-               coalesce(u.voice_minutes, 0) * {scale} AS voice_minutes_30d,
-               coalesce(u.sms, 0) * {scale} AS sms_30d,
-               coalesce(u.mms, 0) * {scale} AS mms_30d,
-               coalesce(u.data_mb, 0) * {scale} AS data_mb_30d,
-               coalesce(u.charge_yuan, 0) * {scale} AS arpu_30d,
+               coalesce(u.voice_calls, 0)::DOUBLE * {scale} AS voice_calls_30d,
+               coalesce(u.voice_minutes, 0)::DOUBLE * {scale} AS voice_minutes_30d,
+               coalesce(u.sms, 0)::DOUBLE * {scale} AS sms_30d,
+               coalesce(u.mms, 0)::DOUBLE * {scale} AS mms_30d,
+               coalesce(u.data_mb, 0)::DOUBLE * {scale} AS data_mb_30d,
+               coalesce(u.charge_yuan, 0)::DOUBLE * {scale} AS arpu_30d,
                u.night_calls / NULLIF(u.voice_calls, 0) AS night_call_share,
                u.onnet_calls / NULLIF(u.voice_calls, 0) AS onnet_call_share,
                u.offnet_calls / NULLIF(u.voice_calls, 0) AS offnet_call_share,
                u.competitor_calls / NULLIF(u.voice_calls, 0) AS competitor_call_share,
                coalesce(u.roaming_days, 0) AS roaming_days,
-               coalesce(u.roaming_minutes, 0) * {scale} AS roaming_minutes_30d,
+               coalesce(u.roaming_minutes, 0)::DOUBLE * {scale} AS roaming_minutes_30d,
                {trend_of('u.voice_minutes')} AS voice_trend, {trend_of('u.sms')} AS sms_trend,
                {trend_of('u.data_mb')} AS data_trend, {trend_of('u.charge_yuan')} AS charge_trend,
                date_sub('month', s.join_date, DATE '{work.as_of}') AS tenure_months,
