@@ -53,8 +53,9 @@ def kmeans(points: np.ndarray, k: int, *, seed: int = 0, iterations: int = 40, r
         centroids = _plus_plus(points, k, rng)
         for _ in range(iterations):
             labels = nearest(points, centroids)
-            counts = np.bincount(labels, minlength=k)
-            sums = np.stack([np.bincount(labels, weights=points[:, j], minlength=k) for j in range(points.shape[1])], axis=1)
+            members = (labels[:, None] == np.arange(k)).astype(points.dtype)  # one-hot: sums in one product
+            counts = members.sum(axis=0)
+            sums = members.T @ points
             # An emptied cluster keeps its centroid rather than vanishing.
             moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids)
             shift = np.abs(moved - centroids).max()

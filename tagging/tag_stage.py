@@ -76,7 +76,7 @@ def fit_segments(run) -> dict | None:
     """Fit k-means on a deterministic sample of this run's features; keep codes stable against the
     current snapshot's model; make each segment a tag described by its distinguishing features."""
     from .models import SegmentModel, Snapshot, TagDefinition
-    from .services.tags import save_tag_definition
+    from .services.tags import VERSIONED_FIELDS, save_tag_definition
 
     k = settings.SEGMENT_COUNT
     if k < 1:
@@ -112,6 +112,7 @@ def fit_segments(run) -> dict | None:
     ))
     for code, (zh, en) in descriptions.items():
         tag = TagDefinition.objects.filter(code=code).first() or TagDefinition(code=code)
+        before = [getattr(tag, name) for name in VERSIONED_FIELDS]
         tag.name, tag.name_en = f"分群:{zh}"[:64], f"Segment: {en}"[:64]
         tag.category, tag.kind, tag.enabled, tag.expression = TagDefinition.Category.SEGMENT, TagDefinition.Kind.SEGMENT, True, ""
         tag.description = (
@@ -119,7 +120,8 @@ def fit_segments(run) -> dict | None:
             f"Compared with the average subscriber: {en}. The code stays with the matching centroid from one "
             "snapshot to the next."
         )
-        save_tag_definition(tag=tag, note=f"fitted in run #{run.id}")
+        if tag.pk is None or before != [getattr(tag, name) for name in VERSIONED_FIELDS]:
+            save_tag_definition(tag=tag, note=f"fitted in run #{run.id}")  # checked and versioned only when it changed
     for tag in TagDefinition.objects.filter(kind=TagDefinition.Kind.SEGMENT, enabled=True).exclude(code__in=fit.codes):
         tag.enabled = False
         save_tag_definition(tag=tag, note=f"not among the {len(fit.codes)} segments of run #{run.id}")
