@@ -227,6 +227,10 @@ def compute_terminals(con: duckdb.DuckDBPyConnection, work: PartitionWork, targe
 
 # --- publish: per-district aggregates -----------------------------------------------------------------------
 
+PLACED_COLUMNS = ["handset_imei", "handset_brand", "handset_model", "handset_tier", "handset_network", "handset_os",
+                  "is_knockoff", "has_5g_handset", "handset_changes_12m", "change_cycle_days"]
+
+
 def publish_terminals(run, snapshot) -> dict:
     """Store the terminal mix, brand switching and change-cycle bins per district for pages and the API."""
     from .models import HandsetSwitch, Region, TerminalShare, TerminalSummary
@@ -239,9 +243,10 @@ def publish_terminals(run, snapshot) -> dict:
     bins = " ".join(f"WHEN change_cycle_days >= {low} THEN {i}" for i, low in reversed(list(enumerate(CYCLE_BINS))))
     con = connect()
     try:
-        # Each subscriber's terminal row with their district, read and joined once for all four summaries.
-        con.execute(f"CREATE TEMP TABLE placed AS SELECT f.region_code, t.* FROM {terminals} t "
-                    f"JOIN {features} f USING (subscriber_id)")
+        # Each subscriber's terminal row with their district, read and joined once for all four summaries
+        # (only the columns they use: this runs inside the publishing transaction).
+        con.execute(f"CREATE TEMP TABLE placed AS SELECT f.region_code, t.subscriber_id, {', '.join(PLACED_COLUMNS)} "
+                    f"FROM {terminals} t JOIN {features} f USING (subscriber_id)")
         shares = con.execute("""
             SELECT region_code, coalesce(handset_brand, ''), coalesce(handset_model, ''), coalesce(handset_tier, ''),
                    coalesce(handset_network, ''), coalesce(handset_os, ''), count(*), count(*) FILTER (WHERE is_knockoff)
