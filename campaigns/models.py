@@ -222,5 +222,8 @@ class TriggerPass(models.Model):
     added = models.PositiveIntegerField(default=0)
     finished_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        verbose_name_plural = "trigger passes"
+
     def __str__(self) -> str:
         return f"events batch #{self.batch_id}: {self.added} added"

@@ -27,6 +27,15 @@ def test_wrong_password_is_refused(client):
     assert response.status_code == 200 and "Wrong username or password" in response.content.decode()
 
 
+def test_pages_and_admin_declare_their_icon(client, admin_user):
+    # Without one, browsers request /favicon.ico on every page: a 404 in every console. The site and admin
+    # templates declare an empty icon.
+    for path in ["/accounts/login/", "/admin/login/"]:
+        assert '<link rel="icon" href="data:,">' in client.get(path).content.decode(), path
+    client.force_login(admin_user)
+    assert '<link rel="icon" href="data:,">' in client.get("/admin/tagging/tagdefinition/").content.decode()
+
+
 def test_healthz_reports_database_broker_and_lake(client, settings, tmp_path):
     body = client.get("/healthz").json()
     assert body["status"] == "ok"

@@ -46,6 +46,7 @@ class HandsetSwitch(models.Model):
 
     class Meta:
         ordering = ["snapshot", "region", "from_brand", "to_brand"]
+        verbose_name_plural = "handset switches"
         indexes = [models.Index(fields=["snapshot", "region"])]
 
 
