@@ -44,7 +44,7 @@ MODELS = [
     ("Nokia", "105", 2019, "low", "2G", "Feature", 149, 2),
     ("Nokia", "6300 4G", 2020, "low", "4G", "Feature", 399, 1),
     ("守护宝", "K230", 2021, "low", "4G", "Feature", 199, 2),
-    ("中兴", "K1", 2018, "low", "3G", "Feature", 129, 1),
+    ("ZTE", "K1", 2018, "low", "3G", "Feature", 129, 1),  # ZTE (中兴) makes feature phones too: one brand
 ]
 FIVE_G = np.array([m[4] == "5G" for m in MODELS])
 TIER_OF = np.array([TIERS.index(m[3]) for m in MODELS])
