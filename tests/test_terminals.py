@@ -189,6 +189,7 @@ def test_a_district_sales_user_sees_only_their_district(terminal_run, client):
     page = client.get("/terminals/").content.decode()
     assert 'id="switching-matrix"' in page and 'id="change-cycle-chart"' in page and "<rect" in page
     assert "Apple" in page or "Huawei" in page
+    assert "‰" not in page  # shares in percent, like the rest of the page
     # Handsets the catalogue lacks have no network or tier: named as such, like their brand, not "?".
     networks = api.get("/api/v1/terminals/mix/?by=network").json()["rows"]
     assert any(not r["network"] for r in networks) and "<div>未登记 Unregistered: " in page and "<div>?" not in page
