@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, render
 from microarea.models import MicroArea
 
 from .models import Campaign
+from .services.campaigns import EXCLUSION_LABELS
 from .services.results import campaign_evaluation
 
 CHART_HEIGHT = 160  # px of the tallest bar in the report's rate chart
@@ -25,7 +26,8 @@ def campaign_report(request, pk: int):
     """Target against control: the rates with their intervals as an inline SVG chart (nothing fetched at
     run time), lift, uplift and p-value, overall and per district; what was excluded and why."""
     campaign = get_object_or_404(Campaign.objects.visible_to(request.user).select_related("product", "snapshot"), pk=pk)
-    context = {"campaign": campaign, "excluded": sorted(campaign.counts.get("excluded", {}).items())}
+    excluded = campaign.counts.get("excluded", {})
+    context = {"campaign": campaign, "excluded": [(EXCLUSION_LABELS.get(code, code), n) for code, n in excluded.items()]}
     if campaign.status != Campaign.Status.DRAFT:
         areas = MicroArea.objects.visible_to(request.user).filter(region__code__in=campaign.counts.get("districts", []))
         wanted = request.GET.get("area", "")

@@ -83,7 +83,7 @@ def feature_table_sql(files_by_stage: dict[str, list[str]]) -> str:
 N, B, T = Type.NUMBER, Type.BOOLEAN, Type.TEXT
 _USAGE = [
     ("active_days", N, "days", "通信活跃天数", "Days in the window with any call, SMS or data use"),
-    ("active_day_share", N, "0-1", "活跃天数占比", "Active days divided by the days in the window"),
+    ("active_day_share", N, "0-1", "活跃天数占比", "Active days divided by the days of the window the usage data cover"),
     ("days_since_last_use", N, "days", "最近一次使用距今天数", "Days from the last active day to the as-of date, looking back over both trend periods (one more than that when none)"),
     ("voice_calls_total", N, "calls", "通话次数(窗口)", "Calls made in the window"),
     ("voice_minutes_total", N, "minutes", "通话分钟(窗口)", "Call minutes in the window"),
@@ -91,7 +91,7 @@ _USAGE = [
     ("mms_total", N, "messages", "彩信条数(窗口)", "MMS sent in the window"),
     ("data_mb_total", N, "MB", "流量(窗口)", "Mobile data used in the window"),
     ("charge_total", N, "yuan", "出账收入(窗口)", "Charges billed in the window"),
-    ("voice_calls_30d", N, "calls / 30 days", "月均通话次数", "Calls per 30 days (window total scaled to 30 days)"),
+    ("voice_calls_30d", N, "calls / 30 days", "月均通话次数", "Calls per 30 days (the window's total over the days the usage data cover, times 30)"),
     ("voice_minutes_30d", N, "minutes / 30 days", "月均通话分钟", "Call minutes per 30 days"),
     ("sms_30d", N, "messages / 30 days", "月均短信条数", "SMS per 30 days"),
     ("mms_30d", N, "messages / 30 days", "月均彩信条数", "MMS per 30 days"),
@@ -163,6 +163,17 @@ def trend_periods(*, as_of: date, window_days: int, usage_from: date | None) -> 
             "current": [str(half), str(as_of)]}
 
 
+def usage_days(*, as_of: date, window_days: int, usage_from: date | None, usage_to: date | None) -> int:
+    """The days of the window that the usage data cover: rates per 30 days and the share of active days
+    divide by these, not by the window, so that a lake whose history starts (or ends) inside the window
+    does not make everyone look quieter. The whole window when nothing is known."""
+    start = as_of - timedelta(days=window_days - 1)
+    if usage_from is None or usage_to is None:
+        return window_days
+    covered = (min(as_of, usage_to) - max(start, usage_from)).days + 1
+    return covered if 1 <= covered <= window_days else window_days
+
+
 def _products_held(con: duckdb.DuckDBPyConnection, work: PartitionWork, ids: str) -> tuple[str, str]:
     """Columns and join for the products held on the as-of date: one bit per product, OR-ed per subscriber.
 
@@ -211,7 +222,7 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     subscribers = read_sql("subscribers", work.lake_files["subscribers"])
     trend = work.definitions["trend"]
     (prev_from, prev_to), (cur_from, cur_to) = trend["previous"], trend["current"]
-    days = work.window_days
+    days = work.definitions.get("usage_days", work.window_days)
     scale = 30.0 / days
     usage_files = work.lake_files.get("usage_daily", [])
     earliest = min(work.window_start, date.fromisoformat(prev_from))
@@ -311,14 +322,17 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
 
 
 def prepare_features(run) -> dict:
-    """Pin the trend periods once for the whole run, from what the pinned usage batches cover."""
-    from django.db.models import Min
+    """Pin the trend periods and the days of usage in the window once for the whole run, from what the
+    pinned usage batches cover."""
+    from django.db.models import Max, Min
 
     from .models import IngestBatch
 
-    usage_from = IngestBatch.objects.filter(id__in=run.lake_batches.get("usage_daily", [])).aggregate(
-        first=Min("period_start"))["first"]
-    return {"trend": trend_periods(as_of=run.as_of_date, window_days=run.window_days, usage_from=usage_from)}
+    span = IngestBatch.objects.filter(id__in=run.lake_batches.get("usage_daily", [])).aggregate(
+        first=Min("period_start"), last=Max("period_end"))
+    return {"trend": trend_periods(as_of=run.as_of_date, window_days=run.window_days, usage_from=span["first"]),
+            "usage_days": usage_days(as_of=run.as_of_date, window_days=run.window_days, usage_from=span["first"],
+                                     usage_to=span["last"])}
 
 
 register_stage(Stage("features", "特征计算 Features", 30, compute_features, prepare=prepare_features))

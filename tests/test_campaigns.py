@@ -347,7 +347,7 @@ def test_the_campaign_pages_list_and_report_in_your_regions_only(city, client):
     report = client.get(f"/campaigns/{campaign.id}/")
     page = report.content.decode()
     assert report.status_code == 200 and 'id="evaluation"' in page and "<svg" in page and "禅城区" in page
-    assert f"{campaign.counts['targets']:,}" in page and "opted_out" in page
+    assert f"{campaign.counts['targets']:,}" in page and "拒绝营销 Opted out of marketing" in page
     assert "Draft" in client.get(f"/campaigns/{drafted.id}/").content.decode()
     from microarea.models import MicroArea
 

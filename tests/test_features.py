@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from tagging import features
 from tagging.expressions import Type
-from tagging.features import Feature, FeatureSource, trend_periods
+from tagging.features import Feature, FeatureSource, trend_periods, usage_days
 from tagging.models import Region, Snapshot, SnapshotRun, Subscriber, Subscription
 from tagging.services.snapshots import start_snapshot_run
 from tagging.stages import snapshot_dir
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_features_agree_with_the_raw_usage_and_subscriptions(small_city, run_to_end):
     ingest_city(small_city)
-    run = run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=500))
+    # A 30-day window over a lake holding 14 days: monthly rates and the active share are per day of data.
+    run = run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=30, partition_size=500))
     assert run.status == SnapshotRun.Status.SUCCEEDED, run.error
     con = duckdb.connect()
     con.execute(f"CREATE VIEW f AS SELECT * FROM read_parquet('{snapshot_dir(run.id)}/features/*.parquet')")
@@ -31,7 +32,8 @@ def test_features_agree_with_the_raw_usage_and_subscriptions(small_city, run_to_
     con.executemany("INSERT INTO subscriber_ids VALUES (?, ?)", ids)
     mismatches = con.execute(f"""
         WITH raw AS (
-            SELECT subscriber_id, count(*) AS active_days, sum(sms) * 30.0 / {SMALL_CITY.days} AS sms_30d,
+            SELECT subscriber_id, count(*) AS active_days, count(*) / {SMALL_CITY.days} AS active_day_share,
+                   sum(sms) * 30.0 / {SMALL_CITY.days} AS sms_30d,
                    sum(night_calls) / nullif(sum(voice_calls), 0) AS night_call_share,
                    sum(competitor_calls) / nullif(sum(voice_calls), 0) AS competitor_call_share,
                    count(*) FILTER (WHERE roaming_minutes > 0) AS roaming_days,
@@ -40,6 +42,7 @@ def test_features_agree_with_the_raw_usage_and_subscriptions(small_city, run_to_
         )
         SELECT count(*) FROM f LEFT JOIN raw r USING (subscriber_id)
         WHERE f.active_days <> coalesce(r.active_days, 0)
+           OR abs(f.active_day_share - coalesce(r.active_day_share, 0)) > 1e-9
            OR abs(f.sms_30d - coalesce(r.sms_30d, 0)) > 1e-6
            OR abs(f.arpu_30d - coalesce(r.arpu_30d, 0)) > 1e-6
            OR f.roaming_days <> coalesce(r.roaming_days, 0)
@@ -67,6 +70,16 @@ def test_features_agree_with_the_raw_usage_and_subscriptions(small_city, run_to_
     assert run.definitions["trend"]["basis"] == "window halves"
     steady = con.execute("SELECT median(data_trend) FROM f").fetchone()[0]
     assert 0.8 < steady < 1.25  # most subscribers use about as much in both halves
+
+
+def test_usage_days_are_the_days_of_the_window_the_data_cover():
+    as_of = date(2026, 10, 24)
+    assert usage_days(as_of=as_of, window_days=30, usage_from=date(2026, 10, 2), usage_to=date(2026, 10, 31)) == 23
+    assert usage_days(as_of=as_of, window_days=30, usage_from=date(2026, 8, 1), usage_to=date(2026, 10, 20)) == 30 - 4
+    assert usage_days(as_of=as_of, window_days=30, usage_from=date(2026, 8, 1), usage_to=date(2026, 10, 31)) == 30
+    # Nothing known, or no usage inside the window at all: the window (every rate is 0 then anyway).
+    assert usage_days(as_of=as_of, window_days=30, usage_from=None, usage_to=None) == 30
+    assert usage_days(as_of=as_of, window_days=30, usage_from=date(2026, 10, 25), usage_to=date(2026, 10, 31)) == 30
 
 
 def test_trend_periods():

@@ -103,6 +103,15 @@ def contact_list_keys() -> str:
     return " UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS key WHERE false"
 
 
+EXCLUSION_LABELS = {  # the reasons of excluded_now(), in its order, as campaign managers read them
+    "opted_out": "拒绝营销 Opted out of marketing",
+    "not_active": "非正常在网 Account not active",
+    "holds_product": "已订购该产品 Already holds the product",
+    "do_not_disturb": "免打扰名单 Do-not-disturb list",
+    "contact_limit": "近30天接触已达上限 Contacted too often in 30 days",
+}
+
+
 def excluded_now(snapshot: Snapshot, product_code: str) -> dict[str, BitMap]:
     """Who may not be targeted, by reason, in the order a subscriber is counted under: opted out of
     marketing, not active (in the snapshot), holding the campaign's product already (in the snapshot: there
