@@ -109,6 +109,9 @@ def test_admin_changelist_is_scoped_and_masked(city, client):
     assert client.get(f"/admin/tagging/subscriber/{theirs.id}/change/").status_code in (302, 404)
     detail = client.get(f"/admin/tagging/subscriber/{city['mine'][0].id}/change/").content.decode()
     assert city["mine"][0].msisdn not in detail
+    # A year, without a thousands separator (English formats group 4 digits: 1,985).
+    english = client.get(f"/admin/tagging/subscriber/{city['mine'][0].id}/change/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert ">1985<" in english and "1,985" not in english
 
 
 def test_admin_search_by_full_number_finds_only_visible_subscribers(city, client):

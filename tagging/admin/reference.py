@@ -90,7 +90,7 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
     list_select_related = ["region"]
     # Exact matches only: a partial number search would reveal numbers the page then masks.
     search_fields = ["=msisdn", "=pseudonym", "=id"]
-    fields = ["id", "msisdn_masked", "pseudonym", "brand", "plan", "join_date", "birth_year", "gender", "region",
+    fields = ["id", "msisdn_masked", "pseudonym", "brand", "plan", "join_date", "born", "gender", "region",
               "status", "marketing_opt_out", "batch"]
     readonly_fields = fields
     inlines = [SubscriptionInline]
@@ -99,6 +99,10 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
     @admin.display(description="MSISDN")
     def msisdn_masked(self, subscriber):
         return subscriber.msisdn_masked
+
+    @admin.display(description="出生年份 birth year")
+    def born(self, subscriber):
+        return str(subscriber.birth_year) if subscriber.birth_year else "-"  # a year, not 1,990
 
 
 @admin.register(Product)
