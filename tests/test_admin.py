@@ -42,3 +42,25 @@ def test_admin_starts_a_run_through_the_api_and_watches_it(small_city, client, r
     page = client.get(f"/admin/tagging/snapshotrun/{run.id}/change/").content.decode()
     assert "features" in page and "100%" in client.get("/admin/tagging/snapshotrun/").content.decode()
     assert IngestBatch.objects.accepted().count() == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_subscribers_admin_page_shows_their_tags_and_features_now(published_city, client):
+    from tagging.models import Snapshot, Subscriber
+    from tagging.selectors import subscriber_features
+    from tagging.services.audiences import load_bitmap, snapshot_index
+
+    chancheng = Region.objects.get(code="440604")
+    client.force_login(staff_user(StaffProfile.Role.SALES, chancheng, username="sales_profile"))
+    snapshot = Snapshot.objects.current()
+    stamp = snapshot.published_at.timestamp()
+    index = snapshot_index(snapshot.id, stamp)["tag"]
+    subscriber = Subscriber.objects.filter(region=chancheng).order_by("id").first()
+    held = sorted(code for code, pk in index.items() if subscriber.id in load_bitmap("tag", pk, stamp))
+    not_held = sorted(set(index) - set(held))
+    page = client.get(f"/admin/tagging/subscriber/{subscriber.id}/change/").content.decode()
+    assert held and all(f"({code})" in page for code in held)
+    assert not any(f"({code})" in page for code in not_held)
+    sms = subscriber_features(subscriber_id=subscriber.id)["sms_30d"]
+    assert f"<td><code>sms_30d</code></td><td>{sms}</td>" in page
+    assert f"/api/v1/subscribers/{subscriber.id}/profile/" in page and subscriber.msisdn not in page

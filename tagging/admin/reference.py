@@ -13,6 +13,7 @@ from ..models import (
     StaffProfile,
     Subscriber,
     Subscription,
+    TagDefinition,
 )
 
 
@@ -91,7 +92,7 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
     # Exact matches only: a partial number search would reveal numbers the page then masks.
     search_fields = ["=msisdn", "=pseudonym", "=id"]
     fields = ["id", "msisdn_masked", "pseudonym", "brand", "plan", "join_date", "born", "gender", "region",
-              "status", "marketing_opt_out", "batch"]
+              "status", "marketing_opt_out", "batch", "tags_now", "features_now"]
     readonly_fields = fields
     inlines = [SubscriptionInline]
     show_full_result_count = False  # counting millions of rows on every page is slow and says little
@@ -103,6 +104,34 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
     @admin.display(description="出生年份 birth year")
     def born(self, subscriber):
         return str(subscriber.birth_year) if subscriber.birth_year else "-"  # a year, not 1,990
+
+    @admin.display(description="当前标签 tags now")
+    def tags_now(self, subscriber):
+        """The tags held in the current snapshot, and what changed since the one before (the API's profile)."""
+        from ..selectors import subscriber_tag_timeline
+
+        timeline = subscriber_tag_timeline(subscriber_id=subscriber.id, limit=2)
+        if not timeline:
+            return "-"
+        now = timeline[-1]
+        names = dict(TagDefinition.objects.filter(code__in=now["tags"] + now["lost"]).values_list("code", "name_en"))
+        held = format_html_join(", ", "{} {} ({})", ((now["names"][c], names.get(c, ""), c) for c in now["tags"]))
+        change = "; ".join([f"+ {', '.join(now['gained'])}"] * bool(now["gained"]) + [f"- {', '.join(now['lost'])}"] * bool(now["lost"]))
+        return format_html("{}: {}<br>{}<br><a href=\"/api/v1/subscribers/{}/profile/\">profile (JSON)</a>",
+                           now["as_of_date"], held or "-", change or "no change since the snapshot before", subscriber.id)
+
+    @admin.display(description="特征 features")
+    def features_now(self, subscriber):
+        from ..features import catalogue
+        from ..selectors import subscriber_features
+
+        values = subscriber_features(subscriber_id=subscriber.id)
+        if not values:
+            return "-"
+        rows = ((f.label, f.name, "-" if values.get(f.name) is None else values[f.name], f.unit)
+                for f in catalogue() if f.name in values)
+        return format_html("<table>{}</table>", format_html_join(
+            "", "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>", rows))
 
 
 @admin.register(Product)
