@@ -114,11 +114,16 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
         if not timeline:
             return "-"
         now = timeline[-1]
-        names = dict(TagDefinition.objects.filter(code__in=now["tags"] + now["lost"]).values_list("code", "name_en"))
-        held = format_html_join(", ", "{} {} ({})", ((now["names"][c], names.get(c, ""), c) for c in now["tags"]))
-        change = "; ".join([f"+ {', '.join(now['gained'])}"] * bool(now["gained"]) + [f"- {', '.join(now['lost'])}"] * bool(now["lost"]))
+        english = dict(TagDefinition.objects.filter(code__in=now["tags"]).values_list("code", "name_en"))
+        held = format_html_join(", ", "{} {} ({})", ((now["names"][c], english.get(c, ""), c) for c in now["tags"]))
+        change = []
+        if now["gained"]:
+            change.append("+ " + ", ".join(now["gained"]))
+        if now["lost"]:
+            change.append("- " + ", ".join(now["lost"]))
         return format_html("{}: {}<br>{}<br><a href=\"/api/v1/subscribers/{}/profile/\">profile (JSON)</a>",
-                           now["as_of_date"], held or "-", change or "no change since the snapshot before", subscriber.id)
+                           now["as_of_date"], held or "-", "; ".join(change) or "no change since the snapshot before",
+                           subscriber.id)
 
     @admin.display(description="特征 features")
     def features_now(self, subscriber):
