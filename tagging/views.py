@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import render
 
 from .models import Snapshot
-from .terminal_selectors import change_cycle_distribution, switching_matrix, terminal_mix
+from .terminal_selectors import UNREGISTERED, change_cycle_distribution, switching_matrix, terminal_mix
 
 TOP_MODELS = 20
 
@@ -14,7 +14,7 @@ TOP_MODELS = 20
 def terminals(request):
     """The terminal mix, the brand switching matrix and the change-cycle chart of the user's districts."""
     snapshot = Snapshot.objects.current()
-    context = {"snapshot": snapshot}
+    context = {"snapshot": snapshot, "unregistered": UNREGISTERED}
     if snapshot:
         switching = switching_matrix(user=request.user, snapshot=snapshot)
         largest = max((n for row in switching["matrix"] for n in row), default=0)

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from ..models import (
@@ -114,16 +115,16 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
         if not timeline:
             return "-"
         now = timeline[-1]
-        english = dict(TagDefinition.objects.filter(code__in=now["tags"]).values_list("code", "name_en"))
-        held = format_html_join(", ", "{} {} ({})", ((now["names"][c], english.get(c, ""), c) for c in now["tags"]))
+        held = format_html_join(", ", "{} {} ({})", TagDefinition.objects.filter(code__in=now["tags"])
+                                .order_by("code").values_list("name", "name_en", "code"))
         change = []
         if now["gained"]:
             change.append("+ " + ", ".join(now["gained"]))
         if now["lost"]:
             change.append("- " + ", ".join(now["lost"]))
-        return format_html("{}: {}<br>{}<br><a href=\"/api/v1/subscribers/{}/profile/\">profile (JSON)</a>",
-                           now["as_of_date"], held or "-", "; ".join(change) or "no change since the snapshot before",
-                           subscriber.id)
+        return format_html("{}: {}<br>{}<br><a href=\"{}\">profile (JSON)</a>", now["as_of_date"], held or "-",
+                           "; ".join(change) or "no change since the snapshot before",
+                           reverse("subscriber-profile", args=[subscriber.id]))
 
     @admin.display(description="特征 features")
     def features_now(self, subscriber):
