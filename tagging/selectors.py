@@ -73,6 +73,26 @@ def tag_difference(*, code: str, user, before: Snapshot, after: Snapshot, sample
     }
 
 
+def tag_overview(*, code: str, user) -> dict:
+    """A tag as its page shows it, in the user's regions: the count per district in the current snapshot,
+    the count over the last snapshots, and who entered and left in the latest of them."""
+    from .services.audiences import SnapshotBitmaps
+
+    history = tag_history(code=code, user=user)
+    current = Snapshot.objects.current()
+    by_region = []
+    if current is not None:
+        bitmaps = SnapshotBitmaps(current, user)
+        if code in bitmaps.tag_codes:
+            by_region = bitmaps.by_region(bitmaps.tag(code))
+    difference = None
+    if len(history) >= 2:
+        snapshots = Snapshot.objects.in_bulk([history[-2]["snapshot"], history[-1]["snapshot"]])
+        difference = tag_difference(code=code, user=user, before=snapshots[history[-2]["snapshot"]],
+                                    after=snapshots[history[-1]["snapshot"]])
+    return {"history": history, "by_region": by_region, "difference": difference}
+
+
 def subscriber_tag_timeline(*, subscriber_id: int, limit: int = 12) -> list[dict]:
     """The subscriber's tags in each of the last snapshots, oldest first, with what was gained and lost."""
     from .models import TagDefinition

@@ -1,12 +1,56 @@
-"""Pages of the tagging app: the terminal snapshot library for sales staff."""
+"""Pages of the tagging app: audiences and tags for sales staff and analysts, the terminal snapshot library."""
 
 from django.contrib.auth.decorators import login_required, permission_required
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 
-from .models import Snapshot
+from .models import Product, Region, Snapshot, TagDefinition
+from .selectors import tag_counts, tag_overview
+from .services.audiences import SnapshotBitmaps
 from .terminal_selectors import UNREGISTERED, change_cycle_distribution, switching_matrix, terminal_mix
 
 TOP_MODELS = 20
+CHART_HEIGHT = 150  # px of the tallest bar in a tag's history chart
+RECENT_SNAPSHOTS = 12
+
+
+@login_required
+@permission_required("tagging.view_tagdefinition", raise_exception=True)
+def audiences(request):
+    """Count any combination of tags in the user's districts as it is typed (the preview API does the
+    counting): the tag library to pick from, grouped by category with each tag's count."""
+    counts = tag_counts(user=request.user)
+    order = list(TagDefinition.Category.values)
+    library: dict[str, list] = {}
+    for tag in sorted(TagDefinition.objects.filter(code__in=counts), key=lambda t: (order.index(t.category), t.code)):
+        library.setdefault(tag.get_category_display(), []).append({"tag": tag, "count": counts[tag.code][0]})
+    snapshot = Snapshot.objects.current()
+    products = dict(Product.objects.values_list("code", "name"))
+    return render(request, "audiences.html", {
+        "library": library,
+        "scores": [{"code": code, "product": products.get(code.removeprefix("propensity_"), code)}
+                   for code in sorted(SnapshotBitmaps(snapshot, request.user).score_codes if snapshot else [])],
+        "snapshots": Snapshot.objects.filter(tags__isnull=False).distinct()[:RECENT_SNAPSHOTS],
+        "districts": Region.objects.visible_to(request.user).filter(level=Region.Level.DISTRICT).order_by("code"),
+        "expression": request.GET.get("expression", ""),
+    })
+
+
+@login_required
+@permission_required("tagging.view_tagdefinition", raise_exception=True)
+def tag_page(request, code: str):
+    """One tag in the user's districts: what decides it, its count per district, over the last snapshots,
+    and who entered and left it."""
+    tag = get_object_or_404(TagDefinition, code=code)
+    overview = tag_overview(code=code, user=request.user)
+    tallest = max((h["count"] for h in overview["history"]), default=0)
+    return render(request, "tag_page.html", {
+        "tag": tag, **overview,
+        # Inline SVG bars: no chart library to ship, nothing fetched at run time.
+        "bars": [{**h, "x": 90 * i, "height": height, "y": 20 + CHART_HEIGHT - height}
+                 for i, h in enumerate(overview["history"])
+                 for height in [round(CHART_HEIGHT * h["count"] / tallest) if tallest else 0]],
+        "chart_width": 90 * len(overview["history"]), "chart_bottom": 20 + CHART_HEIGHT,
+    })
 
 
 @login_required

@@ -1,0 +1,149 @@
+// The audience page: counts the expression through POST /api/v1/audiences/preview as it is typed, shows a
+// refused expression with a caret under the place named, inserts tags from the library at the cursor, and
+// loads and saves named audiences through /api/v1/saved-audiences/.
+(function () {
+  "use strict";
+  const form = document.getElementById("audience-form");
+  const field = document.getElementById("expression");
+  const snapshot = document.getElementById("snapshot");
+  const errorBox = document.getElementById("audience-error");
+  const result = document.getElementById("audience-result");
+  const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const headers = {"Content-Type": "application/json", "X-CSRFToken": csrf};
+  const number = new Intl.NumberFormat();
+  let timer = null, sequence = 0;
+
+  function percent(part, whole) { return whole ? (100 * part / whole).toFixed(1) + "%" : "—"; }
+
+  function showError(text, error) {
+    result.hidden = true;
+    errorBox.hidden = false;
+    errorBox.replaceChildren();
+    const message = document.createElement("div");
+    message.textContent = text;
+    errorBox.append(message);
+    if (error && error.column) {
+      // The line named, and a caret under the column (both 1-based).
+      const line = field.value.split("\n")[(error.line || 1) - 1] || "";
+      const where = document.createElement("pre");
+      where.textContent = line + "\n" + " ".repeat(Math.max(0, error.column - 1)) + "^";
+      errorBox.append(where);
+    }
+  }
+
+  function showCount(body) {
+    errorBox.hidden = true;
+    result.hidden = false;
+    document.getElementById("audience-count").textContent = number.format(body.count);
+    document.getElementById("audience-share").textContent =
+      percent(body.count, body.subscribers) + " of " + number.format(body.subscribers) + " in my districts 占我的区县用户";
+    document.getElementById("audience-snapshot").textContent = body.snapshot;
+    document.getElementById("audience-elapsed").textContent = body.elapsed_ms + " ms";
+    const rows = body.by_region.map(function (region) {
+      const row = document.createElement("tr");
+      [region.name + " " + region.region, number.format(region.count), percent(region.count, body.count)].forEach(function (text, i) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        if (i) { cell.className = "num"; }
+        row.append(cell);
+      });
+      return row;
+    });
+    document.querySelector("#audience-regions tbody").replaceChildren(...rows);
+  }
+
+  async function count() {
+    const mine = ++sequence;
+    const expression = field.value;
+    history.replaceState(null, "", expression.trim() ? "?expression=" + encodeURIComponent(expression) : location.pathname);
+    if (!expression.trim()) { errorBox.hidden = true; result.hidden = true; return; }
+    const asked = {expression: expression};
+    if (snapshot && snapshot.value) { asked.snapshot = Number(snapshot.value); }
+    let response, body;
+    try {
+      response = await fetch(form.dataset.preview, {method: "POST", headers: headers, credentials: "same-origin",
+                                                   body: JSON.stringify(asked)});
+      body = await response.json();
+    } catch (failure) {
+      if (mine === sequence) { showError("无法计数 Could not count: " + failure.message, null); }
+      return;
+    }
+    if (mine !== sequence) { return; }  // a newer keystroke already asked
+    if (!response.ok) {
+      showError(body.detail || Object.values(body).flat().join(" "), body.error);
+      return;
+    }
+    showCount(body);
+  }
+
+  function later() { clearTimeout(timer); timer = setTimeout(count, 350); }
+
+  function insert(code) {
+    // At the cursor, joined with "and" unless the text before already ends with an operator or a bracket.
+    const start = field.selectionStart, end = field.selectionEnd;
+    const before = field.value.slice(0, start).replace(/\s+$/, "");
+    const joined = before === "" || /(\(|\band|\bor|\bnot)$/.test(before) ? "" : " and";
+    const text = (before ? before + joined + " " : "") + code;
+    field.value = text + field.value.slice(end);
+    field.focus();
+    field.selectionStart = field.selectionEnd = text.length;
+    count();
+  }
+
+  form.addEventListener("submit", function (event) { event.preventDefault(); count(); });
+  field.addEventListener("input", later);
+  if (snapshot) { snapshot.addEventListener("change", count); }
+  document.querySelectorAll(".chip[data-code]").forEach(function (chip) {
+    chip.addEventListener("click", function () { insert(chip.dataset.code); });
+  });
+
+  // Saved audiences: shown to whoever may see them, saved by whoever may add them.
+  const saved = document.getElementById("saved-audiences");
+  async function loadSaved() {
+    const response = await fetch(form.dataset.saved, {credentials: "same-origin"});
+    const body = await response.json();
+    const items = (body.results || []).map(function (audience) {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "chip";
+      button.textContent = audience.name;
+      button.title = audience.description || audience.expression;
+      button.addEventListener("click", function () { field.value = audience.expression; count(); });
+      const expression = document.createElement("code");
+      expression.textContent = " " + audience.expression;
+      item.append(button, expression);
+      return item;
+    });
+    if (!items.length) {
+      const none = document.createElement("li");
+      none.className = "muted";
+      none.textContent = "None yet 暂无";
+      items.push(none);
+    }
+    saved.replaceChildren(...items);
+  }
+  const saveForm = document.getElementById("save-audience");
+  if (saveForm) {
+    saveForm.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const out = document.getElementById("save-result");
+      const districts = saveForm.dataset.districts ? saveForm.dataset.districts.split(",") : [];
+      const response = await fetch(form.dataset.saved, {
+        method: "POST", headers: headers, credentials: "same-origin",
+        body: JSON.stringify({name: document.getElementById("audience-name").value, expression: field.value, regions: districts}),
+      });
+      const body = await response.json();
+      if (!response.ok) {
+        out.className = "bad";
+        out.textContent = Object.entries(body).map(([name, problems]) => name + ": " + [].concat(problems).join(" ")).join("; ");
+        return;
+      }
+      out.className = "muted";
+      out.textContent = "已保存 Saved: " + body.name;
+      loadSaved();
+    });
+  }
+  if (saved) { loadSaved(); }
+  if (field.value.trim()) { count(); }
+})();
