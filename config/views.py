@@ -11,8 +11,8 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
-from tagging.models import IngestBatch, Region, Snapshot, SnapshotRun, Subscriber, TagDefinition
-from tagging.selectors import tag_counts, usage_in_regions
+from tagging.models import IngestBatch, Region, Snapshot, SnapshotRun, Subscriber
+from tagging.selectors import tag_library, usage_in_regions
 
 
 @login_required
@@ -34,19 +34,9 @@ def home(request):
         "assigned": Region.objects.filter(staff__user=request.user) if profile else Region.objects.none(),
         "runs": SnapshotRun.objects.all()[:5] if request.user.has_perm("tagging.view_snapshotrun") else [],
         "batches": IngestBatch.objects.all()[:10] if request.user.has_perm("tagging.view_ingestbatch") else [],
-        "tags": _tag_table(request.user) if request.user.has_perm("tagging.view_tagdefinition") else [],
+        "tags": tag_library(user=request.user) if request.user.has_perm("tagging.view_tagdefinition") else [],
     }
     return render(request, "home.html", context)
-
-
-def _tag_table(user) -> list[dict]:
-    """The tag library as the user's regions see it: every computed tag, its count and its change."""
-    counts = tag_counts(user=user)
-    rows = []
-    for tag in TagDefinition.objects.filter(code__in=counts):
-        now, before = counts[tag.code]
-        rows.append({"tag": tag, "count": now, "change": None if before is None else now - before})
-    return rows
 
 
 @never_cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .lake import store
-from .models import IngestBatch, Region, Snapshot
+from .models import IngestBatch, Region, Snapshot, TagDefinition
 from .stages import snapshot_dir
 
 
@@ -95,7 +95,6 @@ def tag_overview(*, code: str, user) -> dict:
 
 def subscriber_tag_timeline(*, subscriber_id: int, limit: int = 12) -> list[dict]:
     """The subscriber's tags in each of the last snapshots, oldest first, with what was gained and lost."""
-    from .models import TagDefinition
     from .services.audiences import load_bitmap, snapshot_index
 
     snapshots = list(Snapshot.objects.order_by("-as_of_date", "-id")[:limit])[::-1]
@@ -154,6 +153,18 @@ def tag_counts(*, user) -> dict[str, tuple[int, int | None]]:
         code: (now.count(now.tag(code)), before.count(before.tag(code)) if before and code in before.tag_codes else None)
         for code in now.tag_codes
     }
+
+
+def tag_library(*, user) -> list[dict]:
+    """Every tag of the current snapshot, in category order, with its count in the user's regions and the
+    change since the snapshot before (None when it was not computed then)."""
+    counts = tag_counts(user=user)
+    order = list(TagDefinition.Category.values)
+    rows = []
+    for tag in sorted(TagDefinition.objects.filter(code__in=counts), key=lambda t: (order.index(t.category), t.code)):
+        now, before = counts[tag.code]
+        rows.append({"tag": tag, "count": now, "change": None if before is None else now - before})
+    return rows
 
 
 def subscriber_contacts(*, subscriber_id: int, limit: int = 50) -> list[dict]:

@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import get_object_or_404, render
 
 from .models import Product, Region, Snapshot, TagDefinition
-from .selectors import tag_counts, tag_overview
+from .selectors import tag_library, tag_overview
 from .services.audiences import SnapshotBitmaps
 from .terminal_selectors import UNREGISTERED, change_cycle_distribution, switching_matrix, terminal_mix
 
@@ -18,15 +18,10 @@ RECENT_SNAPSHOTS = 12
 def audiences(request):
     """Count any combination of tags in the user's districts as it is typed (the preview API does the
     counting): the tag library to pick from, grouped by category with each tag's count."""
-    counts = tag_counts(user=request.user)
-    order = list(TagDefinition.Category.values)
-    library: dict[str, list] = {}
-    for tag in sorted(TagDefinition.objects.filter(code__in=counts), key=lambda t: (order.index(t.category), t.code)):
-        library.setdefault(tag.get_category_display(), []).append({"tag": tag, "count": counts[tag.code][0]})
     snapshot = Snapshot.objects.current()
     products = dict(Product.objects.values_list("code", "name"))
     return render(request, "audiences.html", {
-        "library": library,
+        "library": tag_library(user=request.user),
         "scores": [{"code": code, "product": products.get(code.removeprefix("propensity_"), code)}
                    for code in sorted(SnapshotBitmaps(snapshot, request.user).score_codes if snapshot else [])],
         "snapshots": Snapshot.objects.filter(tags__isnull=False).distinct()[:RECENT_SNAPSHOTS],
