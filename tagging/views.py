@@ -9,8 +9,19 @@ from .services.audiences import SnapshotBitmaps
 from .terminal_selectors import UNREGISTERED, change_cycle_distribution, switching_matrix, terminal_mix
 
 TOP_MODELS = 20
-CHART_HEIGHT = 150  # px of the tallest bar in a tag's history chart
 RECENT_SNAPSHOTS = 12
+BAR_HEIGHT = 150  # px of the tallest bar in a chart
+
+
+def bar_chart(rows: list[dict], *, label: str, value: str, step: int = 100) -> dict:
+    """An inline SVG bar chart's geometry in px, one bar per row (no chart library to ship, nothing
+    fetched at run time): `_bar_chart.html` draws it."""
+    tallest = max((row[value] for row in rows), default=0)
+    bars = []
+    for i, row in enumerate(rows):
+        height = round(BAR_HEIGHT * row[value] / tallest) if tallest else 0
+        bars.append({"label": row[label], "value": row[value], "x": step * i, "height": height, "y": 20 + BAR_HEIGHT - height})
+    return {"bars": bars, "width": step * len(rows), "bottom": 20 + BAR_HEIGHT, "middle": step // 2, "bar_width": step - 30}
 
 
 @login_required
@@ -37,14 +48,8 @@ def tag_page(request, code: str):
     and who entered and left it."""
     tag = get_object_or_404(TagDefinition, code=code)
     overview = tag_overview(code=code, user=request.user)
-    tallest = max((h["count"] for h in overview["history"]), default=0)
     return render(request, "tag_page.html", {
-        "tag": tag, **overview,
-        # Inline SVG bars: no chart library to ship, nothing fetched at run time.
-        "bars": [{**h, "x": 90 * i, "height": height, "y": 20 + CHART_HEIGHT - height}
-                 for i, h in enumerate(overview["history"])
-                 for height in [round(CHART_HEIGHT * h["count"] / tallest) if tallest else 0]],
-        "chart_width": 90 * len(overview["history"]), "chart_bottom": 20 + CHART_HEIGHT,
+        "tag": tag, **overview, "chart": bar_chart(overview["history"], label="as_of_date", value="count", step=90),
     })
 
 
@@ -58,7 +63,6 @@ def terminals(request):
         switching = switching_matrix(user=request.user, snapshot=snapshot)
         largest = max((n for row in switching["matrix"] for n in row), default=0)
         cycle = change_cycle_distribution(user=request.user, snapshot=snapshot)
-        tallest = max((b["subscribers"] for b in cycle["bins"]), default=0)
         context.update({
             "brands": terminal_mix(user=request.user, snapshot=snapshot, by="brand"),
             "networks": terminal_mix(user=request.user, snapshot=snapshot, by="network"),
@@ -72,10 +76,6 @@ def terminals(request):
                 for brand, row, summary in zip(switching["brands"], switching["matrix"], switching["per_brand"])
             ],
             "cycle": cycle,
-            # A bar chart drawn as inline SVG: no chart library to ship, nothing fetched at run time.
-            "cycle_bars": [{**b, "x": 100 * i, "height": h, "y": 172 - h}
-                           for i, b in enumerate(cycle["bins"])
-                           for h in [round(150 * b["subscribers"] / tallest) if tallest else 0]],
-            "chart_width": 100 * len(cycle["bins"]),
+            "cycle_chart": bar_chart(cycle["bins"], label="label", value="subscribers"),
         })
     return render(request, "terminals.html", context)

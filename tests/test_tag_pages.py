@@ -53,6 +53,7 @@ def test_a_tags_page_shows_my_district_over_snapshots_and_who_changed(two_snapsh
     assert [(h["as_of_date"], h["count"], h["entered"], h["left"]) for h in page.context["history"]] == [
         (str(before.as_of_date), len(was), None, None), (str(after.as_of_date), len(now), len(entered), len(left))]
     assert f"+{len(entered):,}" in html and f"-{len(left):,}" in html
+    assert html.count("<rect ") == 2 and f"<title>{after.as_of_date}: {len(now)}</title>" in html  # a bar per snapshot
     first_entered = Subscriber.objects.get(id=min(entered))
     assert first_entered.msisdn_masked in html and first_entered.msisdn not in html
     assert "南海区" not in html  # nothing of another district
