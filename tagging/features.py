@@ -103,10 +103,10 @@ _USAGE = [
     ("competitor_call_share", N, "0-1", "网间(竞争对手)通话占比", "Share of calls to competing mobile operators"),
     ("roaming_days", N, "days", "漫游天数", "Days in the window with roaming use"),
     ("roaming_minutes_30d", N, "minutes / 30 days", "月均漫游分钟", "Roaming minutes per 30 days"),
-    ("voice_trend", N, "ratio", "通话趋势", "Call minutes this period / the period before (1.2 = 20% growth); NULL without a base"),
-    ("sms_trend", N, "ratio", "短信趋势", "SMS this period / the period before"),
-    ("data_trend", N, "ratio", "流量趋势", "Data this period / the period before"),
-    ("charge_trend", N, "ratio", "收入趋势", "Charges this period / the period before: growth above 1, decline below"),
+    ("voice_trend", N, "ratio", "通话趋势", "Call minutes per day this period / per day the period before (1.2 = 20% growth); NULL without a base"),
+    ("sms_trend", N, "ratio", "短信趋势", "SMS per day this period / per day the period before"),
+    ("data_trend", N, "ratio", "流量趋势", "Data per day this period / per day the period before"),
+    ("charge_trend", N, "ratio", "收入趋势", "Charges per day this period / per day the period before: growth above 1, decline below"),
 ]
 _SUBSCRIBER = [
     ("tenure_months", N, "months", "在网时长", "Whole months from joining to the as-of date"),
@@ -149,18 +149,26 @@ def base_features() -> list[Feature]:
     return features_from(_USAGE, "usage_daily") + features_from(_SUBSCRIBER, "subscribers") + _product_features()
 
 
-def trend_periods(*, as_of: date, window_days: int, usage_from: date | None) -> dict:
+def trend_periods(*, as_of: date, window_days: int, usage_from: date | None, usage_to: date | None = None) -> dict:
     """The two periods a trend compares: this window against the previous one when the lake holds it,
-    otherwise the window's second half against its first (a city with one window of history)."""
+    otherwise the window's second half against its first (a city with one window of history). Each
+    period ends where the usage data do; trends compare the periods' daily rates, so that periods of
+    unequal length (an odd number of days halved) compare fairly."""
     start = as_of - timedelta(days=window_days - 1)
     previous_start = start - timedelta(days=window_days)
+    end = min(as_of, usage_to) if usage_to is not None and usage_to >= start else as_of
     if usage_from is not None and usage_from <= previous_start:
         return {"basis": "previous window", "previous": [str(previous_start), str(start - timedelta(days=1))],
-                "current": [str(start), str(as_of)]}
+                "current": [str(start), str(end)]}
     covered = max(start, usage_from) if usage_from is not None else start
-    half = covered + timedelta(days=((as_of - covered).days + 1) // 2)
+    half = covered + timedelta(days=((end - covered).days + 1) // 2)
     return {"basis": "window halves", "previous": [str(covered), str(half - timedelta(days=1))],
-            "current": [str(half), str(as_of)]}
+            "current": [str(half), str(end)]}
+
+
+def period_days(period: list[str]) -> int:
+    first, last = (date.fromisoformat(day) for day in period)
+    return (last - first).days + 1
 
 
 def usage_days(*, as_of: date, window_days: int, usage_from: date | None, usage_to: date | None) -> int:
@@ -246,8 +254,11 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     def current(column: str) -> str:
         return f"sum(if(date >= DATE '{cur_from}', {column}, 0))" if whole_read_is_window else in_window(column)
 
+    # A trend is this period's daily rate over the earlier period's.
+    per_day = period_days(trend["previous"]) / period_days(trend["current"])
+
     def trend_of(column: str) -> str:
-        return f"coalesce({column}_current, 0) / NULLIF({column}_all - coalesce({column}_current, 0), 0)"
+        return f"coalesce({column}_current, 0) * {per_day!r} / NULLIF({column}_all - coalesce({column}_current, 0), 0)"
 
     measures = ["voice_calls", "voice_minutes", "onnet_calls", "offnet_calls", "competitor_calls", "night_calls", "sms",
                 "mms", "data_mb", "charge_yuan", "roaming_minutes", "(roaming_minutes > 0)::INTEGER AS roaming_days"]
@@ -330,7 +341,8 @@ def prepare_features(run) -> dict:
 
     span = IngestBatch.objects.filter(id__in=run.lake_batches.get("usage_daily", [])).aggregate(
         first=Min("period_start"), last=Max("period_end"))
-    return {"trend": trend_periods(as_of=run.as_of_date, window_days=run.window_days, usage_from=span["first"]),
+    return {"trend": trend_periods(as_of=run.as_of_date, window_days=run.window_days, usage_from=span["first"],
+                                   usage_to=span["last"]),
             "usage_days": usage_days(as_of=run.as_of_date, window_days=run.window_days, usage_from=span["first"],
                                      usage_to=span["last"])}
 

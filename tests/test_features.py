@@ -1,6 +1,6 @@
 """The feature table agrees with the raw files; the catalogue lists every feature and takes other apps' sources."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import pytest
@@ -90,6 +90,36 @@ def test_trend_periods():
         "basis": "window halves", "previous": ["2026-10-02", "2026-10-16"], "current": ["2026-10-17", "2026-10-31"]}
     # Usage starting inside the window: halves of what there is.
     assert trend_periods(as_of=as_of, window_days=30, usage_from=date(2026, 10, 18))["previous"] == ["2026-10-18", "2026-10-24"]
+    # 23 days halve into 11 and 12 (trends compare daily rates); the current period ends with the data.
+    assert trend_periods(as_of=date(2026, 10, 24), window_days=30, usage_from=date(2026, 10, 2), usage_to=date(2026, 10, 31)) == {
+        "basis": "window halves", "previous": ["2026-10-02", "2026-10-12"], "current": ["2026-10-13", "2026-10-24"]}
+    assert trend_periods(as_of=as_of, window_days=30, usage_from=date(2026, 8, 1), usage_to=date(2026, 10, 29))["current"] == [
+        "2026-10-02", "2026-10-29"]
+
+
+def test_trends_compare_daily_rates_over_halves_of_unequal_length(small_city, run_to_end):
+    ingest_city(small_city)
+    as_of = SMALL_CITY.end_date - timedelta(days=1)  # 13 days of usage: halves of 6 and 7 days
+    run = run_to_end(start_snapshot_run(as_of=as_of, window_days=30, partition_size=600))
+    assert run.status == SnapshotRun.Status.SUCCEEDED, run.error
+    (previous_from, previous_to), (current_from, current_to) = run.definitions["trend"]["previous"], run.definitions["trend"]["current"]
+    assert (previous_to, current_from, current_to) == (str(as_of - timedelta(days=7)), str(as_of - timedelta(days=6)), str(as_of))
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW f AS SELECT * FROM read_parquet('{snapshot_dir(run.id)}/features/*.parquet')")
+    con.execute(f"CREATE VIEW u AS SELECT * FROM read_csv('{small_city}/usage_daily.csv', types={{'msisdn': 'VARCHAR'}})")
+    con.execute("CREATE TABLE subscriber_ids (subscriber_id BIGINT, msisdn VARCHAR)")
+    con.executemany("INSERT INTO subscriber_ids VALUES (?, ?)", list(Subscriber.objects.values_list("id", "msisdn")))
+    compared, wrong = con.execute(f"""
+        WITH raw AS (
+            SELECT subscriber_id,
+                   (sum(data_mb) FILTER (WHERE date >= DATE '{current_from}' AND date <= DATE '{as_of}') / 7)
+                   / nullif(sum(data_mb) FILTER (WHERE date >= DATE '{previous_from}' AND date <= DATE '{previous_to}') / 6, 0) AS data_trend
+            FROM u JOIN subscriber_ids USING (msisdn) GROUP BY subscriber_id
+        )
+        SELECT count(*), count(*) FILTER (WHERE abs(f.data_trend - r.data_trend) > 1e-9)
+        FROM f JOIN raw r USING (subscriber_id) WHERE r.data_trend IS NOT NULL
+    """).fetchone()
+    assert compared > SMALL_CITY.subscribers / 2 and wrong == 0
 
 
 def test_the_catalogue_describes_every_feature_and_takes_other_sources(small_city, monkeypatch):
