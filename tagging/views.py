@@ -1,5 +1,6 @@
 """Pages of the tagging app: audiences and tags for sales staff and analysts, the terminal snapshot library."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import get_object_or_404, render
 
@@ -38,6 +39,7 @@ def audiences(request):
         "snapshots": Snapshot.objects.filter(tags__isnull=False).distinct()[:RECENT_SNAPSHOTS],
         "districts": Region.objects.visible_to(request.user).filter(level=Region.Level.DISTRICT).order_by("code"),
         "expression": request.GET.get("expression", ""),
+        "min_count": settings.AREA_MIN_COUNT,
     })
 
 

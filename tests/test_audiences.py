@@ -84,11 +84,31 @@ def test_preview_counts_the_audience_per_district_for_the_callers_regions(publis
 )
 def test_a_bad_audience_is_a_400_naming_the_position(published, expression, status, needle, column):
     api = api_for("sales", CHANCHENG, username="sales")
-    response = api.post("/api/v1/audiences/preview", {"expression": expression}, format="json")
-    assert response.status_code == status
-    assert needle in str(response.json())
-    if column:
-        assert response.json()["error"]["column"] == column
+    for question in ["preview", "profile"]:
+        response = api.post(f"/api/v1/audiences/{question}", {"expression": expression}, format="json")
+        assert response.status_code == status
+        assert needle in str(response.json())
+        if column:
+            assert response.json()["error"]["column"] == column
+
+
+def test_the_profile_indexes_every_other_tag_against_my_regions(published):
+    """人群画像: each tag's share in the audience against its share in the caller's district (TGI)."""
+    api = api_for("sales", CHANCHENG, username="sales")
+    body = api.post("/api/v1/audiences/profile", {"expression": "comm_active and need_data"}, format="json").json()
+    audience = "t.comm_active AND t.need_data"
+    size, everyone = _from_tag_files(published, audience, CHANCHENG), Subscriber.objects.filter(region__code=CHANCHENG).count()
+    assert (body["count"], body["subscribers"]) == (size, everyone) and size > 0
+    codes = set(TagSnapshot.objects.filter(snapshot=published).values_list("tag__code", flat=True))
+    assert {row["tag"] for row in body["tags"]} == codes - {"comm_active", "need_data"}
+    for row in body["tags"]:
+        count = _from_tag_files(published, f'{audience} AND t."{row["tag"]}"', CHANCHENG)
+        base = _from_tag_files(published, f't."{row["tag"]}"', CHANCHENG)
+        assert (row["count"], row["share"], row["base_share"]) == (count, count / size, base / everyone), row["tag"]
+        assert row["index"] == (round(100 * (count / size) / (base / everyone)) if base else None)
+    indexes = [row["index"] for row in body["tags"] if row["index"] is not None]
+    assert indexes == sorted(indexes, reverse=True) and indexes[0] > 100 > indexes[-1]
+    assert next(row for row in body["tags"] if row["tag"] == "high_value")["name"] == "高价值用户"
 
 
 def test_preview_needs_a_signed_in_user_with_the_tag_permission_and_a_snapshot(small_city):

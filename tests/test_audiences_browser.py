@@ -1,5 +1,5 @@
-"""The audience page in a real browser: a sales user picks tags and reads the count, a bad expression is
-shown with a caret under its place, an analyst saves the audience for campaigns."""
+"""The audience page in a real browser: a sales user picks tags and reads the count and who they are, a
+bad expression is shown with a caret under its place, an analyst saves the audience for campaigns."""
 
 import pytest
 
@@ -34,6 +34,10 @@ def test_counting_and_saving_an_audience_in_the_browser(published_city, live_ser
         regions = page.inner_text("#audience-regions")
         assert "禅城区" in regions and "南海区" not in regions  # only the user's district
         assert "expression=comm_active%20and%20need_data" in page.url  # the address keeps the audience
+        page.wait_for_selector("#audience-profile:not([hidden]) #profile-over tbody tr")
+        first = page.locator("#profile-over tbody tr").first
+        assert int(first.locator("td").last.inner_text().replace(",", "")) > 100  # the most over-represented tag, by its TGI
+        assert first.locator("a").get_attribute("href").startswith("/tags/")
         screenshot(page, "audiences.png")
 
         page.fill("#expression", "comm_active and (need_data or")

@@ -1,6 +1,6 @@
-// The audience page: counts the expression through POST /api/v1/audiences/preview as it is typed, shows a
-// refused expression with a caret under the place named, inserts tags from the library at the cursor, and
-// loads and saves named audiences through /api/v1/saved-audiences/.
+// The audience page: counts the expression through POST /api/v1/audiences/preview as it is typed and then
+// profiles it (/api/v1/audiences/profile), shows a refused expression with a caret under the place named,
+// inserts tags from the library at the cursor, and loads and saves named audiences (/api/v1/saved-audiences/).
 (function () {
   "use strict";
   const form = document.getElementById("audience-form");
@@ -17,6 +17,7 @@
 
   function showError(text, error) {
     result.hidden = true;
+    profileBox.hidden = true;
     errorBox.hidden = false;
     errorBox.replaceChildren();
     const message = document.createElement("div");
@@ -52,11 +53,50 @@
     document.querySelector("#audience-regions tbody").replaceChildren(...rows);
   }
 
+  const profileBox = document.getElementById("audience-profile");
+
+  function profileRows(rows) {
+    return rows.map(function (row) {
+      const line = document.createElement("tr");
+      const name = document.createElement("td");
+      const link = document.createElement("a");
+      link.href = "/tags/" + encodeURIComponent(row.tag) + "/";
+      link.textContent = row.name + (row.name_en ? " " + row.name_en : "");
+      link.title = row.tag;
+      name.append(link);
+      line.append(name);
+      [number.format(row.count) + " · " + percent(row.share, 1), percent(row.base_share, 1), number.format(row.index)].forEach(function (text) {
+        const cell = document.createElement("td");
+        cell.className = "num";
+        cell.textContent = text;
+        line.append(cell);
+      });
+      return line;
+    });
+  }
+
+  async function profile(mine, asked) {
+    // Who the counted audience are: a second, heavier question, asked once the count is shown.
+    const response = await fetch(form.dataset.profile, {method: "POST", headers: headers, credentials: "same-origin",
+                                                        body: JSON.stringify(asked)});
+    if (mine !== sequence || !response.ok) { return; }
+    const body = await response.json();
+    const minimum = Number(form.dataset.minCount);
+    const indexed = body.tags.filter(function (row) { return row.index !== null; });
+    const over = indexed.filter(function (row) { return row.index > 100 && row.count >= minimum; }).slice(0, 10);
+    // Least common first; among equals, the tags most common elsewhere say most.
+    const under = indexed.filter(function (row) { return row.index < 100; })
+      .sort(function (a, b) { return a.index - b.index || b.base_share - a.base_share; }).slice(0, 10);
+    document.querySelector("#profile-over tbody").replaceChildren(...profileRows(over));
+    document.querySelector("#profile-under tbody").replaceChildren(...profileRows(under));
+    profileBox.hidden = body.count === 0;
+  }
+
   async function count() {
     const mine = ++sequence;
     const expression = field.value;
     history.replaceState(null, "", expression.trim() ? "?expression=" + encodeURIComponent(expression) : location.pathname);
-    if (!expression.trim()) { errorBox.hidden = true; result.hidden = true; return; }
+    if (!expression.trim()) { errorBox.hidden = true; result.hidden = true; profileBox.hidden = true; return; }
     const asked = {expression: expression};
     if (snapshot && snapshot.value) { asked.snapshot = Number(snapshot.value); }
     let response, body;
@@ -74,6 +114,7 @@
       return;
     }
     showCount(body);
+    profile(mine, asked);
   }
 
   function later() { clearTimeout(timer); timer = setTimeout(count, 350); }

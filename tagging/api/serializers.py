@@ -173,6 +173,25 @@ class AudiencePreviewSerializer(serializers.Serializer):
     elapsed_ms = serializers.FloatField()
 
 
+class TagIndexSerializer(serializers.Serializer):
+    tag = serializers.CharField()
+    name = serializers.CharField()
+    name_en = serializers.CharField()
+    category = serializers.CharField()
+    count = serializers.IntegerField(help_text="Audience members carrying the tag")
+    share = serializers.FloatField(allow_null=True, help_text="Of the audience")
+    base_share = serializers.FloatField(allow_null=True, help_text="Of all subscribers in your regions")
+    index = serializers.IntegerField(allow_null=True, help_text="TGI: 100 * share / base_share")
+
+
+class AudienceProfileSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    subscribers = serializers.IntegerField()
+    snapshot = serializers.DateField()
+    tags = TagIndexSerializer(many=True, help_text="Every tag the expression does not use, highest index first")
+    elapsed_ms = serializers.FloatField()
+
+
 class ExpressionErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     error = serializers.DictField(help_text="message, line, column (1-based) and the offending token")

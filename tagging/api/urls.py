@@ -15,6 +15,7 @@ router.register("tags", views.TagViewSet, basename="tag")
 urlpatterns = [
     path("features/", views.FeatureCatalogueView.as_view(), name="feature-catalogue"),
     path("audiences/preview", views.AudiencePreviewView.as_view(), name="audience-preview"),
+    path("audiences/profile", views.AudienceProfileView.as_view(), name="audience-profile"),
     path("terminals/mix/", views.TerminalMixView.as_view(), name="terminal-mix"),
     path("terminals/switching/", views.HandsetSwitchingView.as_view(), name="terminal-switching"),
     path("terminals/change-cycle/", views.ChangeCycleView.as_view(), name="terminal-change-cycle"),

@@ -13,7 +13,7 @@ from ..expressions import ExpressionError
 from ..features import catalogue
 from ..models import IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscriber, TagDefinition
 from ..selectors import subscriber_contacts, subscriber_features, subscriber_tag_timeline, tag_difference, tag_history
-from ..services.audiences import SnapshotBitmaps, preview_audience
+from ..services.audiences import SnapshotBitmaps, preview_audience, profile_audience
 from ..services.snapshots import SnapshotRefused, start_snapshot_run
 from ..terminal_selectors import MIX_BY, change_cycle_distribution, subscriber_handsets, switching_matrix, terminal_mix
 from . import serializers
@@ -175,6 +175,17 @@ class TagViewSet(viewsets.ReadOnlyModelViewSet):
             return Response({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
 
 
+def _audience_answer(request, answer) -> Response:
+    """An audience expression posted ({"expression", "snapshot"}) and answered, or a 400 naming the place."""
+    given = serializers.AudiencePreviewRequestSerializer(data=request.data)
+    given.is_valid(raise_exception=True)
+    try:
+        return Response(answer(expression=given.validated_data["expression"], user=request.user,
+                               snapshot=given.validated_data.get("snapshot")))
+    except ExpressionError as exc:
+        return Response({"detail": str(exc), "error": exc.as_dict()}, status=status.HTTP_400_BAD_REQUEST)
+
+
 class AudiencePreviewView(APIView):
     """Count an audience (tags joined with and/or/not) in your regions: total, per district, time taken."""
 
@@ -183,14 +194,19 @@ class AudiencePreviewView(APIView):
     @extend_schema(request=serializers.AudiencePreviewRequestSerializer,
                    responses={200: serializers.AudiencePreviewSerializer, 400: serializers.ExpressionErrorSerializer})
     def post(self, request):
-        given = serializers.AudiencePreviewRequestSerializer(data=request.data)
-        given.is_valid(raise_exception=True)
-        try:
-            preview = preview_audience(expression=given.validated_data["expression"], user=request.user,
-                                       snapshot=given.validated_data.get("snapshot"))
-        except ExpressionError as exc:
-            return Response({"detail": str(exc), "error": exc.as_dict()}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(preview)
+        return _audience_answer(request, preview_audience)
+
+
+class AudienceProfileView(APIView):
+    """Who an audience are (人群画像): every other tag's share in the audience against its share in your
+    regions, and the target group index (TGI) of the two."""
+
+    permission_classes = [requires("tagging.view_tagdefinition")]
+
+    @extend_schema(request=serializers.AudiencePreviewRequestSerializer,
+                   responses={200: serializers.AudienceProfileSerializer, 400: serializers.ExpressionErrorSerializer})
+    def post(self, request):
+        return _audience_answer(request, profile_audience)
 
 
 # --- the terminal snapshot library -------------------------------------------------------------------------

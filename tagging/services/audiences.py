@@ -19,7 +19,7 @@ from pyroaring import BitMap, FrozenBitMap
 from ..features import feature_symbols, product_feature
 from ..expressions import BitmapResolver, Expression, ExpressionError, Symbol, Type, parse
 from ..lake import store
-from ..models import Product, Region, RegionSnapshot, ScoreSnapshot, Snapshot, TagSnapshot
+from ..models import Product, Region, RegionSnapshot, ScoreSnapshot, Snapshot, TagDefinition, TagSnapshot
 from ..stages import snapshot_dir
 from ..tag_stage import to_bitmap
 
@@ -185,3 +185,29 @@ def preview_audience(*, expression: str, user, snapshot: Snapshot | None = None)
         "by_region": bitmaps.by_region(audience),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
     }
+
+
+def profile_audience(*, expression: str, user, snapshot: Snapshot | None = None) -> dict:
+    """Who an audience are (人群画像): for every other tag of the snapshot, its share in the audience
+    against its share in all the user's subscribers, and their ratio as a target group index (TGI: 100
+    means as common as everywhere, 200 twice as common). Most over-represented first."""
+    started = time.perf_counter()
+    bitmaps = SnapshotBitmaps(snapshot or current_snapshot(), user)
+    parsed = parse_audience(expression, bitmaps)
+    audience = audience_bitmap(parsed, bitmaps)
+    size, everyone = len(audience), len(bitmaps.scope)
+    names = {code: (name, name_en, category) for code, name, name_en, category in TagDefinition.objects.filter(
+        code__in=bitmaps.tag_codes).values_list("code", "name", "name_en", "category")}
+    rows = []
+    for code in sorted(bitmaps.tag_codes - parsed.references):  # the audience's own tags say nothing new
+        tag = bitmaps.tag(code)
+        count, base = audience.intersection_cardinality(tag), bitmaps.count(tag)
+        share = count / size if size else None
+        base_share = base / everyone if everyone else None
+        name, name_en, category = names.get(code, (code, "", ""))
+        rows.append({"tag": code, "name": name, "name_en": name_en, "category": category, "count": count,
+                     "share": share, "base_share": base_share,
+                     "index": round(100 * share / base_share) if share is not None and base_share else None})
+    rows.sort(key=lambda row: (row["index"] is None, -(row["index"] or 0), row["tag"]))
+    return {"count": size, "subscribers": everyone, "snapshot": str(bitmaps.snapshot.as_of_date), "tags": rows,
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
