@@ -83,25 +83,39 @@ def snapshot_index(snapshot_id: int, published: float) -> dict[str, dict[str, in
     }
 
 
+@lru_cache(maxsize=64)
+def _scope(snapshot_id: int, published: float, districts: tuple[str, ...]) -> FrozenBitMap:
+    """The subscribers of these districts in the snapshot: one union per set of districts, not per question."""
+    index = snapshot_index(snapshot_id, published)["region"]
+    return FrozenBitMap(BitMap.union(BitMap(), *(load_bitmap("region", index[code], published) for code in districts)))
+
+
+@lru_cache(maxsize=64)
+def _feature_symbols(snapshot_id: int, published: float) -> dict[str, Symbol]:
+    # Features are known to audiences only to say why one is refused; building the catalogue (a query of the
+    # products) once per snapshot keeps it out of every count.
+    return feature_symbols()
+
+
 class SnapshotBitmaps:
     """The bitmaps of one published snapshot, seen through one user's regions."""
 
     def __init__(self, snapshot: Snapshot, user):
         self.snapshot = snapshot
-        self._stamp = snapshot.published_at.timestamp()
-        self._index = snapshot_index(snapshot.id, self._stamp)
+        self.published = snapshot.published_at.timestamp()
+        self._index = snapshot_index(snapshot.id, self.published)
         self.districts = dict(
             Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT, code__in=self._index["region"])
             .order_by("code").values_list("code", "name")
         )
-        self.scope = BitMap.union(BitMap(), *(self.region(code) for code in self.districts))
+        self.scope = _scope(snapshot.id, self.published, tuple(self.districts))
 
     @property
     def tag_codes(self) -> set[str]:
         return set(self._index["tag"])
 
     def tag(self, code: str) -> FrozenBitMap:
-        return load_bitmap("tag", self._index["tag"][code], self._stamp)
+        return load_bitmap("tag", self._index["tag"][code], self.published)
 
     @property
     def score_codes(self) -> set[str]:
@@ -110,10 +124,10 @@ class SnapshotBitmaps:
     def score(self, code: str, grade: int) -> FrozenBitMap:
         """One grade of a graded score (a propensity decile); empty when nobody has it."""
         pk = self._index["score"].get(f"{code}={grade}")
-        return load_bitmap("score", pk, self._stamp) if pk else FrozenBitMap()
+        return load_bitmap("score", pk, self.published) if pk else FrozenBitMap()
 
     def region(self, code: str) -> FrozenBitMap:
-        return load_bitmap("region", self._index["region"][code], self._stamp)
+        return load_bitmap("region", self._index["region"][code], self.published)
 
     def count(self, bitmap) -> int:
         return bitmap.intersection_cardinality(self.scope)
@@ -153,7 +167,8 @@ class _Resolver(BitmapResolver):
 def audience_symbols(bitmaps: SnapshotBitmaps) -> dict[str, Symbol]:
     # Features are known too, so that using one says why it is refused rather than "unknown name"; graded
     # features (propensity deciles) are scores already, whose bitmaps a snapshot may or may not have.
-    return {**feature_symbols(), **{code: Symbol(code, Type.BOOLEAN, "tag") for code in bitmaps.tag_codes},
+    return {**_feature_symbols(bitmaps.snapshot.id, bitmaps.published),
+            **{code: Symbol(code, Type.BOOLEAN, "tag") for code in bitmaps.tag_codes},
             **{code: Symbol(code, Type.NUMBER, "score") for code in bitmaps.score_codes}}
 
 
