@@ -4,10 +4,13 @@ bad expression is shown with a caret under its place, an analyst saves the audie
 import pytest
 
 from campaigns.models import SavedAudience
-from tagging.models import Region, StaffProfile
+from tagging.models import Region, Snapshot, StaffProfile, TagDefinition
 from tagging.services.audiences import preview_audience
+from tagging.services.snapshots import start_snapshot_run
+from tagging.services.tags import save_tag_definition
 
 from .browser import chromium_page, log_in, require_chromium, screenshot
+from .conftest import SMALL_CITY
 from .factories import staff_user
 
 require_chromium()
@@ -15,13 +18,21 @@ require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_counting_and_saving_an_audience_in_the_browser(published_city, live_server):
+def test_counting_and_saving_an_audience_in_the_browser(published_city, run_to_end, live_server):
+    first = Snapshot.objects.get()
+    # need_data is loosened and the snapshot run again: the audience grows from one snapshot to the next.
+    tag = TagDefinition.objects.get(code="need_data")
+    tag.expression = "data_mb_30d >= 4096 and voice_minutes_30d < 300"
+    save_tag_definition(tag=tag)
+    run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, window_days=SMALL_CITY.days, partition_size=600))
     chancheng = Region.objects.get(code="440604")
     sales = staff_user(StaffProfile.Role.SALES, chancheng, username="audience_sales")
     staff_user(StaffProfile.Role.ADMIN, chancheng, username="audience_analyst")
     # Expected counts from the service, before the browser runs (the ORM is not for inside its event loop).
     expected = {text: preview_audience(expression=text, user=sales)["count"]
                 for text in ["comm_active", "comm_active and need_data"]}
+    before = preview_audience(expression="comm_active and need_data", user=sales, snapshot=first)["count"]
+    assert expected["comm_active and need_data"] > before
     problems = []
     with chromium_page(problems) as page:
         log_in(page, live_server.url, "audience_sales", "/audiences/")
@@ -34,6 +45,9 @@ def test_counting_and_saving_an_audience_in_the_browser(published_city, live_ser
         regions = page.inner_text("#audience-regions")
         assert "禅城区" in regions and "南海区" not in regions  # only the user's district
         assert "expression=comm_active%20and%20need_data" in page.url  # the address keeps the audience
+        growth = expected["comm_active and need_data"] - before
+        page.wait_for_function(f"document.getElementById('audience-change').textContent.startsWith('+{growth:,} since')")
+        assert f"{first.as_of_date} ({before:,})" in page.inner_text("#audience-change")
         page.wait_for_selector("#audience-profile:not([hidden]) #profile-over tbody tr")
         first = page.locator("#profile-over tbody tr").first
         assert int(first.locator("td").last.inner_text().replace(",", "")) > 100  # the most over-represented tag, by its TGI

@@ -92,6 +92,22 @@
     profileBox.hidden = body.count === 0;
   }
 
+  async function change(mine, asked, now) {
+    // The same audience in the snapshot before the one counted: is it growing?
+    const out = document.getElementById("audience-change");
+    out.textContent = "";
+    const options = snapshot ? Array.from(snapshot.options) : [];
+    const older = options[options.findIndex(function (o) { return o.value === snapshot.value; }) + 1];
+    if (!older) { return; }
+    const response = await fetch(form.dataset.preview, {method: "POST", headers: headers, credentials: "same-origin",
+                                                        body: JSON.stringify(Object.assign({}, asked, {snapshot: Number(older.value)}))});
+    if (mine !== sequence) { return; }
+    if (!response.ok) { out.textContent = "not countable in " + older.textContent + " 上期无法计算"; return; }
+    const before = await response.json();
+    const delta = now.count - before.count;
+    out.textContent = (delta > 0 ? "+" : "") + number.format(delta) + " since 较 " + before.snapshot + " (" + number.format(before.count) + ")";
+  }
+
   async function count() {
     const mine = ++sequence;
     const expression = field.value;
@@ -114,6 +130,7 @@
       return;
     }
     showCount(body);
+    change(mine, asked, body);
     profile(mine, asked);
   }
 
