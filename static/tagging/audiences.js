@@ -8,10 +8,15 @@
   const snapshot = document.getElementById("snapshot");
   const errorBox = document.getElementById("audience-error");
   const result = document.getElementById("audience-result");
+  const profileBox = document.getElementById("audience-profile");
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
   const headers = {"Content-Type": "application/json", "X-CSRFToken": csrf};
   const number = new Intl.NumberFormat();
   let timer = null, sequence = 0;
+
+  function ask(url, question) {
+    return fetch(url, {method: "POST", headers: headers, credentials: "same-origin", body: JSON.stringify(question)});
+  }
 
   function percent(part, whole) { return whole ? (100 * part / whole).toFixed(1) + "%" : "—"; }
 
@@ -53,8 +58,6 @@
     document.querySelector("#audience-regions tbody").replaceChildren(...rows);
   }
 
-  const profileBox = document.getElementById("audience-profile");
-
   function profileRows(rows) {
     return rows.map(function (row) {
       const line = document.createElement("tr");
@@ -77,8 +80,7 @@
 
   async function profile(mine, asked) {
     // Who the counted audience are: a second, heavier question, asked once the count is shown.
-    const response = await fetch(form.dataset.profile, {method: "POST", headers: headers, credentials: "same-origin",
-                                                        body: JSON.stringify(asked)});
+    const response = await ask(form.dataset.profile, asked);
     if (mine !== sequence || !response.ok) { return; }
     const body = await response.json();
     const minimum = Number(form.dataset.minCount);
@@ -99,8 +101,7 @@
     const options = snapshot ? Array.from(snapshot.options) : [];
     const older = options[options.findIndex(function (o) { return o.value === snapshot.value; }) + 1];
     if (!older) { return; }
-    const response = await fetch(form.dataset.preview, {method: "POST", headers: headers, credentials: "same-origin",
-                                                        body: JSON.stringify(Object.assign({}, asked, {snapshot: Number(older.value)}))});
+    const response = await ask(form.dataset.preview, Object.assign({}, asked, {snapshot: Number(older.value)}));
     if (mine !== sequence) { return; }
     if (!response.ok) { out.textContent = "not countable in " + older.textContent + " 上期无法计算"; return; }
     const before = await response.json();
@@ -117,8 +118,7 @@
     if (snapshot && snapshot.value) { asked.snapshot = Number(snapshot.value); }
     let response, body;
     try {
-      response = await fetch(form.dataset.preview, {method: "POST", headers: headers, credentials: "same-origin",
-                                                   body: JSON.stringify(asked)});
+      response = await ask(form.dataset.preview, asked);
       body = await response.json();
     } catch (failure) {
       if (mine === sequence) { showError("无法计数 Could not count: " + failure.message, null); }
@@ -187,10 +187,8 @@
       event.preventDefault();
       const out = document.getElementById("save-result");
       const districts = saveForm.dataset.districts ? saveForm.dataset.districts.split(",") : [];
-      const response = await fetch(form.dataset.saved, {
-        method: "POST", headers: headers, credentials: "same-origin",
-        body: JSON.stringify({name: document.getElementById("audience-name").value, expression: field.value, regions: districts}),
-      });
+      const response = await ask(form.dataset.saved,
+                                 {name: document.getElementById("audience-name").value, expression: field.value, regions: districts});
       const body = await response.json();
       if (!response.ok) {
         out.className = "bad";
