@@ -67,6 +67,12 @@ def test_counting_and_saving_an_audience_in_the_browser(published_city, run_to_e
         page.fill("#audience-name", "禅城活跃流量")
         page.click("#save-audience button")
         page.wait_for_function("document.getElementById('saved-audiences').textContent.includes('禅城活跃流量')")
+        page.click(".chip[data-code=high_value]")  # after the expression the address gave
+        assert page.input_value("#expression") == "comm_active and need_data and high_value"
+        page.click("#expression", position={"x": 3, "y": 10})  # the cursor before the first tag
+        page.keyboard.press("Home")
+        page.click(".chip[data-code=night_active]")
+        assert page.input_value("#expression") == "night_active and comm_active and need_data and high_value"
     # The deliberately bad expression was answered 400, which Chromium reports; nothing else may fail.
     assert [p for p in problems if "status of 400" not in p] == []
     assert sum("status of 400" in p for p in problems) >= 1

@@ -137,12 +137,14 @@
   function later() { clearTimeout(timer); timer = setTimeout(count, 350); }
 
   function insert(code) {
-    // At the cursor, joined with "and" unless the text before already ends with an operator or a bracket.
+    // At the cursor, joined with "and" on either side unless an operator or a bracket already stands there.
     const start = field.selectionStart, end = field.selectionEnd;
     const before = field.value.slice(0, start).replace(/\s+$/, "");
-    const joined = before === "" || /(\(|\band|\bor|\bnot)$/.test(before) ? "" : " and";
-    const text = (before ? before + joined + " " : "") + code;
-    field.value = text + field.value.slice(end);
+    const after = field.value.slice(end).replace(/^\s+/, "");
+    const left = before === "" || /(\(|\band|\bor|\bnot)$/.test(before) ? "" : " and";
+    const right = after === "" || /^(\)|and\b|or\b)/.test(after) ? "" : " and";
+    const text = (before ? before + left + " " : "") + code;
+    field.value = text + (after ? right + " " + after : "");
     field.focus();
     field.selectionStart = field.selectionEnd = text.length;
     count();
@@ -201,5 +203,7 @@
     });
   }
   if (saved) { loadSaved(); }
+  // An expression from the address: tags picked from the library go after it.
+  field.selectionStart = field.selectionEnd = field.value.length;
   if (field.value.trim()) { count(); }
 })();
