@@ -147,12 +147,9 @@ def tag_counts(*, user) -> dict[str, tuple[int, int | None]]:
     recent = list(Snapshot.objects.filter(tags__isnull=False).distinct().order_by("-is_current", "-as_of_date", "-id")[:2])
     if not recent or not recent[0].is_current:
         return {}
-    now = SnapshotBitmaps(recent[0], user)
-    before = SnapshotBitmaps(recent[1], user) if len(recent) > 1 else None
-    return {
-        code: (now.count(now.tag(code)), before.count(before.tag(code)) if before and code in before.tag_codes else None)
-        for code in now.tag_codes
-    }
+    now = SnapshotBitmaps(recent[0], user).tag_counts()
+    before = SnapshotBitmaps(recent[1], user).tag_counts() if len(recent) > 1 else {}
+    return {code: (count, before.get(code)) for code, count in now.items()}
 
 
 def tag_library(*, user) -> list[dict]:

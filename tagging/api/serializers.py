@@ -119,9 +119,7 @@ class TagSerializer(serializers.ModelSerializer):
 
     def _count(self, tag, which: str) -> int | None:
         bitmaps = self.context.get(which)
-        if bitmaps is None or tag.code not in bitmaps.tag_codes:
-            return None
-        return bitmaps.count(bitmaps.tag(tag.code))
+        return None if bitmaps is None else bitmaps.tag_counts().get(tag.code)
 
     def get_count(self, tag) -> int | None:
         return self._count(tag, "current")

@@ -91,6 +91,14 @@ def _scope(snapshot_id: int, published: float, districts: tuple[str, ...]) -> Fr
 
 
 @lru_cache(maxsize=64)
+def _tag_counts(snapshot_id: int, published: float, districts: tuple[str, ...]) -> dict[str, int]:
+    """Every tag's members in these districts: the same for every question asked of the snapshot."""
+    scope = _scope(snapshot_id, published, districts)
+    return {code: scope.intersection_cardinality(load_bitmap("tag", pk, published))
+            for code, pk in snapshot_index(snapshot_id, published)["tag"].items()}
+
+
+@lru_cache(maxsize=64)
 def _feature_symbols(snapshot_id: int, published: float) -> dict[str, Symbol]:
     # Features are known to audiences only to say why one is refused; building the catalogue (a query of the
     # products) once per snapshot keeps it out of every count.
@@ -131,6 +139,10 @@ class SnapshotBitmaps:
 
     def count(self, bitmap) -> int:
         return bitmap.intersection_cardinality(self.scope)
+
+    def tag_counts(self) -> dict[str, int]:
+        """Each tag's members in the user's districts."""
+        return _tag_counts(self.snapshot.id, self.published, tuple(self.districts))
 
     def by_region(self, bitmap) -> list[dict]:
         return [{"region": code, "name": name, "count": bitmap.intersection_cardinality(self.region(code))}
@@ -213,10 +225,10 @@ def profile_audience(*, expression: str, user, snapshot: Snapshot | None = None)
     size, everyone = len(audience), len(bitmaps.scope)
     names = {code: (name, name_en, category) for code, name, name_en, category in TagDefinition.objects.filter(
         code__in=bitmaps.tag_codes).values_list("code", "name", "name_en", "category")}
+    bases = bitmaps.tag_counts()
     rows = []
     for code in sorted(bitmaps.tag_codes - parsed.references):  # the audience's own tags say nothing new
-        tag = bitmaps.tag(code)
-        count, base = audience.intersection_cardinality(tag), bitmaps.count(tag)
+        count, base = audience.intersection_cardinality(bitmaps.tag(code)), bases[code]
         share = count / size if size else None
         base_share = base / everyone if everyone else None
         name, name_en, category = names.get(code, (code, "", ""))
