@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import difflib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -117,10 +118,7 @@ def parse(text: str, symbols: Mapping[str, Symbol], *, audience: bool = False) -
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
-        line, column = exc.lineno or 1, exc.offset or 1
-        token = _token_at(source, line, column)
-        column += lead if line == 1 else 0
-        raise ExpressionError(f"syntax error: {exc.msg}", line=line, column=column, token=token) from None
+        raise _syntax_error(source, exc, lead) from None
     except (ValueError, RecursionError, MemoryError):
         raise ExpressionError("the expression cannot be parsed (too deeply nested?)") from None
     checker = _Checker(source, symbols, audience, lead=lead)
@@ -293,6 +291,37 @@ class _Checker:
 
 def _describe(node: Any) -> str:
     return _FRIENDLY.get(type(node), type(node).__name__)
+
+
+# Operators from other languages that analysts type, what to write instead, and where the parser stops
+# relative to them (it points at the second character of && and ||).
+_FOREIGN_OPERATORS = [("=>", ">="), ("=<", "<="), ("&&", "and"), ("||", "or")]
+
+
+def _syntax_error(source: str, exc: SyntaxError, lead: int) -> ExpressionError:
+    """Where parsing stopped, and what the analyst most likely meant there."""
+    lines = source.splitlines() or [""]
+    line, column = exc.lineno or 1, exc.offset or 0
+    if column < 1:
+        # The parser reports no place when the text stops in the middle of an expression: the place is its end.
+        line = len(lines)
+        last = lines[-1].rstrip()
+        words = last.split()
+        column = len(last) + 1
+        message = f"the expression ends too early, after {words[-1]!r}" if words else "the expression ends too early"
+        return ExpressionError(f"syntax error: {message}", line=line, column=column + (lead if line == 1 else 0))
+    text = lines[min(line, len(lines)) - 1]
+    message = f"syntax error: {exc.msg}"
+    for written, meant in _FOREIGN_OPERATORS:
+        at = text.find(written, max(column - 2, 0), column + 1)
+        if at >= 0:
+            message, column = f"syntax error: write {meant!r} instead of {written!r}", at + 1
+            break
+    else:
+        if re.match(r"=(?!=)", text[column - 1:]) and (column < 2 or text[column - 2] not in "=!<>"):
+            message = "syntax error: write '==' to compare ('=' assigns)"
+    return ExpressionError(message, line=line, column=column + (lead if line == 1 else 0),
+                           token=_token_at(source, line, column))
 
 
 def _token_at(text: str, line: int, column: int) -> str:

@@ -145,6 +145,25 @@ def test_a_syntax_error_names_where_parsing_stopped():
 
 
 @pytest.mark.parametrize(
+    "text, column, needle",
+    [
+        ("sms_30d >= 300 and", 19, "ends too early, after 'and'"),  # Python points nowhere (column 0)
+        ("  sms_30d >=  ", 13, "ends too early, after '>='"),  # columns of the text as typed
+        ("not", 4, "ends too early"),
+        ("sms_30d => 300", 9, "write '>=' instead of '=>'"),
+        ("sms_30d =< 300", 9, "write '<=' instead of '=<'"),
+        ("high_value && sms_30d > 1", 12, "write 'and' instead of '&&'"),
+        ("high_value || sms_30d > 1", 12, "write 'or' instead of '||'"),
+        ("sms_30d = 300", 9, "write '=='"),
+    ],
+)
+def test_a_syntax_error_points_at_the_place_and_says_what_was_meant(text, column, needle):
+    with pytest.raises(ExpressionError) as error:
+        parse(text, RULES)
+    assert needle in str(error.value) and error.value.column == column, str(error.value)
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "sms_30d > 1 and high_value",  # a feature in an audience
