@@ -117,16 +117,17 @@ def fit_segments(run) -> dict | None:
         tag.category, tag.kind, tag.enabled, tag.expression = TagDefinition.Category.SEGMENT, TagDefinition.Kind.SEGMENT, True, ""
         tag.description = (
             f"Behaviour segment by k-means (k={len(fit.codes)}) on standardised {', '.join(features)}. "
-            f"Compared with the average subscriber: {en}. The code stays with the matching centroid from one "
-            "snapshot to the next."
+            f"Compared with the average subscriber: {en}. Each run re-centres the segment on its subscribers, so "
+            "it keeps its code and its members from one snapshot to the next unless behaviour takes a new shape."
         )
         if tag.pk is None or before != [getattr(tag, name) for name in VERSIONED_FIELDS]:
-            save_tag_definition(tag=tag, note=f"fitted in run #{run.id}")  # checked and versioned only when it changed
+            how = "re-centred" if fit.carried else "fitted afresh"
+            save_tag_definition(tag=tag, note=f"{how} in run #{run.id}")  # checked and versioned only when it changed
     for tag in TagDefinition.objects.filter(kind=TagDefinition.Kind.SEGMENT, enabled=True).exclude(code__in=fit.codes):
         tag.enabled = False
         save_tag_definition(tag=tag, note=f"not among the {len(fit.codes)} segments of run #{run.id}")
     return {"model_id": model.id, "features": features, "mean": model.mean, "scale": model.scale,
-            "codes": fit.codes, "centroids": fit.centroids.tolist()}
+            "codes": fit.codes, "centroids": fit.centroids.tolist(), "carried": fit.carried}
 
 
 # --- compute one partition ---------------------------------------------------------------------------------

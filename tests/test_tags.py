@@ -242,3 +242,32 @@ def test_segment_codes_follow_the_centroids_not_their_order():
     assert set(first.codes) < set(grown.codes) and "segment_5" in grown.codes
     zh, en = segments.describe(np.array([2.0, -1.0, 0.1]), features)
     assert (zh, en) == ("短信多·流量少", "SMS-heavy, low data")
+
+
+def test_segments_keep_their_subscribers_from_one_sample_of_the_same_behaviour_to_the_next():
+    """Behaviour data have no sharp clusters: fresh fits of two samples of the same population, matched by
+    centroid, kept fewer than half of the subscribers in their segment. A model carried over keeps almost
+    all of them; data that do take a new shape still get a fresh fit."""
+    from tagging import segments
+
+    features = [name for name, _, _, _ in segments.BEHAVIOUR]
+    rng = np.random.default_rng(11)
+    mixing = np.eye(8) + 0.05  # correlated, unclustered behaviour
+
+    def population(n):
+        return rng.normal(size=(n, 8)) @ mixing
+
+    def segment_of(fit, values):
+        return np.array(fit.codes)[segments.nearest((values - fit.mean) / fit.scale, fit.centroids)]
+
+    first = segments.fit(population(30_000), features, 8, seed=7)
+    second = segments.fit(population(30_000), features, 8, seed=7, previous=first)
+    everyone = population(20_000)
+    assert second.carried and (segment_of(first, everyone) == segment_of(second, everyone)).mean() >= 0.95
+
+    centres = rng.choice([-6.0, 6.0], size=(8, 8))
+    clustered = np.concatenate([c + rng.normal(size=(2_000, 8)) for c in centres])
+    reshaped = segments.fit(clustered, features, 8, seed=7, previous=second)
+    assert not reshaped.carried and set(reshaped.codes) == set(second.codes)
+    recovered = segment_of(reshaped, centres)
+    assert len(set(recovered)) == 8  # one segment per planted cluster
