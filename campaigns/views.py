@@ -1,13 +1,17 @@
-"""Campaign pages: the list of your regions' campaigns and each campaign's report."""
+"""Campaign pages: the list of your regions' campaigns, a new draft, each campaign's report and the steps
+of its lifecycle (freeze, start, close)."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from microarea.models import MicroArea
 
-from .models import Campaign
-from .services.campaigns import EXCLUSION_LABELS
+from .forms import CampaignForm
+from .models import Campaign, SavedAudience
+from .services.campaigns import EXCLUSION_LABELS, CampaignRefused, create_campaign, freeze_campaign, move_campaign
 from .services.results import campaign_evaluation
 
 CHART_HEIGHT = 160  # px of the tallest bar in the report's rate chart
@@ -18,6 +22,58 @@ CHART_HEIGHT = 160  # px of the tallest bar in the report's rate chart
 def campaign_list(request):
     campaigns = Campaign.objects.visible_to(request.user).select_related("product", "owner")
     return render(request, "campaigns/list.html", {"campaigns": campaigns})
+
+
+@login_required
+@permission_required("campaigns.add_campaign", raise_exception=True)
+def campaign_new(request):
+    """A draft campaign from an audience (typed, or saved; `?expression=` and `?saved=` fill them in)."""
+    form = CampaignForm(request.POST or None, user=request.user, initial=_initial(request))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            campaign = create_campaign(
+                owner=request.user, name=data["name"], product=data["product"], audience=data["audience"],
+                channel=data["channel"], start_date=data["start_date"], end_date=data["end_date"],
+                regions=[r.code for r in data["regions"]], holdout_share=data["holdout_share"],
+                control_kind=data["control_kind"], saved_audience=data["saved_audience"])
+        except CampaignRefused as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            messages.success(request, "草稿已保存 Draft saved: freeze it to make its target list.")
+            return redirect("campaign-report", pk=campaign.pk)
+    return render(request, "campaigns/new.html", {"form": form})
+
+
+def _initial(request) -> dict:
+    initial = {"audience": request.GET.get("expression", "")}
+    saved = request.GET.get("saved", "")
+    if saved.isdigit() and (audience := SavedAudience.objects.visible_to(request.user).filter(pk=int(saved)).first()):
+        initial.update(saved_audience=audience, audience=initial["audience"] or audience.expression)
+    return initial
+
+
+STEP_DONE = {"freeze": "已冻结 Frozen: the target list and control group are made.",
+             "start": "已启动 Started: field teams may export and contact the list.",
+             "close": "已结束 Closed: no more exports or triggers; the results stay."}
+
+
+@login_required
+@permission_required("campaigns.change_campaign", raise_exception=True)
+@require_POST
+def campaign_step(request, pk: int, step: str):
+    """Freeze, start or close a campaign of the user's regions; a refused step changes nothing and says why."""
+    campaign = get_object_or_404(Campaign.objects.visible_to(request.user), pk=pk)
+    try:
+        if step == "freeze":
+            freeze_campaign(campaign=campaign, user=request.user)
+        else:
+            move_campaign(campaign=campaign, step=step)
+    except CampaignRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, STEP_DONE[step])
+    return redirect("campaign-report", pk=campaign.pk)
 
 
 @login_required

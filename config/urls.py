@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -30,7 +30,9 @@ urlpatterns = [
     path("terminals/", tagging_views.terminals, name="terminals"),
     path("map/", microarea_views.area_map, name="map"),
     path("campaigns/", campaign_views.campaign_list, name="campaigns"),
+    path("campaigns/new/", campaign_views.campaign_new, name="campaign-new"),
     path("campaigns/<int:pk>/", campaign_views.campaign_report, name="campaign-report"),
+    re_path(r"^campaigns/(?P<pk>[0-9]+)/(?P<step>freeze|start|close)/$", campaign_views.campaign_step, name="campaign-step"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,9 +1,10 @@
 """The audience page in a real browser: a sales user picks tags and reads the count and who they are, a
-bad expression is shown with a caret under its place, an analyst saves the audience for campaigns."""
+bad expression is shown with a caret under its place, an analyst saves the audience for campaigns and
+makes a campaign of it."""
 
 import pytest
 
-from campaigns.models import SavedAudience
+from campaigns.models import Campaign, SavedAudience
 from tagging.models import Region, Snapshot, StaffProfile, TagDefinition
 from tagging.services.audiences import preview_audience
 from tagging.services.snapshots import start_snapshot_run
@@ -73,8 +74,26 @@ def test_counting_and_saving_an_audience_in_the_browser(published_city, run_to_e
         page.keyboard.press("Home")
         page.click(".chip[data-code=night_active]")
         assert page.input_value("#expression") == "night_active and comm_active and need_data and high_value"
+
+        # The analyst turns the audience into a campaign and freezes it, all in pages.
+        page.fill("#expression", "comm_active and need_data")
+        page.wait_for_function("document.getElementById('new-campaign').href.endsWith('comm_active%20and%20need_data')")
+        page.click("#new-campaign")
+        page.wait_for_selector("form.campaign-form")
+        assert page.input_value("textarea[name=audience]") == "comm_active and need_data"
+        page.fill("input[name=name]", "禅城夜间流量包")
+        page.select_option("select[name=product]", label="流量包 Data pack")
+        page.click("form.campaign-form button[type=submit]")
+        page.wait_for_selector("#steps")
+        assert "草稿已保存 Draft saved" in page.inner_text(".messages")
+        page.click("#steps button:has-text('冻结 Freeze')")
+        page.wait_for_selector("#steps button:has-text('启动 Start')")
+        assert "已冻结 Frozen" in page.inner_text(".messages")
+        screenshot(page, "campaign-frozen.png")
     # The deliberately bad expression was answered 400, which Chromium reports; nothing else may fail.
     assert [p for p in problems if "status of 400" not in p] == []
     assert sum("status of 400" in p for p in problems) >= 1
+    campaign = Campaign.objects.get(name="禅城夜间流量包")
+    assert campaign.status == "frozen" and campaign.product.code == "data_pack" and campaign.owner.username == "audience_analyst"
     saved = SavedAudience.objects.get(name="禅城活跃流量")
     assert saved.expression == "comm_active and need_data" and list(saved.regions.values_list("code", flat=True)) == ["440604"]

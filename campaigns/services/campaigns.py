@@ -28,7 +28,7 @@ from tagging.services.audiences import (AUDIENCE_FUNCTIONS, GRADES, SnapshotBitm
 from tagging.stages import snapshot_dir, write_atomically
 from tagging.tag_stage import to_bitmap
 
-from ..models import Campaign
+from ..models import Campaign, SavedAudience
 
 
 class CampaignRefused(ValueError):
@@ -202,6 +202,11 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
         excluded[reason] = eligible.intersection_cardinality(members)
         eligible -= members
         barred |= members
+    if not eligible:
+        # A list with nobody on it would be frozen for good; say why instead.
+        left_out = ", ".join(f"{EXCLUSION_LABELS[reason]} {n}" for reason, n in excluded.items() if n)
+        raise CampaignRefused(f"nobody to target: the audience has {len(audience)} subscribers in the campaign's districts"
+                              + (f", all left out ({left_out})" if left_out else ""), field="audience")
     seed = secrets.randbits(62) if seed is None else seed
     ids, control = _draw_control(campaign, eligible=eligible, population=scope - barred, seed=seed)
     listed = to_bitmap(ids)
@@ -240,16 +245,19 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
 
 
 def create_campaign(*, owner, name: str, product, audience: str, channel: str, start_date, end_date, regions: list[str],
-                    holdout_share: float = 0.1, control_kind: str = Campaign.ControlKind.HOLDOUT) -> Campaign:
+                    holdout_share: float = 0.1, control_kind: str = Campaign.ControlKind.HOLDOUT,
+                    saved_audience: SavedAudience | None = None) -> Campaign:
     """A draft campaign in the owner's districts, its audience checked first (naming the position)."""
     check_audience(text=audience, user=owner)
+    if end_date < start_date:
+        raise CampaignRefused("the campaign ends before it starts", field="end_date")
     districts = Region.objects.visible_to(owner).filter(level=Region.Level.DISTRICT, code__in=regions)
     if not districts.exists():
         raise CampaignRefused(f"none of {', '.join(regions)} is one of your districts", field="regions")
     with transaction.atomic():
         campaign = Campaign.objects.create(owner=owner, name=name, product=product, audience=audience, channel=channel,
                                            start_date=start_date, end_date=end_date, holdout_share=holdout_share,
-                                           control_kind=control_kind)
+                                           control_kind=control_kind, saved_audience=saved_audience)
         campaign.regions.set(districts)
     return campaign
 

@@ -56,6 +56,8 @@
       return row;
     });
     document.querySelector("#audience-regions tbody").replaceChildren(...rows);
+    const campaign = document.getElementById("new-campaign");
+    if (campaign) { campaign.href = campaign.dataset.base + "?expression=" + encodeURIComponent(field.value); }
   }
 
   function profileRows(rows) {

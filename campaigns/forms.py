@@ -1,0 +1,51 @@
+"""The campaign manager's form for a new draft campaign: every choice limited to what the user may use."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django import forms
+from django.utils import timezone
+
+from tagging.models import Product, Region
+
+from .models import Campaign, SavedAudience
+
+
+class CampaignForm(forms.Form):
+    name = forms.CharField(label="名称 Name", max_length=100)
+    product = forms.ModelChoiceField(label="产品 Product", queryset=Product.objects.order_by("code"),
+                                     help_text="What the campaign sells: its holders are left out of the target list")
+    saved_audience = forms.ModelChoiceField(label="已保存受众 Saved audience", queryset=SavedAudience.objects.none(),
+                                            required=False, help_text="Its expression is used when the box below is empty")
+    audience = forms.CharField(label="受众表达式 Audience", required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                               help_text='Tags with and, or, not; propensity_5g_plan >= 8; area("..."); holds("...")')
+    channel = forms.ChoiceField(label="渠道 Channel", choices=Campaign.Channel.choices)
+    start_date = forms.DateField(label="开始 Start", widget=forms.DateInput(attrs={"type": "date"}))
+    end_date = forms.DateField(label="结束 End", widget=forms.DateInput(attrs={"type": "date"}))
+    control_kind = forms.ChoiceField(label="对照组 Control group", choices=Campaign.ControlKind.choices,
+                                     initial=Campaign.ControlKind.HOLDOUT, widget=forms.RadioSelect)
+    holdout_share = forms.DecimalField(label="对照组比例 Control share", min_value=Decimal("0.01"), max_value=Decimal("0.5"),
+                                       decimal_places=3, initial=Decimal("0.1"),
+                                       help_text="Size of the control group as a share of the eligible audience (0.01-0.5)")
+    regions = forms.ModelMultipleChoiceField(label="区县 Districts", queryset=Region.objects.none(),
+                                             widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        districts = Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT).order_by("code")
+        self.fields["regions"].queryset = districts
+        self.fields["regions"].initial = list(districts)
+        self.fields["saved_audience"].queryset = SavedAudience.objects.visible_to(user).order_by("name")
+        today = timezone.localdate()
+        self.fields["start_date"].initial = today + timedelta(days=1)
+        self.fields["end_date"].initial = today + timedelta(days=14)
+
+    def clean(self):
+        data = super().clean()
+        saved = data.get("saved_audience")
+        if not data.get("audience", "").strip():
+            if saved is None:
+                self.add_error("audience", "写一个受众表达式或选择已保存受众 Write an audience or pick a saved one")
+            else:
+                data["audience"] = saved.expression
+        return data
