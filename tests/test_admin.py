@@ -1,4 +1,4 @@
-"""Admins watch ingests and runs in Django admin and start runs through the API."""
+"""Admins watch ingests and runs in Django admin and start runs there or through the API."""
 
 import pytest
 from rest_framework.test import APIClient
@@ -64,3 +64,35 @@ def test_a_subscribers_admin_page_shows_their_tags_and_features_now(published_ci
     sms = subscriber_features(subscriber_id=subscriber.id)["sms_30d"]
     assert f"<td><code>sms_30d</code></td><td>{sms}</td>" in page
     assert f"/api/v1/subscribers/{subscriber.id}/profile/" in page and subscriber.msisdn not in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_starts_a_run_from_admin_and_a_refused_one_starts_nothing(small_city, client, run_to_end):
+    ingest_city(small_city)
+    staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="analyst")
+    staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440604"), username="sales")
+    client.login(username="analyst", password="pass-word-123")
+    assert "Start a snapshot run" in client.get("/admin/tagging/snapshotrun/").content.decode()
+    form = client.get("/admin/tagging/snapshotrun/start/")
+    assert form.status_code == 200 and form.context["form"].initial["as_of_date"] == SMALL_CITY.end_date  # the usage data's last day
+
+    for fields, problem in [({"as_of_date": "2099-01-01", "window_days": 30}, "is in the future"),
+                            ({"as_of_date": "2026-02-30", "window_days": 30}, "有效的日期"),  # Django's own words, in Chinese
+                            ({"as_of_date": SMALL_CITY.end_date.isoformat(), "window_days": 400}, "小于或等于366"),
+                            ({"as_of_date": SMALL_CITY.end_date.isoformat(), "window_days": 0}, "大于或等于1")]:
+        refused = client.post("/admin/tagging/snapshotrun/start/", fields)
+        assert refused.status_code == 200 and problem in refused.content.decode(), fields
+    assert not SnapshotRun.objects.exists()
+
+    response = client.post("/admin/tagging/snapshotrun/start/", {"as_of_date": SMALL_CITY.end_date.isoformat(),
+                                                                 "window_days": SMALL_CITY.days})
+    run = SnapshotRun.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/admin/tagging/snapshotrun/{run.id}/change/"
+    assert (run.as_of_date, run.window_days, run.created_by.username) == (SMALL_CITY.end_date, SMALL_CITY.days, "analyst")
+    assert run_to_end(run).status == SnapshotRun.Status.SUCCEEDED
+    assert f"Snapshot run #{run.id}" in client.get(response["Location"]).content.decode()
+
+    client.logout()
+    client.login(username="sales", password="pass-word-123")
+    assert client.get("/admin/tagging/snapshotrun/start/").status_code in (302, 403)  # sales staff have no admin
+    assert SnapshotRun.objects.count() == 1

@@ -1,7 +1,14 @@
-from django.contrib import admin
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.db.models import Max
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from ..models import (
@@ -16,6 +23,7 @@ from ..models import (
     Subscription,
     TagDefinition,
 )
+from ..services.snapshots import MAX_WINDOW_DAYS, SnapshotRefused, start_snapshot_run
 
 
 class RegionScopedAdmin(admin.ModelAdmin):
@@ -201,6 +209,38 @@ class SnapshotRunAdmin(ReadOnlyAdmin):
     @admin.display(description="progress")
     def progress_percent(self, run):
         return f"{run.progress:.0%}"
+
+    def get_urls(self):
+        start = path("start/", self.admin_site.admin_view(self.start_view), name="tagging_snapshotrun_start")
+        return [start, *super().get_urls()]
+
+    def start_view(self, request):
+        """Start a snapshot run as of a date (the API's POST /api/v1/snapshot-runs/ in a form); a refused
+        run says why and starts nothing."""
+        if not request.user.has_perm("tagging.add_snapshotrun"):
+            raise PermissionDenied
+        latest = IngestBatch.objects.accepted().filter(dataset="usage_daily").aggregate(day=Max("period_end"))["day"]
+        form = StartRunForm(request.POST or None, initial={"as_of_date": latest or timezone.localdate(),
+                                                           "window_days": settings.SNAPSHOT_WINDOW_DAYS})
+        if request.method == "POST" and form.is_valid():
+            try:
+                run = start_snapshot_run(as_of=form.cleaned_data["as_of_date"], window_days=form.cleaned_data["window_days"],
+                                         user=request.user)
+            except SnapshotRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"快照运行 #{run.id} 已开始 Snapshot run #{run.id} as of {run.as_of_date} started: "
+                                          "its partitions' progress is below.")
+                return redirect("admin:tagging_snapshotrun_change", run.id)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "title": "开始快照运行 Start a snapshot run", "latest_usage": latest}
+        return TemplateResponse(request, "admin/tagging/snapshotrun/start.html", context)
+
+
+class StartRunForm(forms.Form):
+    as_of_date = forms.DateField(label="快照日期 As-of date", widget=forms.DateInput(attrs={"type": "date"}),
+                                 help_text="Features, tags and locations describe the window ending on this day")
+    window_days = forms.IntegerField(label="窗口天数 Window (days)", min_value=1, max_value=MAX_WINDOW_DAYS)
 
 
 @admin.register(Snapshot)
