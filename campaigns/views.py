@@ -11,7 +11,8 @@ from microarea.models import MicroArea
 
 from .forms import CampaignForm
 from .models import Campaign, SavedAudience
-from .services.campaigns import EXCLUSION_LABELS, CampaignRefused, create_campaign, freeze_campaign, move_campaign
+from .services.campaigns import (EXCLUSION_LABELS, CampaignRefused, create_campaign, freeze_campaign, move_campaign,
+                                 next_steps)
 from .services.results import campaign_evaluation
 
 CHART_HEIGHT = 160  # px of the tallest bar in the report's rate chart
@@ -53,6 +54,7 @@ def _initial(request) -> dict:
     return initial
 
 
+STEP_LABELS = {"freeze": "冻结 Freeze", "start": "启动 Start", "close": "结束 Close"}
 STEP_DONE = {"freeze": "已冻结 Frozen: the target list and control group are made.",
              "start": "已启动 Started: field teams may export and contact the list.",
              "close": "已结束 Closed: no more exports or triggers; the results stay."}
@@ -83,7 +85,8 @@ def campaign_report(request, pk: int):
     run time), lift, uplift and p-value, overall and per district; what was excluded and why."""
     campaign = get_object_or_404(Campaign.objects.visible_to(request.user).select_related("product", "snapshot"), pk=pk)
     excluded = campaign.counts.get("excluded", {})
-    context = {"campaign": campaign, "excluded": [(EXCLUSION_LABELS.get(code, code), n) for code, n in excluded.items()]}
+    context = {"campaign": campaign, "excluded": [(EXCLUSION_LABELS.get(code, code), n) for code, n in excluded.items()],
+               "steps": [(step, STEP_LABELS[step]) for step in next_steps(campaign)]}
     if campaign.status != Campaign.Status.DRAFT:
         areas = MicroArea.objects.visible_to(request.user).filter(region__code__in=campaign.counts.get("districts", []))
         wanted = request.GET.get("area", "")

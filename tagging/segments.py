@@ -68,7 +68,7 @@ def kmeans(points: np.ndarray, k: int, *, seed: int = 0, iterations: int = 300, 
     return min(fits, key=lambda centroids: inertia(points, centroids))
 
 
-def lloyd(points: np.ndarray, centroids: np.ndarray, *, iterations: int = 40) -> np.ndarray:
+def lloyd(points: np.ndarray, centroids: np.ndarray, *, iterations: int) -> np.ndarray:
     """Lloyd's iterations from the given centroids to the nearest local optimum."""
     k = len(centroids)
     columns = np.ascontiguousarray(points.T)  # per-feature sums by bincount read one feature at a time

@@ -267,6 +267,13 @@ TRANSITIONS = {"start": ([Campaign.Status.FROZEN], Campaign.Status.RUNNING),
                "close": ([Campaign.Status.FROZEN, Campaign.Status.RUNNING], Campaign.Status.CLOSED)}
 
 
+def next_steps(campaign: Campaign) -> list[str]:
+    """The lifecycle steps the campaign's status allows now: freeze a draft, then those of TRANSITIONS."""
+    if campaign.status == Campaign.Status.DRAFT:
+        return ["freeze"]
+    return [step for step, (sources, _) in TRANSITIONS.items() if campaign.status in sources]
+
+
 def move_campaign(*, campaign: Campaign, step: str) -> Campaign:
     """Start a frozen campaign (field teams contact its list) or close it (no more exports or triggers)."""
     sources, target = TRANSITIONS[step]
