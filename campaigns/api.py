@@ -142,8 +142,8 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
     def get_permissions(self):
         if self.action in ("freeze", "start", "close") or (self.action == "triggers" and self.request.method == "POST"):
             return [requires("campaigns.change_campaign")()]
-        if self.action == "outcomes":  # field teams report what their calls gave: seeing the campaign is enough
-            return [requires("campaigns.view_campaign")()]
+        if self.action == "outcomes":  # field teams, and the analysts running campaigns, report what contacts gave
+            return [requires("campaigns.report_outcomes")()]
         return super().get_permissions()
 
     def get_queryset(self):
@@ -250,7 +250,8 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
     @action(detail=True, methods=["post"], authentication_classes=[ExpiringTokenAuthentication, SessionAuthentication])
     def outcomes(self, request, pk=None):
         """Report contact outcomes: {"rows": [{"msisdn", "contacted_at" (ISO 8601 with zone), "channel",
-        "outcome"}]}. Every row must be one of the campaign's targets; all rows are taken or none (errors
+        "outcome"}]}. Every row must be one of the campaign's targets in your districts (a row that is not is
+        refused by its line, never echoing the number); all rows are taken or none (errors
         name the row); the same report twice changes nothing; an outcome already recorded is refused."""
         campaign = self.get_object()
         rows = request.data.get("rows") if isinstance(request.data, dict) else None

@@ -85,7 +85,8 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        permissions = [("contact_subscribers", "May export full MSISDNs to contact subscribers")]
+        permissions = [("contact_subscribers", "May export full MSISDNs to contact subscribers"),
+                       ("report_outcomes", "May report contact outcomes for targets of their districts")]
         constraints = [models.CheckConstraint(condition=models.Q(end_date__gte=models.F("start_date")),
                                               name="campaign_ends_after_it_starts")]
 

@@ -211,6 +211,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "tagging.api.exceptions.exception_handler",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend", "rest_framework.filters.SearchFilter"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -268,6 +269,11 @@ LOCATION_OFFICE_HOURS = (_env_int("LOCATION_OFFICE_FROM", 9, minimum=0), _env_in
 LOCATION_MIN_DAYS = _env_int("LOCATION_MIN_DAYS", 3, minimum=1)
 # Areas (hexes, micro-areas) with fewer subscribers than this show no counts to sales users.
 AREA_MIN_COUNT = _env_int("AREA_MIN_COUNT", 5, minimum=1)
+# A micro-area holds at most this many res-9 hexes (~0.1 km² each: 200,000 is ~21,000 km², a large prefecture),
+# known from the hexes' resolutions or the polygon's area before any is listed; hexes given coarser than this
+# resolution are refused (a res-5 hex is 2,401 res-9 hexes).
+MICROAREA_MAX_HEXES = _env_int("MICROAREA_MAX_HEXES", 200_000, minimum=1)
+MICROAREA_COARSEST_RESOLUTION = _env_int("MICROAREA_COARSEST_RESOLUTION", 5, minimum=0, maximum=9)
 # Contact policy, applied when a campaign is frozen: at most this many contacts per subscriber per 30 days
 # across campaigns (from contact_results), and never the members of the imported list tagged CONTACT_DND_TAG.
 CONTACT_MAX_PER_30_DAYS = _env_int("CONTACT_MAX_PER_30_DAYS", 4, minimum=1)

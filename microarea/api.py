@@ -25,7 +25,7 @@ from .aggregates import RESOLUTIONS
 from .models import MicroArea
 from .selectors import (CUSTOMER_CLASSES, HEX_METRICS, LIST_METRICS, PRODUCT_METRICS, TARGET_COLUMNS, TARGET_LISTS,
                         TargetList, area_stats, area_targets, hex_metric, res9_hexes, subscriber_locations)
-from .services.coverage import cell_coverage, network_extent
+from .services.coverage import cell_coverage
 from .services.micro_areas import MicroAreaRefused, create_micro_area
 
 
@@ -92,11 +92,10 @@ class MicroAreaListView(APIView):
         region = Region.objects.visible_to(request.user).filter(code=data["region"], level=Region.Level.DISTRICT).first()
         if region is None:
             return Response({"region": [f"{data['region']!r} is not a district of yours"]}, status=status.HTTP_400_BAD_REQUEST)
-        cells, extent = network_extent(cell_coverage())
         try:
             area = create_micro_area(name=data["name"], kind=data["kind"], region=region, user=request.user,
                                      geometry=data.get("geometry"), hexes=data.get("hexes"), cells=data.get("cells"),
-                                     coverage=cells, city_hexes=extent)
+                                     coverage_file=cell_coverage())
         except MicroAreaRefused as exc:
             return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(as_feature(area), status=status.HTTP_201_CREATED)

@@ -24,6 +24,9 @@ MAX_DEPTH = 30
 MAX_NUMBER = 1e15
 MAX_TEXT = 200
 MAX_LIST = 500
+# Each area()/hex()/holds() reads a snapshot's files once (then kept); bounded so that one audience cannot make
+# a web process read a whole snapshot dozens of times.
+MAX_CALLS = 10
 
 
 class Type(str, Enum):
@@ -285,6 +288,8 @@ class _Checker:
                 or not isinstance(node.args[0].value, str):
             raise self.error(node, f'{function}() takes one name in quotes, like {function}("...")')
         self._constant(node.args[0], node.args[0].value)
+        if len(self.functions) >= MAX_CALLS:
+            raise self.error(node, f"an audience names at most {MAX_CALLS} areas, hexes and products")
         self.functions.append((function, node.args[0].value))
         return Type.BOOLEAN
 

@@ -320,8 +320,8 @@ def test_field_teams_report_outcomes_for_their_targets_only_once(city):
     duplicate = api.post(url, {"rows": [rows[0], {**rows[1], "msisdn": targets[2]}]}, format="json")
     assert duplicate.status_code == 400 and "already ingested" in str(duplicate.json()["errors"])
     for bad, words in [
-        ([{**rows[0], "msisdn": control[0]}], "not a target of campaign"),
-        ([{**rows[0], "msisdn": "13800000000"}], "not a target of campaign"),
+        ([{**rows[0], "msisdn": control[0]}], "not one of your targets in this campaign"),
+        ([{**rows[0], "msisdn": "13800000000"}], "not one of your targets in this campaign"),
         ([{**rows[0], "outcome": "maybe"}], "must be one of"),
         ([{"msisdn": targets[3], "channel": "sms", "outcome": "accepted"}], "missing"),
         ([], "no rows"),

@@ -1,10 +1,11 @@
 """Micro-areas from a polygon, a hex list or a cell list; bad input refused, naming the field."""
 
+import duckdb
 import h3
 import pytest
 
 from microarea.models import MicroArea
-from microarea.services.coverage import cell_coverage, network_extent
+from microarea.services.coverage import cell_coverage, cell_footprints
 from microarea.services.micro_areas import MicroAreaRefused, create_micro_area
 from tagging.models import Region, StaffProfile
 
@@ -19,13 +20,13 @@ SQUARE = {"type": "Polygon", "coordinates": [[[113.10, 23.00], [113.12, 23.00], 
 @pytest.fixture
 def city(small_city):
     ingest_city(small_city, ["regions", "cells"])
-    cells, extent = network_extent(cell_coverage())
-    return {"cells": cells, "extent": extent, "region": Region.objects.get(code="440604")}
+    coverage = cell_coverage()
+    keys = duckdb.connect().sql(f"SELECT DISTINCT cell_key FROM read_parquet('{coverage}') ORDER BY 1").fetchnumpy()["cell_key"]
+    return {"cells": cell_footprints(coverage, list(keys)), "coverage": coverage, "region": Region.objects.get(code="440604")}
 
 
 def make(city, **kwargs):
-    defaults = {"name": "季华商圈", "kind": "business", "region": city["region"], "coverage": city["cells"],
-                "city_hexes": city["extent"]}
+    defaults = {"name": "季华商圈", "kind": "business", "region": city["region"], "coverage_file": city["coverage"]}
     return create_micro_area(**{**defaults, **kwargs})
 
 

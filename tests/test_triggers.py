@@ -169,7 +169,7 @@ def test_campaign_managers_attach_rules_through_the_api_and_bad_rules_are_refuse
 
 
 def test_first_seen_in_a_micro_area_means_no_event_at_its_cells_in_the_month_before(running, tmp_path):
-    from microarea.services.coverage import cell_coverage, network_extent
+    from microarea.services.coverage import cell_coverage
     from microarea.services.micro_areas import create_micro_area
 
     campaign, con = running["campaign"], duckdb.connect()
@@ -180,8 +180,8 @@ def test_first_seen_in_a_micro_area_means_no_event_at_its_cells_in_the_month_bef
         JOIN {store.current_sql('subscribers')} s USING (subscriber_id)
         WHERE e.cell_key IS NOT NULL AND s.msisdn::VARCHAR IN (SELECT unnest($free::VARCHAR[]))
         ORDER BY e.time DESC LIMIT 1""", {"free": people(campaign, FREE, 400)}).fetchone()
-    coverage, _ = network_extent(cell_coverage())
-    area = create_micro_area(name="季华商圈", kind="business", region=running["region"], cells=[cell], coverage=coverage)
+    area = create_micro_area(name="季华商圈", kind="business", region=running["region"], cells=[cell],
+                             coverage_file=cell_coverage())
     EventTrigger.objects.create(campaign=campaign, kind=EventTrigger.Kind.ENTERED_AREA, micro_area=area)
     newcomer = next(m for m in people(campaign, FREE, 50) if m != regular and not con.execute(
         f"SELECT count(*) FROM {store.current_sql('events')} e JOIN {store.current_sql('subscribers')} s USING (subscriber_id) "

@@ -1,6 +1,7 @@
 """Contact outcomes reported for a campaign through the API: every row must name one of the campaign's
-targets, or of its random control group, which is contacted too (never a holdout, never someone else);
-then the rows go through the contact_results ingest like a file would (types, times, duplicates against
+targets, or of its random control group, which is contacted too (never a holdout, never someone else), in
+the reporter's districts; a row that does not is refused by its line alone, the same whether the number
+belongs to anyone or not, so the answer can never tell a guessed number from a real one. Then the rows go through the contact_results ingest like a file would (types, times, duplicates against
 the lake, all or nothing; the same upload twice changes nothing)."""
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from tagging.models import IngestBatch
 from tagging.services.ingest import ingest_file
 
 from ..models import Campaign
-from .campaigns import contacted_sql, target_list_sql
+from .campaigns import campaign_districts, contacted_sql, target_list_sql
 
 FIELDS = ("msisdn", "contacted_at", "channel", "outcome")
+NOT_YOURS = "not one of your targets in this campaign"
 
 
 class OutcomesRefused(ValueError):
@@ -39,14 +41,16 @@ def record_outcomes(*, campaign: Campaign, rows: list[dict], user) -> IngestBatc
         known = {m for (m,) in con.execute(
             f"SELECT s.msisdn::VARCHAR FROM {target_list_sql(campaign)} t "
             f"JOIN {store.current_sql('subscribers')} s USING (subscriber_id) "
-            f"WHERE {contacted_sql(campaign)} AND s.msisdn::VARCHAR IN (SELECT unnest($msisdns::VARCHAR[]))",
-            {"msisdns": msisdns}).fetchall()}
+            f"WHERE {contacted_sql(campaign)} AND t.region_code IN (SELECT unnest($districts::VARCHAR[])) "
+            f"AND s.msisdn::VARCHAR IN (SELECT unnest($msisdns::VARCHAR[]))",
+            {"msisdns": msisdns, "districts": campaign_districts(campaign, user)}).fetchall()}
     finally:
         con.close()
-    strangers = [{"line": i + 1, "column": "msisdn", "reason": f"not a target of campaign {campaign.id}: {m}"}
+    strangers = [{"line": i + 1, "column": "msisdn", "reason": f"line {i + 1}: {NOT_YOURS}"}
                  for i, m in enumerate(msisdns) if m not in known]
     if strangers:
-        raise OutcomesRefused("outcomes for subscribers who are not targets of this campaign", strangers[:100])
+        raise OutcomesRefused(f"{len(strangers)} of {len(rows)} rows are not your targets in this campaign; nothing was recorded",
+                              strangers[:100])
     body = io.StringIO()
     writer = csv.writer(body, lineterminator="\n")
     writer.writerow(("campaign", *FIELDS))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 import h3
@@ -16,6 +17,7 @@ from tagging.models import IngestBatch
 from tagging.stages import write_table_atomically
 
 from ..coverage import RESOLUTION, footprints, sites_of
+from ..location import parent_sql
 
 
 # Raised whenever footprints are drawn differently, so that a lake's kept file is made again, not reused.
@@ -64,14 +66,28 @@ def cell_coverage(*, batch_ids: list[int] | None = None) -> Path | None:
     return target
 
 
-def network_extent(path: Path | None) -> tuple[dict[str, list[int]], set[int] | None]:
-    """From a coverage file: each cell's hexes, and the res-6 hexes the network covers (the city's
-    extent, for refusing areas far outside it). Empty and None without cells."""
+def cell_footprints(path: Path | None, keys: list[str]) -> dict[str, list[int]]:
+    """The res-9 hexes of the given cells' footprints (only those: a province's file is millions of rows)."""
+    if path is None or not keys:
+        return {}
+    con = store.reader()
+    try:
+        rows = con.execute(f"SELECT cell_key, list(h3 ORDER BY h3) FROM read_parquet('{path}') "
+                           "WHERE cell_key IN (SELECT unnest($keys::VARCHAR[])) GROUP BY cell_key", {"keys": list(keys)}).fetchall()
+    finally:
+        con.close()
+    return {key: [int(h) for h in hexes] for key, hexes in rows}
+
+
+@lru_cache(maxsize=8)
+def network_extent(path: Path | None) -> frozenset[int] | None:
+    """The res-6 hexes the network of a coverage file covers (the city's extent, for refusing areas far outside
+    it; a few hundred), or None without cells. A coverage file never changes: kept."""
     if path is None:
-        return {}, None
-    table = pq.read_table(path, columns=["cell_key", "h3"]).to_pydict()
-    cells: dict[str, list[int]] = {}
-    for key, cell in zip(table["cell_key"], table["h3"]):
-        cells.setdefault(key, []).append(int(cell))
-    extent = {h3.str_to_int(h3.cell_to_parent(h3.int_to_str(c), 6)) for c in set(table["h3"])}
-    return cells, extent
+        return None
+    con = store.reader()
+    try:
+        parents = con.execute(f"SELECT DISTINCT {parent_sql('h3', 6)} FROM read_parquet('{path}')").fetchnumpy()
+    finally:
+        con.close()
+    return frozenset(int(h) for h in next(iter(parents.values())))

@@ -10,7 +10,7 @@ from django.db import transaction
 from tagging.models import Region
 
 from ..models import MicroArea
-from .coverage import cell_coverage, network_extent
+from .coverage import cell_coverage
 from .micro_areas import MicroAreaRefused, create_micro_area
 
 
@@ -26,7 +26,7 @@ def import_micro_areas(path: Path, *, kind: str = MicroArea.Kind.DISTRICT, user=
     features = collection.get("features") if isinstance(collection, dict) else None
     if not isinstance(features, list):
         raise MicroAreaRefused(f"{path}: not a GeoJSON FeatureCollection", field="file")
-    cells, extent = network_extent(cell_coverage())
+    coverage = cell_coverage()
     created = kept = 0
     for position, feature in enumerate(features, start=1):
         properties = feature.get("properties") or {}
@@ -39,7 +39,7 @@ def import_micro_areas(path: Path, *, kind: str = MicroArea.Kind.DISTRICT, user=
             continue
         try:
             create_micro_area(name=name, kind=properties.get("kind", kind), region=region, user=user,
-                              geometry=feature.get("geometry"), coverage=cells, city_hexes=extent)
+                              geometry=feature.get("geometry"), coverage_file=coverage)
         except MicroAreaRefused as exc:
             raise MicroAreaRefused(f"feature {position} ({name}): {exc}", field="file") from None
         created += 1

@@ -18,7 +18,7 @@ ROLE_PERMISSIONS = {
         "microarea": ["view_*", "add_microarea", "change_microarea"],
         # marketing analysts run the campaigns
         "campaigns": ["view_*", "add_campaign", "change_campaign", "add_savedaudience", "delete_savedaudience",
-                      "add_eventtrigger", "change_eventtrigger"],
+                      "add_eventtrigger", "change_eventtrigger", "report_outcomes"],
     },
     StaffProfile.Role.SALES: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot",
@@ -29,7 +29,7 @@ ROLE_PERMISSIONS = {
     StaffProfile.Role.FIELD: {
         "tagging": ["view_region", "view_product", "view_subscriber", "view_tagdefinition", "view_terminalshare"],
         "microarea": ["view_microarea"],
-        "campaigns": ["view_campaign", "contact_subscribers"],  # field teams call the subscribers
+        "campaigns": ["view_campaign", "contact_subscribers", "report_outcomes"],  # field teams call the subscribers
     },
 }
 
@@ -62,6 +62,14 @@ def role_group(role: str) -> Group:
             permissions |= Permission.objects.filter(**lookup)
     group.permissions.set(permissions)
     return group
+
+
+def refresh_role_groups(**_) -> None:
+    """Bring the groups of roles already in use up to date with ROLE_PERMISSIONS (after every migrate, so
+    that a release adding a permission to a role gives it to the staff who hold the role)."""
+    for role in StaffProfile.Role.values:
+        if Group.objects.filter(name=StaffProfile.Role(role).label).exists():
+            role_group(role)
 
 
 @transaction.atomic

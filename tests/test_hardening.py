@@ -1,0 +1,150 @@
+"""What a hostile insider tried against the demo (issue 17), each try as it was made: the same roles, the
+same requests. Each is refused with a clear error, or answered without what it must not show."""
+
+from datetime import date
+
+import duckdb
+import pytest
+from rest_framework.test import APIClient
+
+from campaigns.models import Campaign
+from microarea.models import MicroArea
+from campaigns.services.campaigns import freeze_campaign, targets_path
+from tagging.lake import store
+from tagging.models import Product, Region, StaffProfile
+
+from .conftest import ingest_city
+from .factories import staff_user
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the run's tasks are sent when its transaction commits
+
+
+def api_as(user) -> APIClient:
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
+
+
+@pytest.fixture
+def demo(published_city):
+    """The demo's accounts and its campaign 1: an analyst of all Foshan targets Chancheng and Shunde."""
+    chancheng, shunde = Region.objects.get(code="440604"), Region.objects.get(code="440606")
+    people = {
+        "admin": staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="admin"),
+        "sales_chancheng": staff_user(StaffProfile.Role.SALES, chancheng, username="sales_chancheng"),
+        "field_chancheng": staff_user(StaffProfile.Role.FIELD, chancheng, username="field_chancheng"),
+        "field_shunde": staff_user(StaffProfile.Role.FIELD, shunde, username="field_shunde"),
+    }
+    campaign = Campaign.objects.create(
+        name="5G升级", product=Product.objects.get(code="5g_plan"), audience="five_g_handset_no_plan or phone_enthusiast",
+        channel=Campaign.Channel.OUTBOUND_CALL, start_date=date(2026, 11, 1), end_date=date(2026, 11, 30),
+        owner=people["admin"], control_kind=Campaign.ControlKind.RANDOM, holdout_share="0.2")
+    campaign.regions.set([chancheng, shunde])
+    campaign = freeze_campaign(campaign=campaign, user=people["admin"], seed=1)
+    return {**people, "run": published_city, "campaign": campaign}
+
+
+def targets_of(campaign: Campaign, region_code: str) -> list[str]:
+    return [m for (m,) in duckdb.connect().sql(
+        f"SELECT s.msisdn::VARCHAR FROM read_parquet('{targets_path(campaign)}') t JOIN {store.current_sql('subscribers')} s "
+        f"USING (subscriber_id) WHERE t.region_code = '{region_code}' ORDER BY t.subscriber_id").fetchall()]
+
+
+def outcome(msisdn: str) -> dict:
+    return {"msisdn": msisdn, "contacted_at": "2026-11-02T10:00:00+08:00", "channel": "outbound_call", "outcome": "refused"}
+
+
+def test_try_1_outcomes_are_no_oracle_for_masked_numbers(demo):
+    campaign = demo["campaign"]
+    url = f"/api/v1/campaigns/{campaign.id}/outcomes/"
+    real = targets_of(campaign, "440604")[0]
+    guesses = [f"134{n:04d}{real[-4:]}" for n in range(100)]
+    guesses[37] = real  # the one real number among the guesses
+    # Sales staff see masked numbers only and report no outcomes at all.
+    refused = api_as(demo["sales_chancheng"]).post(url, {"rows": [outcome(m) for m in guesses]}, format="json")
+    assert refused.status_code == 403
+    # Shunde's field team gets one refusal per line for Chancheng's targets and for nobody's numbers alike.
+    answer = api_as(demo["field_shunde"]).post(url, {"rows": [outcome(m) for m in guesses]}, format="json")
+    assert answer.status_code == 400
+    body = answer.json()
+    assert [e["reason"] for e in body["errors"]] == [f"line {i}: not one of your targets in this campaign" for i in range(1, 101)]
+    assert not any(m in answer.content.decode() for m in guesses)
+    assert real[-4:] not in answer.content.decode()
+    one_real = api_as(demo["field_shunde"]).post(url, {"rows": [outcome(real)]}, format="json")
+    one_guess = api_as(demo["field_shunde"]).post(url, {"rows": [outcome(guesses[0])]}, format="json")
+    assert one_real.status_code == one_guess.status_code == 400 and one_real.content == one_guess.content
+    # Chancheng's own field team and the analyst running the campaign do report them.
+    assert api_as(demo["field_chancheng"]).post(url, {"rows": [outcome(real)]}, format="json").status_code == 201
+    shunde_target = targets_of(campaign, "440606")[0]
+    assert api_as(demo["admin"]).post(url, {"rows": [outcome(shunde_target)]}, format="json").status_code == 201
+
+
+@pytest.fixture
+def network(small_city):
+    """The city's regions and cells only, and the demo's sales user of Chancheng."""
+    from microarea.services.coverage import cell_coverage
+
+    ingest_city(small_city, ["regions", "cells"])
+    cell_coverage()  # the footprints, made once per set of cells (by the first run, or here)
+    return {"sales_chancheng": staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440604"), username="sales_chancheng")}
+
+
+@pytest.fixture
+def nothing_expanded(monkeypatch):
+    """Fails a test whose request lists a single hex of an area: a refusal must come from the size alone."""
+    import microarea.services.micro_areas as micro_areas
+
+    def expanded(*args, **kwargs):
+        raise AssertionError("the area was expanded before its size was checked")
+
+    monkeypatch.setattr(micro_areas.h3, "cell_to_children", expanded)
+    monkeypatch.setattr(micro_areas.h3, "polygon_to_cells", expanded)
+
+
+CONTINENT = {"type": "Polygon", "coordinates": [[[70, 15], [135, 15], [135, 53], [70, 53], [70, 15]]]}
+
+
+def test_try_2_an_area_is_sized_before_it_is_expanded(network, nothing_expanded, settings):
+    api = api_as(network["sales_chancheng"])
+    one_hex = api.post("/api/v1/microareas/", {"name": "x", "region": "440604", "hexes": ["8041fffffffffff"]}, format="json")
+    assert one_hex.status_code == 400
+    assert one_hex.json() == {"hexes": ["item 1: '8041fffffffffff' is of resolution 0; the coarsest allowed is 5 "
+                                        "(MICROAREA_COARSEST_RESOLUTION)"]}
+    continent = api.post("/api/v1/microareas/", {"name": "x", "region": "440604", "geometry": CONTINENT}, format="json")
+    assert continent.status_code == 400
+    message = continent.json()["geometry"][0]
+    assert "at most 200,000 (MICROAREA_MAX_HEXES)" in message and "about 227,274,091 resolution-9 hexes" in message
+    # Coarse hexes that are each allowed but too many together: counted from their resolutions.
+    res5 = ["85411c2bfffffff", "85411c2ffffffff", "85411c23fffffff"]
+    settings.MICROAREA_MAX_HEXES = 5000
+    many = api.post("/api/v1/microareas/", {"name": "x", "region": "440604", "hexes": res5}, format="json")
+    assert many.status_code == 400 and "about 7,203 resolution-9 hexes; at most 5,000" in many.json()["hexes"][0]
+    long_list = api.post("/api/v1/microareas/", {"name": "x", "region": "440604", "hexes": ["89411c2bfffffff"] * 5001},
+                         format="json")
+    assert long_list.status_code == 400 and "at most 5,000" in long_list.json()["hexes"][0]
+    jagged = {"type": "Polygon", "coordinates": [[[113.1 + i * 1e-6, 23.0 + (i % 2) * 1e-3] for i in range(20_000)]
+                                                  + [[113.1, 23.0]]]}
+    vertices = api.post("/api/v1/microareas/", {"name": "x", "region": "440604", "geometry": jagged}, format="json")
+    assert vertices.status_code == 400 and "20,001 vertices; at most 10,000" in vertices.json()["geometry"][0]
+    assert not MicroArea.objects.exists()
+
+
+def test_a_request_body_is_refused_before_it_is_read_when_too_large(network, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    api = api_as(network["sales_chancheng"])
+    answer = api.post("/api/v1/microareas/", {"name": "x", "region": "440604", "hexes": ["89411c2bfffffff"] * 1000},
+                      format="json")
+    assert answer.status_code == 413 and "larger than 10,000 bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)" in answer.json()["detail"]
+    assert not MicroArea.objects.exists()
+
+
+def test_an_audience_names_a_bounded_number_of_places(published_city):
+    from tagging.expressions import ExpressionError
+    from tagging.services.audiences import preview_audience
+
+    analyst = staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="analyst")
+    ten = " or ".join(['area("禅城区")'] * 10)
+    assert preview_audience(expression=ten, user=analyst)["count"] > 0
+    with pytest.raises(ExpressionError) as refused:
+        preview_audience(expression=ten + ' or hex("89411c2bfffffff")', user=analyst)
+    assert "at most 10 areas, hexes and products" in str(refused.value) and refused.value.column == len(ten) + 5
