@@ -40,11 +40,14 @@ class CampaignScopedAdmin(admin.ModelAdmin):
 
 
 @admin.register(ExportLog)
-class ExportLogAdmin(CampaignScopedAdmin, ReadOnlyAdmin):
-    """The append-only export log: read, never changed."""
+class ExportLogAdmin(ReadOnlyAdmin):
+    """The append-only export log of the user's districts: read, never changed."""
 
-    list_display = ["created_at", "user", "campaign", "format", "rows", "full_msisdn", "completed", "sha256"]
-    list_filter = ["format", "full_msisdn", "completed"]
+    list_display = ["created_at", "user", "kind", "campaign", "filters", "format", "rows", "full_msisdn", "completed", "sha256"]
+    list_filter = ["kind", "format", "full_msisdn", "completed"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).visible_to(request.user).select_related("user", "campaign")
     search_fields = ["user__username", "campaign__name", "sha256"]
 
 

@@ -13,19 +13,34 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from microarea.api import FormatIsTheFiles
+from microarea.api import FormatIsTheFiles, area_asked, no_area, product_asked, valid_hex
 from microarea.models import MicroArea
+from microarea.selectors import CUSTOMER_CLASSES, area_customers_sql, res9_hexes
 from tagging.api.authentication import ExpiringTokenAuthentication
 from tagging.api.permissions import ModelPermissions, requires
+from tagging.api.views import SNAPSHOT_PARAMETER, snapshot_asked
 from tagging.expressions import ExpressionError
 from tagging.models import IngestBatch, Product, Region
 
-from .models import Campaign, EventTrigger, SavedAudience
+from .models import Campaign, EventTrigger, ExportLog, SavedAudience
 from .services.association import product_association
 from .services.campaigns import CampaignRefused, check_audience, freeze_campaign, move_campaign
-from .services.exports import ExportRefused, plan_export, stream
+from .services.exports import Export, ExportRefused, plan_area_export, plan_export, stream
 from .services.outcomes import OutcomesRefused, record_outcomes
 from .services.results import campaign_evaluation
+
+
+def _export_response(export: Export, answer: str, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(stream(export, answer),
+                                     content_type="text/csv; charset=utf-8" if answer == "csv" else "application/json")
+    if answer == "csv":
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Rows"] = str(export.rows)
+    return response
+
+
+def _refused(exc: ExportRefused) -> Response:
+    return Response({exc.field: [str(exc)]} if exc.field != "detail" else {"detail": str(exc)}, status=exc.status)
 
 
 def _my_districts(regions, user):
@@ -215,13 +230,8 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         try:
             export = plan_export(campaign=campaign, user=request.user, area_id=int(area) if area else None)
         except ExportRefused as exc:
-            return Response({exc.field: [str(exc)]} if exc.field != "detail" else {"detail": str(exc)}, status=exc.status)
-        response = StreamingHttpResponse(stream(export, answer),
-                                         content_type="text/csv; charset=utf-8" if answer == "csv" else "application/json")
-        if answer == "csv":
-            response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.id}-targets.csv"'
-        response["X-Rows"] = str(export.rows)
-        return response
+            return _refused(exc)
+        return _export_response(export, answer, f"campaign-{campaign.id}-targets.csv")
 
     @extend_schema(parameters=[OpenApiParameter("area", int, description="a micro-area id of yours: its residents only")],
                    responses={200: dict, 400: dict, 404: dict})
@@ -279,3 +289,68 @@ class ProductAssociationView(APIView):
             return Response(product_association(user=request.user))
         except ExpressionError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+
+
+TARGET_PARAMETERS = [
+    OpenApiParameter("product", str, description="Product code (products/), e.g. 5g_plan"),
+    OpenApiParameter("class", str, description=f"comma-separated, of {', '.join(CUSTOMER_CLASSES)} (default demand,potential)"),
+    OpenApiParameter("format", str, enum=["csv", "json"], description="default csv"),
+    SNAPSHOT_PARAMETER,
+]
+TARGETS_DOC = ("?product= (needed), ?class= any of developed, demand, potential (default demand,potential), "
+               "?format=csv|json, ?snapshot=. Subscribers of your districts whose home is there, less those the contact "
+               "policy leaves out (opted out, not active, do-not-disturb, contacted too often; nothing on a blackout day); "
+               "full MSISDNs for staff allowed to contact subscribers, masked otherwise; logged and counted towards "
+               "the daily export quota like campaign exports.")
+
+
+class AreaTargetsView(APIView):
+    """A micro-area's or hex's customers of a product as a list to contact (the area export lives here, beside
+    campaign exports, because it applies the campaigns' contact policy and shares their log and quota)."""
+
+    permission_classes = [requires("campaigns.view_campaign")]  # as for campaign exports
+    content_negotiation_class = FormatIsTheFiles
+    # Token first: field teams' tools authenticate with a token, and a request without one is told so (401).
+    authentication_classes = [ExpiringTokenAuthentication, SessionAuthentication]
+
+    def export(self, request, hexes, kind: str, described: dict, name: str):
+        errors = {}
+        product = product_asked(request, errors)
+        if product is None and not errors:
+            errors["product"] = ["a product code is needed"]
+        classes = tuple(request.query_params.get("class", "demand,potential").split(","))
+        if unknown := [c for c in classes if c not in CUSTOMER_CLASSES]:
+            errors["class"] = [f"{', '.join(unknown)}: not one of {', '.join(CUSTOMER_CLASSES)}"]
+        answer = request.query_params.get("format", "csv")
+        if answer not in ("csv", "json"):
+            errors["format"] = ["csv or json"]
+        if errors:
+            return Response(errors, status=status.HTTP_400_BAD_REQUEST)
+        snapshot = snapshot_asked(request)
+        customers = area_customers_sql(snapshot=snapshot, user=request.user, hexes=hexes, product=product, classes=classes)
+        filters = {**described, "product": product.code, "classes": list(classes), "snapshot": snapshot.id}
+        try:
+            export = plan_area_export(user=request.user, kind=kind, customers=customers, filters=filters)
+        except ExportRefused as exc:
+            return _refused(exc)
+        return _export_response(export, answer, f"{name}-{product.code}-targets.csv")
+
+
+class MicroAreaTargetsView(AreaTargetsView):
+    __doc__ = "A micro-area's target customers for a product, streamed. " + TARGETS_DOC
+
+    @extend_schema(parameters=TARGET_PARAMETERS, responses={(200, "text/csv"): str, 400: dict, 404: dict, 409: dict, 429: dict})
+    def get(self, request, pk: int):
+        area = area_asked(request, pk)
+        if area is None:
+            return no_area(pk)
+        return self.export(request, area.hex_array(), ExportLog.Kind.AREA, {"area": {"id": area.id, "name": area.name}},
+                           f"microarea-{area.id}")
+
+
+class HexTargetsView(AreaTargetsView):
+    __doc__ = "A hex's target customers for a product, streamed. " + TARGETS_DOC
+
+    @extend_schema(parameters=TARGET_PARAMETERS, responses={(200, "text/csv"): str, 400: dict, 409: dict, 429: dict})
+    def get(self, request, cell: str):
+        return valid_hex(cell) or self.export(request, res9_hexes(cell), ExportLog.Kind.HEX, {"hex": cell}, f"hex-{cell}")

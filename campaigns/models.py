@@ -113,10 +113,18 @@ class ContactBlackout(models.Model):
 
 
 class ExportLog(models.Model):
-    """Every target-list export: who, what was asked, how many rows, the SHA-256 of the body. Append-only."""
+    """Every target-list export, of a campaign, a micro-area or a hex: who, what was asked, the districts it
+    covered, how many rows, the SHA-256 of the body. Append-only."""
+
+    class Kind(models.TextChoices):
+        CAMPAIGN = "campaign", "活动目标 Campaign targets"
+        AREA = "area", "微区域目标 Micro-area targets"
+        HEX = "hex", "六边形目标 Hex targets"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exports")
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="exports")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.CAMPAIGN)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.PROTECT, related_name="exports")
+    regions = models.ManyToManyField(Region, related_name="+", help_text="The districts the list covered")
     filters = models.JSONField(default=dict)
     format = models.CharField(max_length=4)
     full_msisdn = models.BooleanField()
@@ -125,8 +133,13 @@ class ExportLog(models.Model):
     completed = models.BooleanField(default=False, help_text="False: the client stopped reading before the end")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
+    objects = CampaignQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=models.Q(kind="campaign", campaign__isnull=False)
+                                              | ~models.Q(kind="campaign") & models.Q(campaign__isnull=True),
+                                              name="export_log_campaign_iff_campaign_kind")]
 
     def save(self, *args, **kwargs):
         if self.pk is not None and ExportLog.objects.filter(pk=self.pk, completed=True).exists():
@@ -135,6 +148,22 @@ class ExportLog(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("the export log is append-only: entries are never deleted")
+
+
+class ExportQuota(models.Model):
+    """Target rows a user has taken of their daily export quota (EXPORT_ROWS_PER_DAY). An export reserves its
+    rows with one conditional UPDATE before its first row is sent, so parallel exports cannot pass the quota
+    together; what a stream did not send is given back when it ends."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    rows = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="export_quota_once_per_user_and_day")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.day}: {self.rows:,}"
 
 
 class PropensityModel(models.Model):

@@ -4,10 +4,10 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from microarea.api import (HexStatsView, HexTargetsView, HexView, MicroAreaListView, MicroAreaStatsView,
-                           MicroAreaTargetsView, SubscriberLocationsView)
+from microarea.api import HexStatsView, HexView, MicroAreaListView, MicroAreaStatsView, SubscriberLocationsView
 from campaigns import views as campaign_views
-from campaigns.api import CampaignViewSet, ProductAssociationView, SavedAudienceViewSet
+from campaigns.api import (CampaignViewSet, HexTargetsView, MicroAreaTargetsView, ProductAssociationView,
+                           SavedAudienceViewSet)
 from microarea import views as microarea_views
 from tagging import views as tagging_views
 from tagging.api.views import ObtainExpiringToken

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from functools import lru_cache
 
 import h3
 from django.conf import settings
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -23,8 +21,8 @@ from tagging.models import Product, Region, Subscriber
 
 from .aggregates import RESOLUTIONS
 from .models import MicroArea
-from .selectors import (CUSTOMER_CLASSES, HEX_METRICS, LIST_METRICS, PRODUCT_METRICS, TARGET_COLUMNS, TARGET_LISTS,
-                        TargetList, area_stats, area_targets, hex_metric, res9_hexes, subscriber_locations)
+from .selectors import (HEX_METRICS, LIST_METRICS, PRODUCT_METRICS, TARGET_LISTS, TargetList, area_stats, hex_metric,
+                        res9_hexes, subscriber_locations)
 from .services.coverage import cell_coverage
 from .services.micro_areas import MicroAreaRefused, create_micro_area
 
@@ -59,12 +57,6 @@ HEX_PARAMETERS = [
     OpenApiParameter("metric", str, enum=list(HEX_METRICS), description="default: subscribers"),
     OpenApiParameter("basis", str, enum=["home", "work"], description="where subscribers live (default) or work"),
     PRODUCT_PARAMETER, CAMPAIGN_PARAMETER, SNAPSHOT_PARAMETER,
-]
-TARGET_PARAMETERS = [
-    PRODUCT_PARAMETER,
-    OpenApiParameter("class", str, description=f"comma-separated, of {', '.join(CUSTOMER_CLASSES)} (default demand,potential)"),
-    OpenApiParameter("format", str, enum=["csv", "json"], description="default csv"),
-    SNAPSHOT_PARAMETER,
 ]
 
 
@@ -182,18 +174,18 @@ class HexView(APIView):
         return HttpResponse(f'{head[:-1]},"features":[{features}]}}', content_type="application/json")
 
 
-def _valid_hex(cell: str) -> Response | None:
+def valid_hex(cell: str) -> Response | None:
     if h3.is_valid_cell(cell) and h3.get_resolution(cell) in RESOLUTIONS:
         return None
     return Response({"hex": [f"{cell!r} is not an H3 cell of resolution {', '.join(map(str, RESOLUTIONS))}"]},
                     status=status.HTTP_400_BAD_REQUEST)
 
 
-def _area_asked(request, pk: int) -> MicroArea | None:
+def area_asked(request, pk: int) -> MicroArea | None:
     return MicroArea.objects.visible_to(request.user).select_related("region").filter(pk=pk).first()
 
 
-def _no_area(pk: int) -> Response:
+def no_area(pk: int) -> Response:
     return Response({"detail": f"no micro-area {pk} in your regions"}, status=status.HTTP_404_NOT_FOUND)
 
 
@@ -222,9 +214,9 @@ class MicroAreaStatsView(APIView):
 
     @extend_schema(parameters=STATS_PARAMETERS, responses={200: dict, 400: dict, 404: dict})
     def get(self, request, pk: int):
-        area = _area_asked(request, pk)
+        area = area_asked(request, pk)
         if area is None:
-            return _no_area(pk)
+            return no_area(pk)
         return _stats_response(request, area.hex_array(), {"area": as_feature(area)["properties"]})
 
 
@@ -235,7 +227,7 @@ class HexStatsView(APIView):
 
     @extend_schema(parameters=STATS_PARAMETERS, responses={200: dict, 400: dict})
     def get(self, request, cell: str):
-        return _valid_hex(cell) or _stats_response(request, res9_hexes(cell), {"hex": {"h3": cell, "resolution": h3.get_resolution(cell)}})
+        return valid_hex(cell) or _stats_response(request, res9_hexes(cell), {"hex": {"h3": cell, "resolution": h3.get_resolution(cell)}})
 
 
 class SubscriberLocationsView(APIView):
@@ -253,78 +245,8 @@ class SubscriberLocationsView(APIView):
                          "history": subscriber_locations(subscriber_id=subscriber.id, user=request.user)})
 
 
-def _targets_response(request, hexes, name: str):
-    """Stream the area's customers of a product's classes as CSV (default) or JSON lines of rows."""
-    errors = {}
-    product = product_asked(request, errors)
-    if product is None and not errors:
-        errors["product"] = ["a product code is needed"]
-    classes = tuple(request.query_params.get("class", "demand,potential").split(","))
-    if unknown := [c for c in classes if c not in CUSTOMER_CLASSES]:
-        errors["class"] = [f"{', '.join(unknown)}: not one of {', '.join(CUSTOMER_CLASSES)}"]
-    answer = request.query_params.get("format", "csv")
-    if answer not in ("csv", "json"):
-        errors["format"] = ["csv or json"]
-    if errors:
-        return Response(errors, status=status.HTTP_400_BAD_REQUEST)
-    batches = area_targets(snapshot=snapshot_asked(request), user=request.user, hexes=hexes, product=product, classes=classes)
-
-    def csv_lines():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(TARGET_COLUMNS)
-        for rows in batches:
-            writer.writerows(rows)
-            yield buffer.getvalue()
-            buffer.seek(0), buffer.truncate()
-        yield buffer.getvalue()
-
-    def json_lines():
-        yield '{"columns": ' + json.dumps(TARGET_COLUMNS) + ', "rows": ['
-        first = True
-        for rows in batches:
-            yield ("" if first else ",") + ",".join(json.dumps(row) for row in rows)
-            first = False
-        yield "]}"
-
-    content_type = "text/csv; charset=utf-8" if answer == "csv" else "application/json"
-    response = StreamingHttpResponse(csv_lines() if answer == "csv" else json_lines(), content_type=content_type)
-    if answer == "csv":
-        response["Content-Disposition"] = f'attachment; filename="{name}-{product.code}-targets.csv"'
-    return response
-
-
 class FormatIsTheFiles(DefaultContentNegotiation):
     """?format= names the export's file format (csv, json) here, not a DRF renderer; errors answer in JSON."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
-
-
-TARGETS_DOC = ("?product= (needed), ?class= any of developed, demand, potential (default demand,potential), "
-               "?format=csv|json, ?snapshot=. Subscribers of your districts whose home is there; MSISDNs masked.")
-
-
-class MicroAreaTargetsView(APIView):
-    __doc__ = "A micro-area's target customers for a product, streamed. " + TARGETS_DOC
-
-    permission_classes = [requires("tagging.view_subscriber")]
-    content_negotiation_class = FormatIsTheFiles
-
-    @extend_schema(parameters=TARGET_PARAMETERS, responses={(200, "text/csv"): str, 400: dict, 404: dict})
-    def get(self, request, pk: int):
-        area = _area_asked(request, pk)
-        if area is None:
-            return _no_area(pk)
-        return _targets_response(request, area.hex_array(), f"microarea-{area.id}")
-
-
-class HexTargetsView(APIView):
-    __doc__ = "A hex's target customers for a product, streamed. " + TARGETS_DOC
-
-    permission_classes = [requires("tagging.view_subscriber")]
-    content_negotiation_class = FormatIsTheFiles
-
-    @extend_schema(parameters=TARGET_PARAMETERS, responses={(200, "text/csv"): str, 400: dict})
-    def get(self, request, cell: str):
-        return _valid_hex(cell) or _targets_response(request, res9_hexes(cell), f"hex-{cell}")

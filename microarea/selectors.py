@@ -18,8 +18,6 @@ from tagging.lake import store
 from tagging.models import Product, Region, Snapshot, TagDefinition
 
 from .models import MicroArea
-from tagging.privacy import mask_msisdn
-from tagging.services.snapshots import pinned_paths
 from tagging.stages import snapshot_dir
 
 from .aggregates import TERMINAL_DIMENSIONS, hexes_path
@@ -318,45 +316,39 @@ def subscriber_locations(*, subscriber_id: int, user, limit: int = 12) -> list[d
 
 
 CUSTOMER_CLASSES = ("developed", "demand", "potential")
-TARGET_COLUMNS = ("subscriber_id", "msisdn", "region_code", "customer_class", "home_h3", "home_confidence")
 
 
-def area_targets(*, snapshot: Snapshot, user, hexes: np.ndarray, product: Product, classes: tuple[str, ...],
-                 batch_size: int = 10_000):
-    """The subscribers of the user's districts living in `hexes` who are the product's customers of the
-    given classes, MSISDNs masked, in subscriber order: yields lists of rows (TARGET_COLUMNS), so a
-    response can stream them with flat memory."""
+def area_customers_sql(*, snapshot: Snapshot, user, hexes: np.ndarray, product: Product,
+                       classes: tuple[str, ...]) -> tuple[str, dict] | None:
+    """The subscribers of the user's districts living in `hexes` who are the product's customers of the given
+    classes in the snapshot, as a relation (subscriber_id, region_code, customer_class, home_h3,
+    home_confidence) with its parameters; None when the snapshot has nobody to list (no tags, or a product
+    that came after it). Whom of them a list may contact is the exporter's business (the contact policy)."""
     folder = snapshot_dir(snapshot.run_id)
     districts = visible_districts(user)
-    subscribers = pinned_paths(snapshot.run.lake_batches).get("subscribers")
-    if not districts or not subscribers or not len(hexes) or not any((folder / "tags").glob("part=*.parquet")):
-        return
+    if not districts or not len(hexes) or not any((folder / "tags").glob("part=*.parquet")):
+        return None
     con = store.reader()
     try:
         computed = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{folder}/tags/part=*.parquet')").fetchall()}
-        held = product_feature(product.code)
-        if held not in {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{folder}/features/part=*.parquet')").fetchall()}:
-            return  # the product came after this snapshot
-        demand, potential = (f'coalesce(t."{tag.code}", false)' if tag and tag.code in computed else "false"
-                             for tag in (product.demand_tag, product.potential_tag))
-        cursor = con.execute(f"""
-            WITH classed AS (
-                SELECT f.subscriber_id, f.region_code, l.home_h3, l.home_confidence,
-                       CASE WHEN f.{held} THEN 'developed' WHEN {demand} THEN 'demand' WHEN {potential} THEN 'potential' END
-                           AS customer_class
-                FROM read_parquet('{folder}/features/part=*.parquet') f
-                JOIN read_parquet('{folder}/location/part=*.parquet') l USING (subscriber_id)
-                JOIN read_parquet('{folder}/tags/part=*.parquet') t USING (subscriber_id)
-                WHERE f.status <> 'closed' AND f.region_code IN (SELECT unnest($districts::VARCHAR[]))
-                  AND l.home_h3 IN (SELECT unnest($hexes::UBIGINT[]))
-            )
-            SELECT c.subscriber_id, s.msisdn::VARCHAR, c.region_code, c.customer_class, c.home_h3, c.home_confidence
-            FROM classed c JOIN {store.read_sql('subscribers', subscribers, columns='subscriber_id, msisdn')} s USING (subscriber_id)
-            WHERE c.customer_class IN (SELECT unnest($classes::VARCHAR[]))
-            ORDER BY c.subscriber_id
-        """, {"districts": districts, "hexes": hexes.tolist(), "classes": list(classes)})
-        while rows := cursor.fetchmany(batch_size):
-            yield [(sid, mask_msisdn(msisdn), region, cls, h3.int_to_str(int(home)), round(confidence, 3))
-                   for sid, msisdn, region, cls, home, confidence in rows]
+        features = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{folder}/features/part=*.parquet')").fetchall()}
     finally:
         con.close()
+    held = product_feature(product.code)
+    if held not in features:
+        return None  # the product came after this snapshot
+    demand, potential = (f'coalesce(t."{tag.code}", false)' if tag and tag.code in computed else "false"
+                         for tag in (product.demand_tag, product.potential_tag))
+    return f"""(
+        SELECT * FROM (
+            SELECT f.subscriber_id, f.region_code,
+                   CASE WHEN f.{held} THEN 'developed' WHEN {demand} THEN 'demand' WHEN {potential} THEN 'potential' END
+                       AS customer_class,
+                   l.home_h3, l.home_confidence
+            FROM read_parquet('{folder}/features/part=*.parquet') f
+            JOIN read_parquet('{folder}/location/part=*.parquet') l USING (subscriber_id)
+            JOIN read_parquet('{folder}/tags/part=*.parquet') t USING (subscriber_id)
+            WHERE f.status <> 'closed' AND f.region_code IN (SELECT unnest($districts::VARCHAR[]))
+              AND l.home_h3 IN (SELECT unnest($hexes::UBIGINT[]))
+        ) WHERE customer_class IN (SELECT unnest($classes::VARCHAR[])))""", {
+        "districts": districts, "hexes": hexes.tolist(), "classes": list(classes)}

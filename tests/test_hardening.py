@@ -7,11 +7,12 @@ import duckdb
 import pytest
 from rest_framework.test import APIClient
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, ExportQuota
 from microarea.models import MicroArea
 from campaigns.services.campaigns import freeze_campaign, targets_path
 from tagging.lake import store
 from tagging.models import Product, Region, StaffProfile
+from tagging.stages import snapshot_dir
 
 from .conftest import ingest_city
 from .factories import staff_user
@@ -148,3 +149,75 @@ def test_an_audience_names_a_bounded_number_of_places(published_city):
     with pytest.raises(ExpressionError) as refused:
         preview_audience(expression=ten + ' or hex("89411c2bfffffff")', user=analyst)
     assert "at most 10 areas, hexes and products" in str(refused.value) and refused.value.column == len(ten) + 5
+
+
+def test_try_3_area_exports_leave_out_whom_the_contact_policy_bars_and_are_logged(demo, settings):
+    import hashlib
+    import json
+
+    from pyroaring import BitMap
+
+    from campaigns.models import ExportLog
+    from tagging.models import TagDefinition
+    from tagging.services.tags import save_tag_definition
+
+    area = MicroArea.objects.get(region__code="440604", kind=MicroArea.Kind.DISTRICT)
+    url = f"/api/v1/microareas/{area.id}/targets/?product=5g_plan&class=developed,demand,potential&format=json"
+    field = api_as(demo["field_chancheng"])
+    first = field.get(url)
+    body = b"".join(first.streaming_content)
+    rows = json.loads(body)["rows"]
+    ids = [r[0] for r in rows]
+    status = dict(duckdb.connect().execute(
+        f"SELECT subscriber_id, marketing_opt_out OR status <> 'active' FROM {store.current_sql('subscribers')} "
+        f"WHERE subscriber_id IN (SELECT unnest($ids::BIGINT[]))", {"ids": ids}).fetchall())
+    barred_in_area = duckdb.connect().execute(
+        f"SELECT count(*) FROM {store.current_sql('subscribers')} s "
+        f"JOIN read_parquet('{snapshot_dir(demo['run'].id)}/location/*.parquet') l USING (subscriber_id) "
+        f"WHERE s.region_code = '440604' AND (s.marketing_opt_out OR s.status <> 'active') "
+        f"AND l.home_h3 IN (SELECT unnest($hexes::UBIGINT[]))", {"hexes": area.hex_array().tolist()}).fetchone()[0]
+    assert first.status_code == 200 and len(rows) > 20 and barred_in_area > 0
+    assert not any(status[i] for i in ids)  # nobody opted out, suspended or closed
+    assert all(len(r[1]) == 11 and r[1].isdigit() for r in rows)  # field teams contact them: full numbers
+    log = ExportLog.objects.get(user=demo["field_chancheng"])
+    assert (log.kind, log.campaign, log.rows, log.completed, log.sha256) == ("area", None, len(rows), True,
+                                                                             hashlib.sha256(body).hexdigest())
+    assert list(log.regions.values_list("code", flat=True)) == ["440604"] and log.filters["area"]["id"] == area.id
+    # The do-not-disturb list is left out as it is now.
+    save_tag_definition(tag=TagDefinition(code="do_not_disturb", name="免打扰", name_en="Do not disturb", category="basic",
+                                          kind=TagDefinition.Kind.IMPORTED), members=BitMap(ids[:3]), note="complaints")
+    again = json.loads(b"".join(field.get(url).streaming_content))["rows"]
+    assert [r[0] for r in again] == ids[3:]
+    # Both exports count towards the daily quota, reserved before the first row: a third is refused whole.
+    settings.EXPORT_ROWS_PER_DAY = 2 * len(rows)
+    over = field.get(url)
+    assert over.status_code == 429 and f"{2 * len(rows) - 3:,} exported today" in over.json()["detail"]
+    # Sales staff export the same list masked; a hex export is the same list for one hex.
+    settings.EXPORT_ROWS_PER_DAY = 10 ** 6
+    masked = json.loads(b"".join(api_as(demo["sales_chancheng"]).get(url).streaming_content))["rows"]
+    assert [r[0] for r in masked] == ids[3:] and all("****" in r[1] for r in masked)
+    hex_cell = again[0][4]
+    in_hex = json.loads(b"".join(field.get(f"/api/v1/hexes/{hex_cell}/targets/?product=5g_plan&class=developed,demand,potential"
+                                           f"&format=json").streaming_content))["rows"]
+    assert in_hex and {r[0] for r in in_hex} <= set(ids[3:]) and ExportLog.objects.filter(kind="hex").count() == 1
+
+
+def test_parallel_exports_cannot_pass_the_quota_together(demo, settings):
+    from campaigns.services.exports import ExportRefused, plan_export, stream
+
+    campaign = demo["campaign"]
+    user = demo["field_chancheng"]
+    first = plan_export(campaign=campaign, user=user)
+    settings.EXPORT_ROWS_PER_DAY = first.rows + first.rows // 2
+    with pytest.raises(ExportRefused) as refused:  # the second, planned while the first has not sent a row
+        plan_export(campaign=campaign, user=user)
+    assert refused.value.status == 429
+    b"".join(stream(first, "csv"))
+    with pytest.raises(ExportRefused):
+        plan_export(campaign=campaign, user=user)
+    # A stream the client stopped reading gives back what it did not send.
+    settings.EXPORT_ROWS_PER_DAY = 10 * first.rows
+    started = stream(plan_export(campaign=campaign, user=user), "csv")
+    next(started)
+    started.close()
+    assert ExportQuota.objects.get(user=user).rows == first.rows

@@ -112,6 +112,35 @@ EXCLUSION_LABELS = {  # the reasons of excluded_now(), in its order, as campaign
 }
 
 
+def _do_not_disturb() -> BitMap:
+    """The do-not-disturb list now: the current version of the imported list tagged CONTACT_DND_TAG."""
+    dnd = TagVersion.objects.filter(tag__code=settings.CONTACT_DND_TAG, tag__kind=TagDefinition.Kind.IMPORTED,
+                                    number=F("tag__version")).values_list("members", flat=True).first()
+    return BitMap.deserialize(bytes(dnd)) if dnd else BitMap()
+
+
+def _contacted_often() -> BitMap:
+    """Subscribers contacted CONTACT_MAX_PER_30_DAYS times or more in the last 30 days, across campaigns."""
+    contacts = store.current_sql("contact_results")
+    if not contacts:
+        return BitMap()
+    con = store.reader()
+    try:
+        often = con.execute(
+            f"SELECT subscriber_id FROM {contacts} WHERE contacted_at >= $since GROUP BY subscriber_id "
+            f"HAVING count(*) >= $limit", {"since": timezone.now() - timedelta(days=30),
+                                           "limit": settings.CONTACT_MAX_PER_30_DAYS}).fetchnumpy()["subscriber_id"]
+    finally:
+        con.close()
+    return to_bitmap(np.asarray(often))
+
+
+def contact_barred() -> BitMap:
+    """Who no list may contact now whatever their record says: the do-not-disturb list and those contacted too
+    often lately. (Opt-outs and inactive accounts are read with the list, from the subscriber file.)"""
+    return _do_not_disturb() | _contacted_often()
+
+
 def excluded_now(snapshot: Snapshot, product_code: str) -> dict[str, BitMap]:
     """Who may not be targeted, by reason, in the order a subscriber is counted under: opted out of
     marketing, not active (in the snapshot), holding the campaign's product already (in the snapshot: there
@@ -124,23 +153,15 @@ def excluded_now(snapshot: Snapshot, product_code: str) -> dict[str, BitMap]:
             f"SELECT subscriber_id, marketing_opt_out, status <> 'active' AS inactive, coalesce({holds}, false) AS holds FROM "
             f"read_parquet('{snapshot_dir(snapshot.run_id) / 'features'}/part=*.parquet') "
             f"WHERE marketing_opt_out OR status <> 'active' OR {holds}").fetchnumpy()
-        contacts = store.current_sql("contact_results")
-        often = con.execute(
-            f"SELECT subscriber_id FROM {contacts} WHERE contacted_at >= $since GROUP BY subscriber_id "
-            f"HAVING count(*) >= $limit", {"since": timezone.now() - timedelta(days=30),
-                                           "limit": settings.CONTACT_MAX_PER_30_DAYS}).fetchnumpy()["subscriber_id"] \
-            if contacts else np.array([], dtype=np.int64)
     finally:
         con.close()
     ids = np.asarray(rows["subscriber_id"])
-    dnd = TagVersion.objects.filter(tag__code=settings.CONTACT_DND_TAG, tag__kind=TagDefinition.Kind.IMPORTED,
-                                    number=F("tag__version")).values_list("members", flat=True).first()
     return {
         "opted_out": to_bitmap(ids[np.asarray(rows["marketing_opt_out"], dtype=bool)]),
         "not_active": to_bitmap(ids[np.asarray(rows["inactive"], dtype=bool)]),
         "holds_product": to_bitmap(ids[np.asarray(rows["holds"], dtype=bool)]),
-        "do_not_disturb": BitMap.deserialize(bytes(dnd)) if dnd else BitMap(),
-        "contact_limit": to_bitmap(np.asarray(often)),
+        "do_not_disturb": _do_not_disturb(),
+        "contact_limit": _contacted_often(),
     }
 
 

@@ -1,7 +1,12 @@
-"""Target-list exports for field teams: the frozen targets of the caller's districts (with a random control
-group, contacted alike and not told apart; never a holdout), optionally of one micro-area, subscribers who
-have since opted out left out; full MSISDNs only for users allowed to contact subscribers; streamed in
-batches, hashed as they go, and logged."""
+"""Target-list exports for field teams, of two kinds:
+- a campaign's: the frozen targets of the caller's districts (with a random control group, contacted alike
+  and not told apart; never a holdout), optionally of one micro-area, subscribers who have since opted out
+  left out (the rest of the contact policy was applied at the freeze);
+- a micro-area's or a hex's: a product's customers of some classes living there, the contact policy applied
+  as the list is made, as a freeze applies it (opted out, not active, on the do-not-disturb list, contacted
+  too often lately; nothing on a blackout day).
+Full MSISDNs only for users allowed to contact subscribers. Every export reserves its rows of the user's daily
+quota before its first row, is streamed in ranges of ids, hashed as it goes, and logged."""
 
 from __future__ import annotations
 
@@ -10,17 +15,23 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import F
 from django.utils import timezone
 
 from microarea.models import MicroArea
+from microarea.selectors import visible_districts
 from tagging.lake import store
+from tagging.models import Region
 
-from ..models import Campaign, ContactBlackout, ExportLog
-from .campaigns import campaign_districts, contacted_sql, residents_sql, target_list_sql, targets_path
+from ..models import Campaign, ContactBlackout, ExportLog, ExportQuota
+from .campaigns import campaign_districts, contact_barred, contacted_sql, residents_sql, target_list_sql, targets_path
 
 COLUMNS = ("subscriber_id", "msisdn", "region_code", "reasons")
+AREA_COLUMNS = ("subscriber_id", "msisdn", "region_code", "customer_class", "home_h3", "home_confidence")
+TEXT_COLUMNS = {"msisdn", "region_code", "reasons", "customer_class", "home_h3"}  # the rest are numbers
 # A spreadsheet takes a cell starting with one of these for a formula (CSV injection): such cells are
 # written with a leading apostrophe, which spreadsheets show as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -56,13 +67,63 @@ def _masked_sql(msisdn: str) -> str:
 
 @dataclass(frozen=True)
 class Export:
-    campaign: Campaign
+    """An export planned and its rows reserved: `sql` selects `columns` for the ids in [$low, $high)."""
+
     user: object
+    kind: str
+    campaign: Campaign | None
+    districts: list[str]
+    columns: tuple[str, ...]
     sql: str
     params: dict
+    ids: tuple[int, int]  # the least and greatest subscriber id the list can hold
     rows: int
     full_msisdn: bool
     filters: dict
+    barred: np.ndarray | None = None  # ids the contact policy leaves out, as relation `barred`
+
+
+def _no_blackout() -> None:
+    today = timezone.localdate()
+    blackout = ContactBlackout.objects.filter(start_date__lte=today, end_date__gte=today).first()
+    if blackout is not None:
+        raise ExportRefused(f"no contacts from {blackout.start_date} to {blackout.end_date}: {blackout.reason}", status=409)
+
+
+def _connect(barred: np.ndarray | None):
+    con = store.reader()
+    if barred is not None:
+        con.register("barred", pa.table({"subscriber_id": barred}))
+    return con
+
+
+def reserve_quota(*, user, rows: int) -> None:
+    """Take `rows` of the user's daily quota, or refuse (429) naming what is left: one conditional UPDATE, so two
+    exports at once cannot both pass it."""
+    today, quota = timezone.localdate(), settings.EXPORT_ROWS_PER_DAY
+    ExportQuota.objects.get_or_create(user=user, day=today)
+    if rows <= quota and ExportQuota.objects.filter(user=user, day=today, rows__lte=quota - rows).update(rows=F("rows") + rows):
+        return
+    exported = ExportQuota.objects.get(user=user, day=today).rows
+    raise ExportRefused(f"export quota: {quota:,} rows a day; {exported:,} exported today and this list has {rows:,}",
+                        status=429)
+
+
+def _release_quota(*, user, day, rows: int) -> None:
+    if rows > 0:
+        ExportQuota.objects.filter(user=user, day=day, rows__gte=rows).update(rows=F("rows") - rows)
+
+
+def _planned(export: Export) -> Export:
+    """The export with its rows counted (without the MSISDNs) and reserved of the user's quota."""
+    con = _connect(export.barred)
+    try:
+        (rows,) = con.execute(f"SELECT count(*) FROM ({export.sql})",
+                              {**export.params, "low": export.ids[0], "high": export.ids[1] + 1}).fetchone()
+    finally:
+        con.close()
+    reserve_quota(user=export.user, rows=rows)
+    return Export(**{**export.__dict__, "rows": rows})
 
 
 def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Export:
@@ -72,10 +133,7 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
         raise ExportRefused("the campaign is not frozen yet: freeze it to make its target list", status=400, field="status")
     if campaign.status == Campaign.Status.CLOSED:
         raise ExportRefused("the campaign is closed: its list is no longer contacted", status=409, field="status")
-    today = timezone.localdate()
-    blackout = ContactBlackout.objects.filter(start_date__lte=today, end_date__gte=today).first()
-    if blackout is not None:
-        raise ExportRefused(f"no contacts from {blackout.start_date} to {blackout.end_date}: {blackout.reason}", status=409)
+    _no_blackout()
     districts = campaign_districts(campaign, user)
     where = ["t.region_code IN (SELECT unnest($districts::VARCHAR[]))", contacted_sql(campaign)]
     params = {"districts": districts}
@@ -96,52 +154,75 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
            f"WHERE {' AND '.join(where)} AND NOT coalesce(s.marketing_opt_out, false)")
     con = store.reader()
     try:
-        # Counted without the MSISDNs: the targets less those who opted out since (a small set of ids).
-        (rows,) = con.execute(
-            f"SELECT count(*) FROM {target_list_sql(campaign)} t WHERE {' AND '.join(where)} AND t.subscriber_id "
-            f"NOT IN (SELECT subscriber_id FROM {store.current_sql('subscribers')} WHERE marketing_opt_out)",
-            {**params, "low": 0, "high": 2 ** 62}).fetchone()
+        low, high = con.execute(f"SELECT min(subscriber_id), max(subscriber_id) FROM {target_list_sql(campaign)}").fetchone()
     finally:
         con.close()
-    exported = ExportLog.objects.filter(user=user, created_at__date=today).aggregate(n=Sum("rows"))["n"] or 0
-    quota = settings.EXPORT_ROWS_PER_DAY
-    if exported + rows > quota:
-        raise ExportRefused(f"export quota: {quota:,} rows a day; {exported:,} exported today and this list has {rows:,}",
-                            status=429)
-    return Export(campaign, user, sql, params, rows, user.has_perm("campaigns.contact_subscribers"), filters)
+    return _planned(Export(user, ExportLog.Kind.CAMPAIGN, campaign, districts, COLUMNS, sql, params,
+                           (low or 0, high if high is not None else -1), 0,
+                           user.has_perm("campaigns.contact_subscribers"), filters))
+
+
+def plan_area_export(*, user, kind: str, customers: tuple[str, dict] | None, filters: dict) -> Export:
+    """A micro-area's or hex's customers (microarea's area_customers_sql) as a list to contact: the contact
+    policy applied, refused on a blackout day or over the quota."""
+    _no_blackout()
+    districts = visible_districts(user)
+    if customers is None:
+        customers = ("(SELECT NULL::BIGINT AS subscriber_id, NULL::VARCHAR AS region_code, NULL::VARCHAR AS customer_class, "
+                     "NULL::UBIGINT AS home_h3, NULL::DOUBLE AS home_confidence WHERE false)", {})
+    relation, params = customers
+    # Opted out and not active as the subscriber file says now; the do-not-disturb list and contact counts now.
+    subscribers = (f"(SELECT subscriber_id, msisdn, marketing_opt_out, status FROM {store.current_sql('subscribers')} "
+                   f"WHERE subscriber_id >= $low AND subscriber_id < $high)")
+    sql = (f"SELECT c.subscriber_id, s.msisdn::VARCHAR AS msisdn, c.region_code, c.customer_class, "
+           f"lower(hex(c.home_h3)) AS home_h3, round(c.home_confidence, 3) AS home_confidence "
+           f"FROM {relation} c JOIN {subscribers} s USING (subscriber_id) "
+           f"WHERE c.subscriber_id >= $low AND c.subscriber_id < $high AND NOT coalesce(s.marketing_opt_out, false) "
+           f"AND s.status = 'active' AND c.subscriber_id NOT IN (SELECT subscriber_id FROM barred)")
+    barred = np.asarray(contact_barred().to_array(), dtype=np.int64)
+    con = store.reader()
+    try:
+        low, high = con.execute(f"SELECT min(subscriber_id), max(subscriber_id) FROM {relation}", params).fetchone()
+    finally:
+        con.close()
+    return _planned(Export(user, kind, None, districts, AREA_COLUMNS, sql, params, (low or 0, high if high is not None else -1),
+                           0, user.has_perm("campaigns.contact_subscribers"), filters, barred))
 
 
 def stream(export: Export, answer: str, *, ids_per_query: int = 50_000) -> Iterator[bytes]:
     """The body, in chunks, one query per range of subscriber ids (so memory stays flat however long the
     list: each range is formatted as CSV or JSON text by DuckDB, in subscriber order); the log entry is made
-    before the first row and completed after the last, with the rows and the SHA-256 of what was sent."""
-    log = ExportLog.objects.create(user=export.user, campaign=export.campaign, filters=export.filters, format=answer,
-                                   full_msisdn=export.full_msisdn)
+    before the first row and completed after the last, with the rows and the SHA-256 of what was sent. Rows
+    reserved of the quota and not sent (a client that stopped reading) are given back."""
+    log = ExportLog.objects.create(user=export.user, kind=export.kind, campaign=export.campaign, filters=export.filters,
+                                   format=answer, full_msisdn=export.full_msisdn)
+    log.regions.set(Region.objects.filter(code__in=export.districts))
+    day = timezone.localdate()
     digest, rows = hashlib.sha256(), 0
-    msisdn = "msisdn" if export.full_msisdn else _masked_sql("msisdn")
+    shown = {c: (c if c != "msisdn" or export.full_msisdn else _masked_sql("msisdn")) for c in export.columns}
     if answer == "csv":
         # Cells neutralised once in an inner query, then quoted: quoting names a cell three times, and
         # naming the neutralising expression there would compute it three times (a quarter of the time).
-        cells = (f"SELECT subscriber_id, {_neutralised_sql(msisdn)} AS msisdn, {_neutralised_sql('region_code')} AS region_code, "
-                 f"{_neutralised_sql('reasons')} AS reasons FROM ({export.sql})")
-        line = (f"subscriber_id::VARCHAR || ',' || {_csv_cell_sql('msisdn')} || ',' || {_csv_cell_sql('region_code')} "
-                f"|| ',' || {_csv_cell_sql('reasons')}")
-        head, separator, tail = ",".join(COLUMNS) + "\n", "\n", "\n"
+        cells = (f"SELECT {', '.join(f'{_neutralised_sql(shown[c])} AS {c}' if c in TEXT_COLUMNS else c for c in export.columns)} "
+                 f"FROM ({export.sql})")
+        line = " || ',' || ".join(f"coalesce({_csv_cell_sql(c)}, '')" if c in TEXT_COLUMNS else f"coalesce({c}::VARCHAR, '')"
+                                  for c in export.columns)
+        head, separator, tail = ",".join(export.columns) + "\n", "\n", "\n"
     else:
         cells = export.sql
-        line = f"json_array(subscriber_id, {msisdn}, region_code, reasons)::VARCHAR"
-        head, separator, tail = '{"columns": ' + json.dumps(COLUMNS) + ', "rows": [', ",", "]}"
+        line = f"json_array({', '.join(shown[c] for c in export.columns)})::VARCHAR"
+        head, separator, tail = '{"columns": ' + json.dumps(export.columns) + ', "rows": [', ",", "]}"
 
     def emit(text: str) -> bytes:
         data = text.encode()
         digest.update(data)
         return data
 
-    con = store.reader()
+    con = _connect(export.barred)
     try:
-        low, high = con.execute(f"SELECT min(subscriber_id), max(subscriber_id) FROM {target_list_sql(export.campaign)}").fetchone()
         yield emit(head)
-        for start in range(low or 0, (high or -1) + 1, ids_per_query):
+        low, high = export.ids
+        for start in range(low, high + 1, ids_per_query):
             lines = [text for (text,) in con.execute(
                 f"SELECT {line} FROM ({cells}) ORDER BY subscriber_id",
                 {**export.params, "low": start, "high": start + ids_per_query}).fetchall()]
@@ -155,3 +236,4 @@ def stream(export: Export, answer: str, *, ids_per_query: int = 50_000) -> Itera
         con.close()
         log.rows, log.sha256 = rows, digest.hexdigest()
         log.save(update_fields=["rows", "sha256", "completed"])
+        _release_quota(user=export.user, day=day, rows=export.rows - rows)
