@@ -247,14 +247,19 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True  # run state lives in the database, not in Celery results
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = TIME_ZONE
 
 # Snapshot runs split subscribers into id ranges of this size, one Celery task each.
 SNAPSHOT_PARTITION_SIZE = _env_int("SNAPSHOT_PARTITION_SIZE", 250_000, minimum=1)
 SNAPSHOT_WINDOW_DAYS = _env_int("SNAPSHOT_WINDOW_DAYS", 30, minimum=1, maximum=366)
-# A partition claimed longer ago than this is taken to be abandoned (its worker died) and is re-claimed.
-SNAPSHOT_PARTITION_LEASE_SECONDS = _env_int("SNAPSHOT_PARTITION_LEASE_SECONDS", 1800, minimum=1)
+# A partition claimed longer ago than this is taken to be abandoned (its worker died) and is re-claimed. So that
+# a partition never runs twice at once, its task is stopped before the lease ends (a soft limit at 85% of it, which
+# records the failure and retries; a hard one at 90%, which kills the process), and the broker redelivers an
+# unacknowledged task only after the lease has passed.
+SNAPSHOT_PARTITION_LEASE_SECONDS = _env_int("SNAPSHOT_PARTITION_LEASE_SECONDS", 1800, minimum=2)
+SNAPSHOT_PARTITION_SOFT_TIME_LIMIT = SNAPSHOT_PARTITION_LEASE_SECONDS * 0.85
+SNAPSHOT_PARTITION_TIME_LIMIT = SNAPSHOT_PARTITION_LEASE_SECONDS * 0.9
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SNAPSHOT_PARTITION_LEASE_SECONDS + 600}
 # Behaviour segments: k of the k-means (0 turns segments off) and its seed, for reproducible runs.
 SEGMENT_COUNT = _env_int("SEGMENT_COUNT", 8, minimum=0)
 SEGMENT_SEED = _env_int("SEGMENT_SEED", 7, minimum=0)

@@ -1,13 +1,16 @@
 """Celery tasks: take ids, call one service. Run state lives in the database, not in Celery."""
 
 from celery import shared_task
+from django.conf import settings
 
 from .services import snapshots
 
 MAX_RETRIES = 3
 
 
-@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES)
+# Stopped before the partition's lease ends, so that no other worker can claim it while it still runs.
+@shared_task(bind=True, acks_late=True, max_retries=MAX_RETRIES, soft_time_limit=settings.SNAPSHOT_PARTITION_SOFT_TIME_LIMIT,
+             time_limit=settings.SNAPSHOT_PARTITION_TIME_LIMIT)
 def compute_partition_task(self, partition_id: int) -> None:
     try:
         snapshots.compute_partition(partition_id=partition_id)

@@ -221,3 +221,108 @@ def test_parallel_exports_cannot_pass_the_quota_together(demo, settings):
     next(started)
     started.close()
     assert ExportQuota.objects.get(user=user).rows == first.rows
+
+
+@pytest.fixture
+def no_worker(monkeypatch):
+    """Partitions are sent to no worker: a run stays running until a test computes its partitions by hand."""
+    from tagging import tasks
+
+    monkeypatch.setattr(tasks.compute_partition_task, "delay", lambda partition_id: None)
+
+
+def test_try_4_two_runs_at_once_the_second_is_refused_naming_the_first(demo, no_worker, monkeypatch):
+    from django.db import IntegrityError
+
+    from tagging.models import SnapshotRun
+    from tagging.services import snapshots
+
+    admin = api_as(demo["admin"])
+    first = admin.post("/api/v1/snapshot-runs/", {"as_of_date": "2026-10-31", "partition_size": 600}, format="json")
+    assert first.status_code == 202
+    run_id = first.json()["id"]
+    second = admin.post("/api/v1/snapshot-runs/", {"as_of_date": "2026-10-31", "partition_size": 600}, format="json")
+    assert second.status_code == 409 and f"run #{run_id} (as of 2026-10-31) is still running" in second.json()["detail"]
+    # Two requests that both passed the friendly check before either wrote: the database refuses the second.
+    checks = iter([None])
+    original = snapshots._refuse_if_active
+    monkeypatch.setattr(snapshots, "_refuse_if_active", lambda: next(checks, None) or original())
+    raced = admin.post("/api/v1/snapshot-runs/", {"as_of_date": "2026-10-31", "partition_size": 600}, format="json")
+    assert raced.status_code == 409 and f"run #{run_id}" in raced.json()["detail"]
+    assert SnapshotRun.objects.filter(status="running").count() == 1
+    with pytest.raises(IntegrityError):
+        SnapshotRun.objects.create(as_of_date=date(2026, 10, 30), status="running", window_days=7, partition_size=600)
+
+
+def test_try_5_a_backfill_published_later_is_history_not_current(demo, run_to_end):
+    from tagging.models import Snapshot, SnapshotRun
+    from tagging.services.snapshots import start_snapshot_run
+
+    latest = Snapshot.objects.current()
+    admin = api_as(demo["admin"])
+    backfill = admin.post("/api/v1/snapshot-runs/", {"as_of_date": str(latest.as_of_date.replace(day=30)),
+                                                    "partition_size": 600}, format="json")
+    assert backfill.status_code == 202
+    run = run_to_end(SnapshotRun.objects.get(id=backfill.json()["id"]))
+    assert run.status == "succeeded"
+    assert Snapshot.objects.current() == latest and not run.snapshot.is_current
+    assert admin.post("/api/v1/audiences/preview", {"expression": "high_value"}, format="json").json()["snapshot"] == \
+        str(latest.as_of_date)
+    # A re-run of the latest date is current when published (the latest of that date).
+    again = run_to_end(start_snapshot_run(as_of=latest.as_of_date, partition_size=600))
+    assert Snapshot.objects.current().run == again
+
+
+def test_analysts_cancel_a_stuck_run_and_nothing_more_runs(demo, no_worker):
+    from tagging.models import Snapshot, SnapshotPartition, SnapshotRun
+    from tagging.services import snapshots
+
+    current = Snapshot.objects.current()
+    admin = api_as(demo["admin"])
+    run_id = admin.post("/api/v1/snapshot-runs/", {"as_of_date": "2026-10-31", "partition_size": 600}, format="json").json()["id"]
+    assert api_as(demo["sales_chancheng"]).post(f"/api/v1/snapshot-runs/{run_id}/cancel/").status_code == 403
+    cancelled = admin.post(f"/api/v1/snapshot-runs/{run_id}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = admin.post(f"/api/v1/snapshot-runs/{run_id}/cancel/")
+    assert again.status_code == 409 and "only a running run can be cancelled" in again.json()["detail"]
+    for partition in SnapshotPartition.objects.filter(run_id=run_id):  # late deliveries find nothing to do
+        snapshots.compute_partition(partition_id=partition.id)
+    assert not SnapshotPartition.objects.filter(run_id=run_id, status=SnapshotPartition.Status.DONE).exists()
+    assert SnapshotRun.objects.get(id=run_id).stage == "terminals" and Snapshot.objects.current() == current
+    # The next run starts.
+    assert admin.post("/api/v1/snapshot-runs/", {"as_of_date": "2026-10-31", "partition_size": 600}, format="json").status_code == 202
+
+
+def test_a_worker_that_outlived_its_lease_writes_nothing(demo, no_worker, monkeypatch):
+    import dataclasses
+
+    from tagging.models import SnapshotPartition
+    from tagging.services import snapshots
+    from tagging.services.snapshots import start_snapshot_run
+    from tagging.stages import STAGES
+
+    run = start_snapshot_run(as_of=demo["run"].as_of_date, partition_size=600)
+    slow, other = run.partitions.order_by("index")
+    stage = STAGES[slow.stage]
+
+    def outlived(fails: bool):
+        def compute(con, work, path):
+            # While this worker computes, its lease lapses; another worker claims the partition and finishes it.
+            SnapshotPartition.objects.filter(id=slow.id).update(claimed_at=slow.run.created_at.replace(year=2000))
+            monkeypatch.setitem(STAGES, stage.name, stage)
+            snapshots.compute_partition(partition_id=slow.id)
+            monkeypatch.setitem(STAGES, stage.name, dataclasses.replace(stage, compute=compute))
+            if fails:
+                raise RuntimeError("the late worker's share went away")
+            return {"subscribers": -1}
+        return compute
+
+    for fails in (False, True):
+        SnapshotPartition.objects.filter(id=slow.id).update(status="pending", claim="", summary={})
+        monkeypatch.setitem(STAGES, stage.name, dataclasses.replace(stage, compute=outlived(fails)))
+        snapshots.compute_partition(partition_id=slow.id)  # returns quietly: the partition is another's now
+        slow.refresh_from_db()
+        assert slow.status == SnapshotPartition.Status.DONE and slow.summary["subscribers"] == 600 and not slow.error
+    monkeypatch.setitem(STAGES, stage.name, stage)
+    run.refresh_from_db()
+    assert run.status == "running"

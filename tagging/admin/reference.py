@@ -23,7 +23,7 @@ from ..models import (
     Subscription,
     TagDefinition,
 )
-from ..services.snapshots import MAX_WINDOW_DAYS, SnapshotRefused, start_snapshot_run
+from ..services.snapshots import MAX_WINDOW_DAYS, SnapshotRefused, cancel_run, start_snapshot_run
 
 
 class RegionScopedAdmin(admin.ModelAdmin):
@@ -205,6 +205,21 @@ class SnapshotRunAdmin(ReadOnlyAdmin):
               "max_subscriber_id", "lake_batches", "definitions", "error", "created_by", "created_at", "started_at", "finished_at"]
     readonly_fields = fields
     inlines = [SnapshotPartitionInline]
+    actions = ["cancel_runs"]
+
+    @admin.action(description="取消运行 Cancel the selected running runs (the current snapshot stays current)",
+                  permissions=["start"])
+    def cancel_runs(self, request, queryset):
+        for run in queryset:
+            try:
+                cancel_run(run_id=run.id, user=request.user)
+            except SnapshotRefused as exc:
+                messages.warning(request, str(exc))
+            else:
+                messages.success(request, f"运行 #{run.id} 已取消 Run #{run.id} cancelled: nothing more is dispatched")
+
+    def has_start_permission(self, request) -> bool:
+        return request.user.has_perm("tagging.add_snapshotrun")
 
     @admin.display(description="progress")
     def progress_percent(self, run):

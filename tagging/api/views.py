@@ -14,7 +14,7 @@ from ..features import catalogue
 from ..models import IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscriber, TagDefinition
 from ..selectors import subscriber_contacts, subscriber_features, subscriber_tag_timeline, tag_difference, tag_history
 from ..services.audiences import SnapshotBitmaps, preview_audience, profile_audience
-from ..services.snapshots import SnapshotRefused, start_snapshot_run
+from ..services.snapshots import SnapshotRefused, cancel_run, start_snapshot_run
 from ..terminal_selectors import MIX_BY, change_cycle_distribution, subscriber_handsets, switching_matrix, terminal_mix
 from . import serializers
 from .authentication import token_expired
@@ -111,6 +111,17 @@ class SnapshotRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         run.refresh_from_db()
         return Response(serializers.SnapshotRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: serializers.SnapshotRunSerializer, 409: dict})
+    @action(detail=True, methods=["post"], permission_classes=[requires("tagging.add_snapshotrun")])
+    def cancel(self, request, pk=None):
+        """Cancel a running run: nothing more is dispatched, the run is marked cancelled and the snapshot that was
+        current stays current (analysts, who start runs)."""
+        try:
+            run = cancel_run(run_id=self.get_object().id, user=request.user)
+        except SnapshotRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(serializers.SnapshotRunSerializer(run).data)
 
 
 class SnapshotViewSet(viewsets.ReadOnlyModelViewSet):

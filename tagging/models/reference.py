@@ -247,20 +247,20 @@ class IngestBatch(models.Model):
 
 class SnapshotRunQuerySet(models.QuerySet):
     def active(self) -> "SnapshotRunQuerySet":
-        return self.filter(status__in=[SnapshotRun.Status.PENDING, SnapshotRun.Status.RUNNING])
+        return self.filter(status=SnapshotRun.Status.RUNNING)
 
 
 class SnapshotRun(models.Model):
     """Computing a snapshot as of a date, stage by stage over subscriber-id partitions."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "等待 Pending"
         RUNNING = "running", "运行中 Running"
         SUCCEEDED = "succeeded", "已发布 Published"
         FAILED = "failed", "失败 Failed"
+        CANCELLED = "cancelled", "已取消 Cancelled"
 
     as_of_date = models.DateField()
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     stage = models.CharField(max_length=32, blank=True, help_text="The stage now running")
     window_days = models.PositiveSmallIntegerField()
     partition_size = models.PositiveIntegerField()
@@ -280,6 +280,8 @@ class SnapshotRun(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # One run at a time, enforced where two requests at once cannot both pass: the database.
+        constraints = [models.UniqueConstraint(fields=["status"], condition=Q(status="running"), name="one_running_snapshot_run")]
 
     def __str__(self) -> str:
         return f"run #{self.id} as of {self.as_of_date} ({self.status})"
@@ -316,6 +318,8 @@ class SnapshotPartition(models.Model):
     summary = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    claim = models.CharField(max_length=32, blank=True, help_text="The lease of the worker computing it: only that "
+                                                                  "worker writes its result")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -332,7 +336,8 @@ class SnapshotQuerySet(models.QuerySet):
 
 
 class Snapshot(models.Model):
-    """A published, immutable snapshot; exactly one is current, the others are history."""
+    """A published, immutable snapshot; exactly one is current (the latest as-of date, the latest published of
+    that date), the others are history: a backfill published later never displaces newer data."""
 
     run = models.OneToOneField(SnapshotRun, on_delete=models.PROTECT, related_name="snapshot")
     as_of_date = models.DateField(db_index=True)

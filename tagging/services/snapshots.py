@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -20,6 +21,10 @@ logger = logging.getLogger("tagging.snapshots")
 
 class SnapshotRefused(ValueError):
     """A run that cannot start: say why, change nothing."""
+
+
+class RunInProgress(SnapshotRefused):
+    """Another run is active: one at a time."""
 
 
 class StageFailed(RuntimeError):
@@ -42,9 +47,7 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
         raise SnapshotRefused("partition size and window must be positive")
     if window_days > MAX_WINDOW_DAYS:
         raise SnapshotRefused(f"a window of {window_days} days: at most {MAX_WINDOW_DAYS}")
-    active = SnapshotRun.objects.active().first()
-    if active:
-        raise SnapshotRefused(f"run #{active.id} (as of {active.as_of_date}) is still {active.status}; wait for it")
+    _refuse_if_active()
     # Facts are read over the window and the one before it (usage trends compare the two); handset
     # sightings over the retained handset history.
     lookback = (as_of - timedelta(days=2 * window_days - 1), as_of)
@@ -68,16 +71,44 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
         con.close()
     first = ordered_stages()[0]
     with transaction.atomic():
-        run = SnapshotRun.objects.create(
-            as_of_date=as_of, status=SnapshotRun.Status.RUNNING, stage=first.name, window_days=window_days,
-            partition_size=partition_size, partition_count=(max_id + partition_size - 1) // partition_size,
-            max_subscriber_id=max_id, lake_batches=pinned, started_at=timezone.now(),
-            created_by=user if user and user.is_authenticated else None,
-        )
+        try:
+            with transaction.atomic():  # the constraint one_running_snapshot_run refuses a second active run
+                run = SnapshotRun.objects.create(
+                    as_of_date=as_of, status=SnapshotRun.Status.RUNNING, stage=first.name, window_days=window_days,
+                    partition_size=partition_size, partition_count=(max_id + partition_size - 1) // partition_size,
+                    max_subscriber_id=max_id, lake_batches=pinned, started_at=timezone.now(),
+                    created_by=user if user and user.is_authenticated else None,
+                )
+        except IntegrityError:
+            _refuse_if_active()
+            raise
         _prepare_stage(run, first)
         partitions = _create_partitions(run, first.name)
         logger.info("run #%s as of %s: %s partitions of %s subscriber ids", run.id, as_of, run.partition_count, partition_size)
         transaction.on_commit(lambda: [compute_partition_task.delay(p.id) for p in partitions])
+    return run
+
+
+def _refuse_if_active() -> None:
+    active = SnapshotRun.objects.active().first()
+    if active:
+        raise RunInProgress(f"run #{active.id} (as of {active.as_of_date}) is still running (stage {active.stage}); "
+                            "wait for it or cancel it")
+
+
+def cancel_run(*, run_id: int, user=None) -> SnapshotRun:
+    """Stop a running run: nothing more is dispatched (claims and advances need a running run), partitions
+    computing now finish into nothing, and the snapshot that was current stays current."""
+    who = f" by {user}" if user is not None and user.is_authenticated else ""
+    cancelled = SnapshotRun.objects.filter(id=run_id, status=SnapshotRun.Status.RUNNING).update(
+        status=SnapshotRun.Status.CANCELLED, error=f"cancelled{who} at {timezone.localtime():%Y-%m-%d %H:%M}",
+        finished_at=timezone.now())
+    run = SnapshotRun.objects.get(id=run_id)
+    if not cancelled:
+        raise SnapshotRefused(f"run #{run.id} is {run.get_status_display()}: only a running run can be cancelled")
+    SnapshotPartition.objects.filter(run_id=run_id).exclude(status=SnapshotPartition.Status.DONE).update(
+        status=SnapshotPartition.Status.FAILED, error="run cancelled", claim="")
+    logger.warning("run #%s cancelled%s", run_id, who)
     return run
 
 
@@ -104,14 +135,17 @@ def compute_partition(*, partition_id: int) -> None:
     """Claim one (run, stage, partition), compute it, and move the run on when the stage is complete.
 
     The claim is a conditional update, so a duplicate delivery of the same task finds nothing to do;
-    a partition whose worker died (claimed longer ago than the lease) can be claimed again.
+    a partition whose worker died (claimed longer ago than the lease) can be claimed again. The claim
+    records a lease token and the result is written only under it, so a worker that outlived its lease
+    (another worker has the partition now) changes nothing.
     """
     lease = timezone.now() - timedelta(seconds=settings.SNAPSHOT_PARTITION_LEASE_SECONDS)
     claimable = Q(status__in=[SnapshotPartition.Status.PENDING, SnapshotPartition.Status.FAILED]) | Q(
         status=SnapshotPartition.Status.RUNNING, claimed_at__lt=lease
     )
+    token = uuid.uuid4().hex
     claimed = SnapshotPartition.objects.filter(claimable, id=partition_id, run__status=SnapshotRun.Status.RUNNING).update(
-        status=SnapshotPartition.Status.RUNNING, claimed_at=timezone.now(), attempts=F("attempts") + 1, error=""
+        status=SnapshotPartition.Status.RUNNING, claimed_at=timezone.now(), attempts=F("attempts") + 1, error="", claim=token
     )
     if not claimed:
         # A redelivered task of a finished partition: make sure the run moved on, in case the worker
@@ -128,16 +162,22 @@ def compute_partition(*, partition_id: int) -> None:
         definitions=run.definitions,
     )
     con = store.connect()
+    held = SnapshotPartition.objects.filter(id=partition_id, claim=token, status=SnapshotPartition.Status.RUNNING)
     try:
         summary = STAGES[partition.stage].compute(con, work, work.output_path(partition.stage, partition.index))
     except Exception as exc:
-        SnapshotPartition.objects.filter(id=partition_id).update(status=SnapshotPartition.Status.FAILED, error=str(exc)[:4000])
+        if not held.update(status=SnapshotPartition.Status.FAILED, error=str(exc)[:4000]):
+            logger.warning("run #%s %s partition %s: lease lost before it failed; its new holder decides", run.id,
+                           partition.stage, partition.index)
+            return
         raise
     finally:
         con.close()
-    SnapshotPartition.objects.filter(id=partition_id).update(
-        status=SnapshotPartition.Status.DONE, rows=summary.get("subscribers", 0), summary=summary, finished_at=timezone.now()
-    )
+    if not held.update(status=SnapshotPartition.Status.DONE, rows=summary.get("subscribers", 0), summary=summary,
+                       finished_at=timezone.now()):
+        logger.warning("run #%s %s partition %s: lease lost before it finished; its new holder writes the result",
+                       run.id, partition.stage, partition.index)
+        return
     logger.info("run #%s %s partition %s/%s done: %s", run.id, partition.stage, partition.index + 1, run.partition_count, summary)
     advance_run(run_id=run.id, stage=partition.stage)
 
@@ -191,9 +231,12 @@ def publish_snapshot(*, run: SnapshotRun) -> Snapshot:
             if isinstance(value, (int, float)):
                 totals[key] = round(totals.get(key, 0) + value, 2)
     subscribers = run.partitions.filter(stage=first).aggregate(n=Sum("rows"))["n"] or 0
-    Snapshot.objects.filter(is_current=True).update(is_current=False)
+    # Current means latest: a backfill (an earlier as-of date than a published snapshot) becomes history.
+    current = not Snapshot.objects.filter(as_of_date__gt=run.as_of_date).exists()
+    if current:
+        Snapshot.objects.filter(is_current=True).update(is_current=False)
     snapshot = Snapshot.objects.create(
-        run=run, as_of_date=run.as_of_date, is_current=True, subscriber_count=subscribers, summary=summary
+        run=run, as_of_date=run.as_of_date, is_current=current, subscriber_count=subscribers, summary=summary
     )
     for stage in ordered_stages():
         if stage.publish:
@@ -201,13 +244,14 @@ def publish_snapshot(*, run: SnapshotRun) -> Snapshot:
     snapshot.save(update_fields=["summary"])
     run.status, run.stage, run.finished_at = SnapshotRun.Status.SUCCEEDED, "", timezone.now()
     run.save(update_fields=["status", "stage", "finished_at"])
-    logger.info("run #%s published: snapshot as of %s with %s subscribers", run.id, run.as_of_date, subscribers)
+    logger.info("run #%s published: snapshot as of %s with %s subscribers%s", run.id, run.as_of_date, subscribers,
+                "" if current else " (history: a later snapshot stays current)")
     return snapshot
 
 
 def fail_run(*, run_id: int, error: str) -> None:
     """Give up on a run; the snapshot that was current stays current."""
-    SnapshotRun.objects.filter(id=run_id, status__in=[SnapshotRun.Status.PENDING, SnapshotRun.Status.RUNNING]).update(
+    SnapshotRun.objects.filter(id=run_id, status=SnapshotRun.Status.RUNNING).update(
         status=SnapshotRun.Status.FAILED, error=error[:4000], finished_at=timezone.now()
     )
     logger.error("run #%s failed: %s", run_id, error)

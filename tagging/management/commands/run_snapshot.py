@@ -41,19 +41,20 @@ class Command(BaseCommand):
             run.refresh_from_db()
             done = run.partitions.filter(status=SnapshotPartition.Status.DONE).count()
             total = run.partition_count * len(ordered_stages())  # later stages' partitions are created as it goes
-            if sys.stdout.isatty() or run.status not in (SnapshotRun.Status.RUNNING, SnapshotRun.Status.PENDING):
+            if sys.stdout.isatty() or run.status != SnapshotRun.Status.RUNNING:
                 width = 30
                 filled = int(width * done / total) if total else 0
                 self.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {run.stage or run.status}", ending="")
-            if run.status not in (SnapshotRun.Status.RUNNING, SnapshotRun.Status.PENDING):
+            if run.status != SnapshotRun.Status.RUNNING:
                 break
             if time.monotonic() > deadline:
                 raise CommandError(f"run #{run.id} still {run.status} after {options['timeout']}s")
             time.sleep(1)
         self.stdout.write("")
-        if run.status == SnapshotRun.Status.FAILED:
-            raise CommandError(f"run #{run.id} failed: {run.error}; the previous snapshot stays current")
+        if run.status in (SnapshotRun.Status.FAILED, SnapshotRun.Status.CANCELLED):
+            raise CommandError(f"run #{run.id} {run.status}: {run.error}; the previous snapshot stays current")
         snapshot = run.snapshot
         self.stdout.write(self.style.SUCCESS(
             f"run #{run.id} published snapshot as of {snapshot.as_of_date}: {snapshot.subscriber_count:,} subscribers"
+            + ("" if snapshot.is_current else " (history: a later snapshot stays current)")
         ))
