@@ -90,6 +90,14 @@ class Expression:
         return _bitmap(self.tree.body, resolver)
 
 
+class _Uncompiled(ValueError):
+    """A node a compiler has no translation for (parse() turns it into a placed ExpressionError)."""
+
+    def __init__(self, node: ast.AST):
+        super().__init__(f"unchecked node {type(node).__name__}")
+        self.node = node
+
+
 class BitmapResolver:
     """What an audience needs to become a bitmap; the caller supplies the bitmaps."""
 
@@ -128,6 +136,14 @@ def parse(text: str, symbols: Mapping[str, Symbol], *, audience: bool = False) -
     result = checker.check(tree.body, depth=1)
     if result != Type.BOOLEAN:
         raise checker.error(tree.body, f"the expression must be true or false, not a {result.value}")
+    # What is accepted must compile: both compilers run over it now, so a form the checker let through and a
+    # compiler cannot handle is refused here, at its place, and never reaches a run or a preview.
+    try:
+        _sql(tree.body)
+        if audience:
+            _bitmap(tree.body, _Shapes())
+    except _Uncompiled as exc:
+        raise checker.error(exc.node, f"{_describe(exc.node)} cannot be computed here") from None
     return Expression(text, tree, frozenset(checker.references), tuple(checker.functions))
 
 
@@ -251,6 +267,9 @@ class _Checker:
             if isinstance(op, (ast.In, ast.NotIn)):
                 if not isinstance(right, (ast.List, ast.Tuple)):
                     raise self.error(right, "in needs a list of values, like [1, 2, 3]")
+                if right is not comparators[-1]:
+                    raise self.error(node, "a list ends a comparison: join another with and, like "
+                                           "age in [30, 40] and age < 50")
                 if not right.elts or len(right.elts) > MAX_LIST:
                     raise self.error(right, f"the list must have 1 to {MAX_LIST} values")
                 for element in right.elts:
@@ -351,14 +370,16 @@ def _sql(node: ast.AST) -> str:
             return "(" + " OR ".join(_sql(v) for v in values) + ")"
         case ast.UnaryOp(op=ast.Not(), operand=operand):
             return f"(NOT {_sql(operand)})"
+        # Arithmetic is done in DOUBLE, which never fails (integer columns overflow, and % 0 is an error, mid-run);
+        # dividing by zero gives NULL (no tag).
         case ast.UnaryOp(op=ast.USub(), operand=operand):
-            return f"(- {_sql(operand)})"
+            return f"(- CAST({_sql(operand)} AS DOUBLE))"
         case ast.UnaryOp(op=ast.UAdd(), operand=operand):
             return _sql(operand)
-        case ast.BinOp(op=op, left=left, right=right):
-            if isinstance(op, ast.Div):  # dividing by zero gives NULL (no tag), not an error mid-run
-                return f"({_sql(left)} / NULLIF({_sql(right)}, 0))"
-            return f"({_sql(left)} {_ARITHMETIC[type(op)]} {_sql(right)})"
+        case ast.BinOp(op=op, left=left, right=right) if type(op) in _ARITHMETIC:
+            divisor = f"NULLIF(CAST({_sql(right)} AS DOUBLE), 0)" if isinstance(op, (ast.Div, ast.Mod)) \
+                else f"CAST({_sql(right)} AS DOUBLE)"
+            return f"(CAST({_sql(left)} AS DOUBLE) {_ARITHMETIC[type(op)]} {divisor})"
         case ast.Compare(left=left, ops=ops, comparators=comparators):
             parts = []
             for op, right in zip(ops, comparators):
@@ -377,7 +398,7 @@ def _sql(node: ast.AST) -> str:
             return '"' + name.replace('"', '""') + '"'
         case ast.Constant(value=value):
             return _sql_literal(value)
-    raise ValueError(f"unchecked node {type(node).__name__}")  # parse() never lets one through
+    raise _Uncompiled(node)  # parse() never lets one through
 
 
 def _bitmap(node: ast.AST, resolver: BitmapResolver) -> Any:
@@ -404,13 +425,33 @@ def _bitmap(node: ast.AST, resolver: BitmapResolver) -> Any:
             return resolver.compare(name, _COMPARISONS[type(op)], right.value)
         case ast.Name(id=name) if name in ("true", "True"):
             return resolver.everyone()
+        case ast.Constant(value=True):
+            return resolver.everyone()
         case ast.Name(id=name) if name in ("false", "False"):
+            return resolver.everyone() - resolver.everyone()
+        case ast.Constant(value=False):
             return resolver.everyone() - resolver.everyone()
         case ast.Name(id=name):
             return resolver.tag(name)
         case ast.Call(func=ast.Name(id=function), args=[ast.Constant(value=argument)]):
             return resolver.call(function, argument)
-    raise ValueError(f"unchecked node {type(node).__name__}")
+    raise _Uncompiled(node)
+
+
+class _Shapes(BitmapResolver):
+    """Empty sets for every name: enough to see that an expression compiles to set algebra."""
+
+    def everyone(self):
+        return frozenset()
+
+    def tag(self, name):
+        return frozenset()
+
+    def compare(self, name, operator, value):
+        return frozenset()
+
+    def call(self, function, argument):
+        return frozenset()
 
 
 def symbols_from(entries: Mapping[str, str], *, kind: str = "feature") -> dict[str, Symbol]:
