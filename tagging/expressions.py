@@ -136,12 +136,11 @@ def parse(text: str, symbols: Mapping[str, Symbol], *, audience: bool = False) -
     result = checker.check(tree.body, depth=1)
     if result != Type.BOOLEAN:
         raise checker.error(tree.body, f"the expression must be true or false, not a {result.value}")
-    # What is accepted must compile: both compilers run over it now, so a form the checker let through and a
-    # compiler cannot handle is refused here, at its place, and never reaches a run or a preview.
+    # What is accepted must compile: its compiler (SQL for rules, bitmap algebra for audiences) runs over it now,
+    # so a form the checker let through and the compiler cannot handle is refused here, at its place, and never
+    # reaches a run or a preview.
     try:
-        _sql(tree.body)
-        if audience:
-            _bitmap(tree.body, _Shapes())
+        _bitmap(tree.body, _Shapes()) if audience else _sql(tree.body)
     except _Uncompiled as exc:
         raise checker.error(exc.node, f"{_describe(exc.node)} cannot be computed here") from None
     return Expression(text, tree, frozenset(checker.references), tuple(checker.functions))
