@@ -48,7 +48,11 @@ def area_audience(bitmaps, argument: str) -> BitMap:
 
 
 def hex_audience(bitmaps, argument: str) -> BitMap:
-    """hex("88411d7851fffff"): an H3 cell of resolution 9, 8 or 7."""
+    """hex("88411d7851fffff"): an H3 cell of resolution 9, 8 or 7. For analysts only: a hex holds a handful of
+    homes, and its exact count is what the suppressed map hides from sales staff and field teams."""
+    if not bitmaps.exact:
+        raise ExpressionError(f'hex("{argument}"): counting single hexes is for analysts; use area("...") with a '
+                              "micro-area of your districts", token=argument)
     if not h3.is_valid_cell(argument) or h3.get_resolution(argument) not in RESOLUTIONS:
         raise ExpressionError(f'hex("{argument}"): not an H3 cell of resolution {", ".join(map(str, RESOLUTIONS))}',
                               token=argument)

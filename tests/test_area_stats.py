@@ -178,6 +178,10 @@ def test_audiences_select_by_area_and_hex(two_snapshots):
     parent = h3.cell_to_parent(h3.int_to_str(int(cell)), 8)
     children = ", ".join(str(h3.str_to_int(c)) for c in h3.cell_to_children(parent, 9))
     in_hex = duckdb.connect().sql(f"SELECT count(*) FROM {rows} WHERE home_h3 IN ({children})").fetchall()[0][0]
+    sales_refused = api.post("/api/v1/audiences/preview", {"expression": f'hex("{parent}")'}, format="json")
+    assert sales_refused.status_code == 400 and "counting single hexes is for analysts" in sales_refused.json()["detail"]
+    api = APIClient()
+    api.force_authenticate(staff_user(StaffProfile.Role.ADMIN, two_snapshots["region"], username="cc_analyst"))
     everyone_there = api.post("/api/v1/audiences/preview", {"expression": f'hex("{parent}") or not hex("{parent}")'},
                               format="json").json()
     there = api.post("/api/v1/audiences/preview", {"expression": f'hex("{parent}")'}, format="json").json()

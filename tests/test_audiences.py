@@ -77,7 +77,7 @@ def test_preview_counts_the_audience_per_district_for_the_callers_regions(publis
         ("high_value and (sms_expert", 400, "syntax error", None),
         ("sms_30d >= 300", 400, "'sms_30d' is a feature; audiences select by tags", 1),
         ('high_value and area("禅城-季华")', 400, "no micro-area of that name in your districts", None),
-        ('high_value and hex("not-a-hex")', 400, "not an H3 cell", None),
+        ('high_value and hex("not-a-hex")', 400, "counting single hexes is for analysts", None),
         ("high_value.__class__", 400, "attribute access is not allowed", 1),
         ("", 400, "'expression'", None),  # the field named, in the site's language
     ],

@@ -326,3 +326,48 @@ def test_a_worker_that_outlived_its_lease_writes_nothing(demo, no_worker, monkey
     monkeypatch.setitem(STAGES, stage.name, stage)
     run.refresh_from_db()
     assert run.status == "running"
+
+
+def test_small_counts_stay_hidden_from_sales_staff(demo, settings):
+    from microarea.audiences import living_in
+    from tagging.services.audiences import SnapshotBitmaps
+
+    settings.AREA_MIN_COUNT = 20
+    area = MicroArea.objects.get(region__code="440604", kind=MicroArea.Kind.DISTRICT)
+    place = f'area("{area.name}")'
+    sales, admin = api_as(demo["sales_chancheng"]), api_as(demo["admin"])
+    # A tag with a handful of members living there: what differencing two expressions would reveal.
+    bitmaps = SnapshotBitmaps(demo["run"].snapshot, demo["admin"])
+    residents = living_in(demo["run"].id, bytes(area.hexes))
+    few = {code: len(bitmaps.tag(code) & residents & bitmaps.scope) for code in bitmaps.tag_codes}
+    tag, members = next((code, n) for code, n in sorted(few.items()) if 0 < n < 20)
+    exact = admin.post("/api/v1/audiences/preview", {"expression": f"{place} and {tag}"}, format="json").json()
+    assert exact["count"] == members and exact["suppressed_below"] is None
+    narrow = sales.post("/api/v1/audiences/preview", {"expression": f"{place} and {tag}"}, format="json").json()
+    assert narrow["count"] == "< 20" and narrow["suppressed_below"] == 20
+    assert all(row["count"] == "< 20" or row["count"] % 20 == 0 for row in narrow["by_region"])
+    whole = sales.post("/api/v1/audiences/preview", {"expression": place}, format="json").json()["count"]
+    rest = sales.post("/api/v1/audiences/preview", {"expression": f"{place} and not {tag}"}, format="json").json()["count"]
+    assert whole % 20 == 0 and rest % 20 == 0 and whole - rest != members
+    portrait = sales.post("/api/v1/audiences/profile", {"expression": place}, format="json").json()
+    assert portrait["count"] == whole
+    assert all(row["count"] == "< 20" and row["share"] is None or row["count"] % 20 == 0 for row in portrait["tags"])
+    # Without area() counts are the district's and exact, as the home page shows them.
+    assert isinstance(sales.post("/api/v1/audiences/preview", {"expression": tag}, format="json").json()["count"], int)
+    # Single hexes are for analysts.
+    home = duckdb.connect().sql(
+        f"SELECT home_h3 FROM read_parquet('{snapshot_dir(demo['run'].id)}/location/*.parquet') "
+        f"WHERE home_h3 IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchall()[0][0]
+    cell = f"{home:x}"
+    refused = sales.post("/api/v1/audiences/preview", {"expression": f'hex("{cell}")'}, format="json")
+    assert refused.status_code == 400 and "counting single hexes is for analysts" in refused.json()["detail"]
+    counted = admin.post("/api/v1/audiences/preview", {"expression": f'hex("{cell}")'}, format="json")
+    assert counted.status_code == 200, counted.content
+    # An area sales staff draw holds at least ten times AREA_MIN_COUNT residents.
+    small = sales.post("/api/v1/microareas/", {"name": "一个格子", "region": "440604", "hexes": [f"{home:x}"]}, format="json")
+    assert small.status_code == 400 and "needs at least 200 (ten times AREA_MIN_COUNT)" in small.json()["hexes"][0]
+    assert "the area has fewer than 200 residents" in small.json()["hexes"][0]  # not how many: that is the small count
+    large = sales.post("/api/v1/microareas/", {"name": "禅城全区", "region": "440604", "geometry": area.geometry}, format="json")
+    assert large.status_code == 201, large.content
+    assert admin.post("/api/v1/microareas/", {"name": "一个格子", "region": "440604", "hexes": [f"{home:x}"]},
+                      format="json").status_code == 201

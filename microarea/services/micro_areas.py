@@ -128,6 +128,22 @@ def _inside_city(hexes: np.ndarray, city_hexes: frozenset[int] | None) -> None:
         raise MicroAreaRefused("the area lies outside the city's network coverage", field="geometry")
 
 
+def _enough_residents(hexes: np.ndarray, *, field: str) -> None:
+    """An area drawn by someone who sees suppressed counts must hold at least ten times AREA_MIN_COUNT residents
+    (in the current snapshot), so that its panel and audiences never count a handful of homes."""
+    from tagging.models import Snapshot
+
+    from ..audiences import living_in
+
+    needed = 10 * settings.AREA_MIN_COUNT
+    snapshot = Snapshot.objects.current()
+    residents = len(living_in(snapshot.run_id, np.sort(hexes).astype("<u8").tobytes())) if snapshot else 0
+    if residents < needed:
+        raise MicroAreaRefused(f"the area has {'fewer than ' + str(needed) if residents else 'no'} residents in the "
+                               f"current snapshot; an area you draw needs at least {needed} (ten times AREA_MIN_COUNT): "
+                               "draw it larger", field=field)
+
+
 @transaction.atomic
 def create_micro_area(*, name: str, kind: str, region: Region, user=None, geometry: dict | None = None,
                       hexes: list | None = None, cells: list[str] | None = None,
@@ -156,6 +172,8 @@ def create_micro_area(*, name: str, kind: str, region: Region, user=None, geomet
     if len(found) > settings.MICROAREA_MAX_HEXES:  # a polygon's estimate is a few percent off
         raise _too_large(len(found), given[0])
     _inside_city(found, network_extent(coverage_file))
+    if user is not None and not user.has_perm("tagging.view_small_counts"):
+        _enough_residents(found, field=given[0])
     return MicroArea.objects.create(
         name=name.strip(), kind=kind, region=region, source=source, geometry=geometry, definition=definition,
         hexes=found.astype("<u8").tobytes(), hex_count=len(found),

@@ -18,7 +18,11 @@
     return fetch(url, {method: "POST", headers: headers, credentials: "same-origin", body: JSON.stringify(question)});
   }
 
-  function percent(part, whole) { return whole ? (100 * part / whole).toFixed(1) + "%" : "—"; }
+  // Counts narrowed to a place come to sales staff as the suppressed map shows them: "< 5", or rounded.
+  function shown(count) { return typeof count === "number" ? number.format(count) : count; }
+  function percent(part, whole) {
+    return whole && typeof part === "number" && typeof whole === "number" ? (100 * part / whole).toFixed(1) + "%" : "—";
+  }
 
   function showError(text, error) {
     result.hidden = true;
@@ -40,14 +44,15 @@
   function showCount(body) {
     errorBox.hidden = true;
     result.hidden = false;
-    document.getElementById("audience-count").textContent = number.format(body.count);
+    document.getElementById("audience-count").textContent = shown(body.count) +
+      (body.suppressed_below ? " (rounded to " + body.suppressed_below + " 按" + body.suppressed_below + "取整)" : "");
     document.getElementById("audience-share").textContent =
       percent(body.count, body.subscribers) + " of " + number.format(body.subscribers) + " in my districts 占我的区县用户";
     document.getElementById("audience-snapshot").textContent = body.snapshot;
     document.getElementById("audience-elapsed").textContent = body.elapsed_ms + " ms";
     const rows = body.by_region.map(function (region) {
       const row = document.createElement("tr");
-      [region.name + " " + region.region, number.format(region.count), percent(region.count, body.count)].forEach(function (text, i) {
+      [region.name + " " + region.region, shown(region.count), percent(region.count, body.count)].forEach(function (text, i) {
         const cell = document.createElement("td");
         cell.textContent = text;
         if (i) { cell.className = "num"; }
@@ -70,7 +75,7 @@
       link.title = row.tag;
       name.append(link);
       line.append(name);
-      [number.format(row.count) + " · " + percent(row.share, 1), percent(row.base_share, 1), number.format(row.index)].forEach(function (text) {
+      [shown(row.count) + " · " + percent(row.share, 1), percent(row.base_share, 1), row.index === null ? "—" : number.format(row.index)].forEach(function (text) {
         const cell = document.createElement("td");
         cell.className = "num";
         cell.textContent = text;
@@ -87,13 +92,15 @@
     const body = await response.json();
     const minimum = Number(form.dataset.minCount);
     const indexed = body.tags.filter(function (row) { return row.index !== null; });
-    const over = indexed.filter(function (row) { return row.index > 100 && row.count >= minimum; }).slice(0, 10);
+    const over = indexed.filter(function (row) {
+      return row.index > 100 && typeof row.count === "number" && row.count >= minimum;
+    }).slice(0, 10);
     // Least common first; among equals, the tags most common elsewhere say most.
     const under = indexed.filter(function (row) { return row.index < 100; })
       .sort(function (a, b) { return a.index - b.index || b.base_share - a.base_share; }).slice(0, 10);
     document.querySelector("#profile-over tbody").replaceChildren(...profileRows(over));
     document.querySelector("#profile-under tbody").replaceChildren(...profileRows(under));
-    profileBox.hidden = body.count === 0;
+    profileBox.hidden = body.count === 0 || typeof body.count !== "number";
   }
 
   async function change(mine, asked, now) {
@@ -107,6 +114,10 @@
     if (mine !== sequence) { return; }
     if (!response.ok) { out.textContent = "not countable in " + older.textContent + " 上期无法计算"; return; }
     const before = await response.json();
+    if (typeof now.count !== "number" || typeof before.count !== "number") {
+      out.textContent = "was 上期 " + shown(before.count) + " (" + before.snapshot + ")";
+      return;
+    }
     const delta = now.count - before.count;
     out.textContent = (delta > 0 ? "+" : "") + number.format(delta) + " since 较 " + before.snapshot + " (" + number.format(before.count) + ")";
   }

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import (
@@ -151,10 +152,16 @@ class TagDetailSerializer(TagSerializer):
         return TagHistoryEntrySerializer(self.context["history"], many=True).data
 
 
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "example": "< 5"}]})
+class ShownCountField(serializers.Field):
+    """A count, or for sales staff and field teams a count narrowed by area(): "< AREA_MIN_COUNT" below it, else
+    rounded to a multiple of it."""
+
+
 class RegionCountSerializer(serializers.Serializer):
     region = serializers.CharField()
     name = serializers.CharField()
-    count = serializers.IntegerField()
+    count = ShownCountField()
 
 
 class AudiencePreviewRequestSerializer(serializers.Serializer):
@@ -164,10 +171,12 @@ class AudiencePreviewRequestSerializer(serializers.Serializer):
 
 
 class AudiencePreviewSerializer(serializers.Serializer):
-    count = serializers.IntegerField(help_text="Subscribers in your regions matching the expression")
+    count = ShownCountField(help_text="Subscribers in your regions matching the expression")
     subscribers = serializers.IntegerField(help_text="All subscribers in your regions")
     snapshot = serializers.DateField(help_text="As-of date of the snapshot counted")
     by_region = RegionCountSerializer(many=True)
+    suppressed_below = serializers.IntegerField(allow_null=True, help_text="Set when counts are narrowed by area() "
+                                                "and shown as the suppressed map shows them (AREA_MIN_COUNT)")
     elapsed_ms = serializers.FloatField()
 
 
@@ -176,17 +185,18 @@ class TagIndexSerializer(serializers.Serializer):
     name = serializers.CharField()
     name_en = serializers.CharField()
     category = serializers.CharField()
-    count = serializers.IntegerField(help_text="Audience members carrying the tag")
+    count = ShownCountField(help_text="Audience members carrying the tag")
     share = serializers.FloatField(allow_null=True, help_text="Of the audience")
     base_share = serializers.FloatField(allow_null=True, help_text="Of all subscribers in your regions")
     index = serializers.IntegerField(allow_null=True, help_text="TGI: 100 * share / base_share")
 
 
 class AudienceProfileSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
+    count = ShownCountField()
     subscribers = serializers.IntegerField()
     snapshot = serializers.DateField()
     tags = TagIndexSerializer(many=True, help_text="Every tag the expression does not use, highest index first")
+    suppressed_below = serializers.IntegerField(allow_null=True)
     elapsed_ms = serializers.FloatField()
 
 

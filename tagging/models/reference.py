@@ -353,6 +353,8 @@ class Snapshot(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["is_current"], condition=Q(is_current=True), name="one_current_snapshot")
         ]
+        # Without it (sales staff, field teams) counts narrowed to a place are shown as the suppressed map shows them.
+        permissions = [("view_small_counts", "May count single hexes and see exact counts narrowed by area()")]
 
     def __str__(self) -> str:
         return f"snapshot {self.as_of_date} (run #{self.run_id}){' current' if self.is_current else ''}"

@@ -14,7 +14,7 @@ from ..models import Region, StaffProfile
 ROLE_PERMISSIONS = {
     StaffProfile.Role.ADMIN: {
         "tagging": ["view_*", "add_product", "change_product", "add_region", "change_region", "add_snapshotrun",
-                    "add_tagdefinition", "change_tagdefinition"],
+                    "add_tagdefinition", "change_tagdefinition"],  # view_* includes view_small_counts
         "microarea": ["view_*", "add_microarea", "change_microarea"],
         # marketing analysts run the campaigns
         "campaigns": ["view_*", "add_campaign", "change_campaign", "add_savedaudience", "delete_savedaudience",

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import duckdb
 import numpy as np
+from django.conf import settings
 from pyroaring import BitMap, FrozenBitMap
 
 from ..features import feature_symbols, product_feature
@@ -117,6 +118,8 @@ class SnapshotBitmaps:
             .order_by("code").values_list("code", "name")
         )
         self.scope = _scope(snapshot.id, self.published, tuple(self.districts))
+        # Sales staff and field teams see small counts as the map shows them: suppressed (see disclosed()).
+        self.exact = user.has_perm("tagging.view_small_counts")
 
     @property
     def tag_codes(self) -> set[str]:
@@ -193,6 +196,19 @@ def audience_bitmap(expression: Expression, bitmaps: SnapshotBitmaps) -> BitMap:
     return expression.to_bitmap(_Resolver(bitmaps)) & bitmaps.scope
 
 
+def disclosed(count: int, minimum: int) -> int | str:
+    """A count narrowed to a place as a user without view_small_counts sees it: "< minimum" below AREA_MIN_COUNT,
+    otherwise rounded to a multiple of it, so that two expressions differing by a few subscribers (say
+    `area("X") and not t` against `area("X")`) give counts whose difference does not tell how many they are."""
+    return f"< {minimum}" if count < minimum else minimum * max(1, round(count / minimum))
+
+
+def _narrowed(parsed: Expression, bitmaps: SnapshotBitmaps) -> int | None:
+    """The minimum counts are shown at, when the audience is narrowed by area() for a user who sees suppressed
+    counts; None when its counts are exact."""
+    return settings.AREA_MIN_COUNT if not bitmaps.exact and any(f == "area" for f, _ in parsed.functions) else None
+
+
 def current_snapshot() -> Snapshot:
     snapshot = Snapshot.objects.current()
     if snapshot is None:
@@ -204,12 +220,16 @@ def preview_audience(*, expression: str, user, snapshot: Snapshot | None = None)
     """Count an audience in the user's regions: total, per district, the snapshot date and the time taken."""
     started = time.perf_counter()
     bitmaps = SnapshotBitmaps(snapshot or current_snapshot(), user)
-    audience = audience_bitmap(parse_audience(expression, bitmaps), bitmaps)
+    parsed = parse_audience(expression, bitmaps)
+    audience = audience_bitmap(parsed, bitmaps)
+    minimum = _narrowed(parsed, bitmaps)
+    shown = (lambda n: disclosed(n, minimum)) if minimum else int
     return {
-        "count": len(audience),
+        "count": shown(len(audience)),
         "subscribers": len(bitmaps.scope),
         "snapshot": str(bitmaps.snapshot.as_of_date),
-        "by_region": bitmaps.by_region(audience),
+        "by_region": [{**row, "count": shown(row["count"])} for row in bitmaps.by_region(audience)],
+        "suppressed_below": minimum,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
     }
 
@@ -223,13 +243,19 @@ def profile_audience(*, expression: str, user, snapshot: Snapshot | None = None)
     parsed = parse_audience(expression, bitmaps)
     audience = audience_bitmap(parsed, bitmaps)
     size, everyone = len(audience), len(bitmaps.scope)
+    minimum = _narrowed(parsed, bitmaps)
     names = {code: (name, name_en, category) for code, name, name_en, category in TagDefinition.objects.filter(
         code__in=bitmaps.tag_codes).values_list("code", "name", "name_en", "category")}
     bases = bitmaps.tag_counts()
+    if minimum:  # shares and indexes from the counts as shown, so that none tells more than the counts do
+        size = disclosed(size, minimum)
     rows = []
     for code in sorted(bitmaps.tag_codes - parsed.references):  # the audience's own tags say nothing new
         count, base = audience.intersection_cardinality(bitmaps.tag(code)), bases[code]
-        share = count / size if size else None
+        if minimum:
+            count = disclosed(count, minimum)
+        countable = isinstance(count, int) and isinstance(size, int) and size > 0
+        share = count / size if countable else None
         base_share = base / everyone if everyone else None
         name, name_en, category = names.get(code, (code, "", ""))
         rows.append({"tag": code, "name": name, "name_en": name_en, "category": category, "count": count,
@@ -237,4 +263,5 @@ def profile_audience(*, expression: str, user, snapshot: Snapshot | None = None)
                      "index": round(100 * share / base_share) if share is not None and base_share else None})
     rows.sort(key=lambda row: (row["index"] is None, -(row["index"] or 0), row["tag"]))
     return {"count": size, "subscribers": everyone, "snapshot": str(bitmaps.snapshot.as_of_date), "tags": rows,
+            "suppressed_below": minimum,
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
