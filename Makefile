@@ -23,8 +23,10 @@ $(VENV)/.installed: requirements.txt
 install: $(VENV)/.installed
 
 $(DEMO_CITY)/truth/city.json: | install
-	$(PY) manage.py simulate_city --subscribers $(DEMO_SUBSCRIBERS) --days $(DEMO_DAYS) --end-date $(DEMO_DATE) --out $(DEMO_CITY)
+	DEBUG=1 $(PY) manage.py simulate_city --subscribers $(DEMO_SUBSCRIBERS) --days $(DEMO_DAYS) --end-date $(DEMO_DATE) --out $(DEMO_CITY)
 
+# The demo and the tests run in development mode (DEBUG=1): production is the default (docs/security.md).
+demo: export DEBUG = 1
 demo: install $(DEMO_CITY)/truth/city.json
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py ingest_city $(DEMO_CITY)
@@ -40,18 +42,18 @@ demo: install $(DEMO_CITY)/truth/city.json
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 serve: install
-	$(PY) manage.py runserver 127.0.0.1:8000
+	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
 
 # The whole suite on the embedded default: SQLite, a local lake, Celery eager.
 test: install
-	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest
+	env -u DATABASE_URL -u REDIS_URL DEBUG=1 $(PY) -m pytest
 
 # The same suite against PostgreSQL and Redis, with a real `celery worker` process (started by the tests).
 test-services: install
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
+	DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
 
 bench: install
-	cd bench && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py && ../$(PY) terminals.py && ../$(PY) location.py && ../$(PY) hexes.py && ../$(PY) export.py
+	cd bench && export DEBUG=1 && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py && ../$(PY) terminals.py && ../$(PY) location.py && ../$(PY) hexes.py && ../$(PY) export.py
 
 clean:
 	rm -rf var

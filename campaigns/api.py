@@ -11,6 +11,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from microarea.api import FormatIsTheFiles, area_asked, no_area, product_asked, valid_hex
@@ -153,6 +154,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
     serializer_class = CampaignSerializer
     permission_classes = [ModelPermissions]
     filterset_fields = ["status", "channel", "product__code"]
+    throttle_scope = None  # exports set theirs
 
     def get_permissions(self):
         if self.action in ("freeze", "start", "close") or (self.action == "triggers" and self.request.method == "POST"):
@@ -216,7 +218,8 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
                    responses={(200, "text/csv"): str, 400: dict, 404: dict, 429: dict})
     # Token first: field teams' tools authenticate with a token, and a request without one is told so (401).
     @action(detail=True, methods=["get"], content_negotiation_class=FormatIsTheFiles,
-            authentication_classes=[ExpiringTokenAuthentication, SessionAuthentication])
+            authentication_classes=[ExpiringTokenAuthentication, SessionAuthentication],
+            throttle_classes=[ScopedRateThrottle], throttle_scope="export")
     def targets(self, request, pk=None):
         """The frozen target list of your districts (with a random control group, never a holdout), streamed as
         CSV or JSON; full MSISDNs for staff allowed to contact subscribers, masked otherwise; every export logged."""
@@ -312,6 +315,8 @@ class AreaTargetsView(APIView):
     content_negotiation_class = FormatIsTheFiles
     # Token first: field teams' tools authenticate with a token, and a request without one is told so (401).
     authentication_classes = [ExpiringTokenAuthentication, SessionAuthentication]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "export"
 
     def export(self, request, hexes, kind: str, described: dict, name: str):
         errors = {}

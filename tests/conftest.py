@@ -19,6 +19,17 @@ SERVICES = bool(settings.REDIS_URL)  # `make test-services`: PostgreSQL, Redis a
 SMALL_CITY = CityParameters(subscribers=1200, days=14, seed=7)
 
 
+@pytest.fixture(autouse=True)
+def generous_rates(monkeypatch):
+    """Per-user rates out of the way of tests that ask many questions (tests of the rates set their own), and
+    nothing counted by an earlier test."""
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {scope: "100000/min" for scope in SimpleRateThrottle.THROTTLE_RATES})
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data")

@@ -19,7 +19,8 @@ PRODUCTION = {
 def start(tmp_path, **env) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {
         "DEBUG", "SECRET_KEY", "PSEUDONYM_KEY", "DATABASE_URL", "REDIS_URL", "MAP_TILE_URL", "ALLOWED_HOSTS"}}
-    clean.update({"DATA_DIR": str(tmp_path / "data"), **env})
+    clean.update({"DATA_DIR": str(tmp_path / "data"), "DEBUG": "1", **env})
+    clean = {k: v for k, v in clean.items() if v is not None}  # None: leave the variable out
     return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=clean, capture_output=True, text=True)
 
 
@@ -46,8 +47,10 @@ def test_a_bad_value_fails_at_start_naming_it(tmp_path, env, named):
     assert "ImproperlyConfigured" in result.stderr and named in result.stderr.splitlines()[-1]
 
 
-def test_the_embedded_default_needs_no_environment(tmp_path):
-    result = start(tmp_path)
+def test_production_is_the_default_and_development_needs_only_debug(tmp_path):
+    nothing = start(tmp_path, DEBUG=None)  # no environment at all: production, which needs its secrets
+    assert nothing.returncode != 0 and "SECRET_KEY must be set when DEBUG is off" in nothing.stderr
+    result = start(tmp_path)  # DEBUG=1 alone: the embedded default
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data").is_dir()
 

@@ -61,12 +61,17 @@ def test_openapi_schema_and_docs_served_without_a_cdn(client):
     assert "swagger-ui" in docs and "cdn" not in docs.lower()
 
 
-def test_demo_accounts_one_per_role(small_city, capsys):
-    from django.core.management import call_command
+def test_demo_accounts_one_per_role_and_never_in_production(small_city, capsys, settings):
+    from django.core.management import CommandError, call_command
 
     from .conftest import ingest_city
 
     ingest_city(small_city, ["regions"])
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="only with DEBUG=1, never in production"):
+        call_command("create_demo_accounts")
+    assert not StaffProfile.objects.exists()
+    settings.DEBUG = True
     call_command("create_demo_accounts")
     out = capsys.readouterr().out
     assert {"admin", "sales_chancheng", "field_shunde"} <= set(out.split())

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from ..models import (
+    AuditEvent,
     IngestBatch,
     Product,
     Region,
@@ -23,6 +24,7 @@ from ..models import (
     Subscription,
     TagDefinition,
 )
+from ..services.accounts import assign_role, role_of
 from ..services.snapshots import MAX_WINDOW_DAYS, SnapshotRefused, cancel_run, start_snapshot_run
 
 
@@ -69,6 +71,36 @@ class StaffUserAdmin(UserAdmin):
     inlines = [StaffProfileInline]
     list_display = ["username", "email", "role", "is_staff", "is_active"]
     list_filter = ["staff__role", "is_staff", "is_active"]
+
+    def save_related(self, request, form, formsets, change):
+        """The role and regions saved through the inline go through assign_role too: the role's permission group
+        follows, and the change is written to the audit log with who made it."""
+        user = form.instance
+        before = role_of(user)
+        super().save_related(request, form, formsets, change)
+        profile = StaffProfile.objects.filter(user=user).first()
+        if profile is not None:
+            assign_role(user=user, role=profile.role, region_codes=list(profile.regions.values_list("code", flat=True)),
+                        actor=request.user, before=before)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The security audit log (等保): read by analysts, written only by the service."""
+
+    list_display = ["at", "kind", "username", "user", "actor", "address", "detail"]
+    list_filter = ["kind"]
+    search_fields = ["username", "address"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
     @admin.display(description="role", ordering="staff__role")
     def role(self, user):

@@ -13,6 +13,7 @@ from ..expressions import ExpressionError
 from ..features import catalogue
 from ..models import SegmentModel, TagDefinition, TagVersion
 from ..selectors import tag_counts, tag_history
+from ..api.throttles import UserRate
 from ..services.tags import check_definition, import_member_list, preview_rule, save_tag_definition
 from .reference import ReadOnlyAdmin, ReadOnlyInline
 
@@ -106,6 +107,9 @@ class TagDefinitionAdmin(admin.ModelAdmin):
         """How many subscribers the rule being edited matches in the latest snapshot, or where it is wrong."""
         if not self.has_view_permission(request):
             return JsonResponse({"detail": "permission denied"}, status=403)
+        rate = UserRate("preview")
+        if not rate.allow_request(request, None):
+            return JsonResponse({"detail": f"too many previews: try again in {rate.wait():.0f} s"}, status=429)
         try:
             return JsonResponse(preview_rule(expression=request.GET.get("expression", ""), user=request.user))
         except ExpressionError as exc:

@@ -1,18 +1,21 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from ..expressions import ExpressionError
 from ..features import catalogue
-from ..models import IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscriber, TagDefinition
+from ..models import AuditEvent, IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscriber, TagDefinition
 from ..selectors import subscriber_contacts, subscriber_features, subscriber_tag_timeline, tag_difference, tag_history
+from ..services.audit import record_event
 from ..services.audiences import SnapshotBitmaps, preview_audience, profile_audience
 from ..services.snapshots import SnapshotRefused, cancel_run, start_snapshot_run
 from ..terminal_selectors import MIX_BY, change_cycle_distribution, subscriber_handsets, switching_matrix, terminal_mix
@@ -201,6 +204,8 @@ class AudiencePreviewView(APIView):
     """Count an audience (tags joined with and/or/not) in your regions: total, per district, time taken."""
 
     permission_classes = [requires("tagging.view_tagdefinition")]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "preview"
 
     @extend_schema(request=serializers.AudiencePreviewRequestSerializer,
                    responses={200: serializers.AudiencePreviewSerializer, 400: serializers.ExpressionErrorSerializer})
@@ -213,6 +218,8 @@ class AudienceProfileView(APIView):
     regions, and the target group index (TGI) of the two."""
 
     permission_classes = [requires("tagging.view_tagdefinition")]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "profile"
 
     @extend_schema(request=serializers.AudiencePreviewRequestSerializer,
                    responses={200: serializers.AudienceProfileSerializer, 400: serializers.ExpressionErrorSerializer})
@@ -273,14 +280,20 @@ class ChangeCycleView(APIView):
 
 
 class ObtainExpiringToken(ObtainAuthToken):
-    """POST username and password: the user's token, a new one when the old has expired."""
+    """POST username and password: a new token for the user, the old one no longer working. Rated per address
+    (RATE_SIGN_IN); repeated failures for one user from one address lock that pair out (LOGIN_FAILURE_LIMIT)."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "sign_in"
 
     def post(self, request, *args, **kwargs):
-        serializer = self.serializer_class(data=request.data, context={"request": request})
+        # Django's own request: the lockout marks it, and its middleware answers a locked-out sign-in (429).
+        serializer = self.serializer_class(data=request.data, context={"request": request._request})
         serializer.is_valid(raise_exception=True)
         user = serializer.validated_data["user"]
-        token, _ = Token.objects.get_or_create(user=user)
-        if token_expired(token):
-            token.delete()
+        # Signing in again rotates the token: one copied earlier (a shared script, a lost laptop) stops working.
+        with transaction.atomic():
+            Token.objects.filter(user=user).delete()
             token = Token.objects.create(user=user)
+        record_event(kind=AuditEvent.Kind.TOKEN_ISSUED, request=request, user=user)
         return Response({"token": token.key, "expires": (token.created + timedelta(hours=settings.API_TOKEN_HOURS)).isoformat()})

@@ -1,6 +1,7 @@
 """Reference data and runs (reference.py); tag definitions, their versions and bitmap snapshots (tags.py);
 per-district terminal aggregates of published snapshots (terminals.py)."""
 
+from .audit import AuditEvent
 from .reference import (
     IngestBatch,
     Product,
@@ -16,7 +17,7 @@ from .tags import RegionSnapshot, ScoreSnapshot, SegmentModel, TagDefinition, Ta
 from .terminals import HandsetSwitch, TerminalShare, TerminalSummary
 
 __all__ = [
-    "HandsetSwitch", "IngestBatch", "Product", "Region", "RegionSnapshot", "ScoreSnapshot", "SegmentModel", "Snapshot", "SnapshotPartition",
+    "AuditEvent", "HandsetSwitch", "IngestBatch", "Product", "Region", "RegionSnapshot", "ScoreSnapshot", "SegmentModel", "Snapshot", "SnapshotPartition",
     "SnapshotRun", "StaffProfile", "Subscriber", "Subscription", "TagDefinition", "TagSnapshot", "TagVersion",
     "TerminalShare", "TerminalSummary",
 ]

@@ -8,7 +8,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
-from ..models import Region, StaffProfile
+from ..models import AuditEvent, Region, StaffProfile
+from .audit import record_event
 
 # What each role may do in admin and the API; every row it sees is still scoped to its regions.
 ROLE_PERMISSIONS = {
@@ -72,23 +73,42 @@ def refresh_role_groups(**_) -> None:
             role_group(role)
 
 
+def role_of(user) -> dict:
+    """A user's role and region codes as they stand (what the audit log compares)."""
+    profile = StaffProfile.objects.filter(user=user).first() if user.pk else None
+    return {"role": profile.role if profile else None,
+            "regions": sorted(profile.regions.values_list("code", flat=True)) if profile else []}
+
+
 @transaction.atomic
-def assign_role(*, user, role: str, region_codes: list[str]) -> StaffProfile:
+def assign_role(*, user, role: str, region_codes: list[str], actor=None, before: dict | None = None) -> StaffProfile:
+    """Give a user a role and regions, with the role's permission group; a change is written to the audit log
+    (by `actor`), against `before` when the caller saved the profile already (admin's inline form)."""
     regions = list(Region.objects.filter(code__in=region_codes))
     missing = set(region_codes) - {r.code for r in regions}
     if missing:
         raise ValueError(f"unknown region codes: {', '.join(sorted(missing))}")
+    before = before if before is not None else role_of(user)
     profile, _ = StaffProfile.objects.update_or_create(user=user, defaults={"role": role})
     profile.regions.set(regions)
     user.groups.set([role_group(role)])
     # Field teams work through the REST API and their pages, not Django admin.
     user.is_staff = role != StaffProfile.Role.FIELD
     user.save(update_fields=["is_staff"])
+    after = {"role": role, "regions": sorted(r.code for r in regions)}
+    if after != before:
+        record_event(kind=AuditEvent.Kind.ROLE_CHANGED, user=user, actor=actor, detail={"from": before, "to": after})
     return profile
 
 
 def create_demo_accounts() -> list[DemoAccount]:
-    """One account per role, idempotent; the regions must have been ingested first."""
+    """One account per role, idempotent; the regions must have been ingested first. Their passwords are printed
+    in the README, so they are refused outside a development setting (DEBUG)."""
+    from django.conf import settings
+    from django.core.exceptions import PermissionDenied
+
+    if not settings.DEBUG:
+        raise PermissionDenied("the demo accounts' passwords are public: they are made only with DEBUG=1, never in production")
     User = get_user_model()
     for account in DEMO_ACCOUNTS:
         user, _ = User.objects.get_or_create(username=account.username)
