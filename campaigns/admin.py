@@ -3,9 +3,12 @@
 from django.contrib import admin
 
 from microarea.models import MicroArea
+from microarea.selectors import visible_districts
 from tagging.admin.reference import ReadOnlyAdmin, RegionScopedAdmin
+from tagging.models import Region
 
 from .models import Campaign, ContactBlackout, EventTrigger, ExportLog, PropensityModel, TriggeredTarget, TriggerPass
+from .services.campaigns import CampaignRefused, check_audience
 
 
 @admin.register(Campaign)
@@ -26,10 +29,33 @@ class CampaignAdmin(RegionScopedAdmin):
         return campaign.counts.get("control")
 
     def has_add_permission(self, request):
-        return False  # made through the API, where the audience is checked against the snapshot
+        return False  # drafted on the campaign pages or through the API
 
     def has_change_permission(self, request, obj=None):
-        return super().has_change_permission(request, obj) and (obj is None or obj.status == Campaign.Status.DRAFT)
+        # A draft, and only by someone whose districts cover all of the campaign's (as freezing needs).
+        return super().has_change_permission(request, obj) and (obj is None or obj.status == Campaign.Status.DRAFT and not
+                                                                 obj.regions.exclude(code__in=visible_districts(request.user)).exists())
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "regions":  # the user's districts only
+            kwargs["queryset"] = Region.objects.visible_to(request.user).filter(level=Region.Level.DISTRICT)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+
+        class AudienceChecked(form):
+            def clean(self):
+                """The audience as the API and the campaign pages check it (check_audience), with its place named."""
+                data = super().clean()
+                if data.get("audience"):
+                    try:
+                        check_audience(text=data["audience"], user=request.user)
+                    except CampaignRefused as exc:
+                        self.add_error("audience", str(exc))
+                return data
+
+        return AudienceChecked
 
 
 class CampaignScopedAdmin(admin.ModelAdmin):

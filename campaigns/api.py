@@ -175,7 +175,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         try:
             campaign = freeze_campaign(campaign=self.get_object(), user=request.user, seed=None)
         except CampaignRefused as exc:
-            return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+            return Response({exc.field: [str(exc)]}, status=exc.status)
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
 
     @extend_schema(request=None, responses={200: CampaignSerializer, 400: dict})
@@ -192,9 +192,9 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
 
     def _move(self, request, step: str):
         try:
-            campaign = move_campaign(campaign=self.get_object(), step=step)
+            campaign = move_campaign(campaign=self.get_object(), step=step, user=request.user)
         except CampaignRefused as exc:
-            return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+            return Response({exc.field: [str(exc)]}, status=exc.status)
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
 
     @extend_schema(request=EventTriggerSerializer, responses={200: EventTriggerSerializer(many=True), 201: EventTriggerSerializer,

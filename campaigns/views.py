@@ -70,7 +70,7 @@ def campaign_step(request, pk: int, step: str):
         if step == "freeze":
             freeze_campaign(campaign=campaign, user=request.user)
         else:
-            move_campaign(campaign=campaign, step=step)
+            move_campaign(campaign=campaign, step=step, user=request.user)
     except CampaignRefused as exc:
         messages.error(request, str(exc))
     else:

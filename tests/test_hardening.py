@@ -371,3 +371,83 @@ def test_small_counts_stay_hidden_from_sales_staff(demo, settings):
     assert large.status_code == 201, large.content
     assert admin.post("/api/v1/microareas/", {"name": "一个格子", "region": "440604", "hexes": [f"{home:x}"]},
                       format="json").status_code == 201
+
+
+def test_a_shared_campaign_is_stepped_only_by_someone_covering_all_its_districts(published_city):
+    chancheng, shunde = Region.objects.get(code="440604"), Region.objects.get(code="440606")
+    one_district = staff_user(StaffProfile.Role.ADMIN, chancheng, username="cc_admin")
+    both = staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="fs_admin")
+    campaign = Campaign.objects.create(
+        name="共享", product=Product.objects.get(code="5g_plan"), audience="high_value", channel="sms",
+        start_date=date(2026, 11, 1), end_date=date(2026, 11, 30), owner=both)
+    campaign.regions.set([chancheng, shunde])
+    mine = api_as(one_district)
+    for step in ("freeze", "start", "close"):
+        refused = mine.post(f"/api/v1/campaigns/{campaign.id}/{step}/")
+        assert refused.status_code == 403 and "also runs in 顺德区 440606" in refused.json()["regions"][0], refused.content
+    campaign.refresh_from_db()
+    assert campaign.status == "draft" and not targets_path(campaign).exists()
+    assert api_as(both).post(f"/api/v1/campaigns/{campaign.id}/freeze/").status_code == 200
+    assert mine.post(f"/api/v1/campaigns/{campaign.id}/start/").status_code == 403
+    assert api_as(both).post(f"/api/v1/campaigns/{campaign.id}/start/").status_code == 200
+
+
+def test_the_admin_campaign_form_offers_your_districts_and_checks_the_audience(published_city, client):
+    chancheng = Region.objects.get(code="440604")
+    manager = staff_user(StaffProfile.Role.ADMIN, chancheng, username="cc_admin")
+    campaign = Campaign.objects.create(
+        name="草稿", product=Product.objects.get(code="5g_plan"), audience="high_value", channel="sms",
+        start_date=date(2026, 11, 1), end_date=date(2026, 11, 30), owner=manager)
+    campaign.regions.set([chancheng])
+    client.force_login(manager)
+    url = f"/admin/campaigns/campaign/{campaign.id}/change/"
+    form = client.get(url)
+    offered = form.context["adminform"].form.fields["regions"].queryset
+    assert list(offered.values_list("code", flat=True)) == ["440604"]
+    body = {"name": "草稿", "product": campaign.product_id, "audience": "high_value and lifecycle_at_rsk", "channel": "sms",
+            "start_date": "2026-11-01", "end_date": "2026-11-30", "holdout_share": "0.1", "control_kind": "holdout",
+            "regions": [chancheng.id]}
+    refused = client.post(url, body)
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors["audience"][0].startswith("column 16: unknown name 'lifecycle_at_rsk'")
+    campaign.refresh_from_db()
+    assert campaign.audience == "high_value"
+    elsewhere = client.post(url, {**body, "audience": "high_value", "regions": [Region.objects.get(code="440606").id]})
+    assert elsewhere.status_code == 200 and "regions" in elsewhere.context["adminform"].form.errors
+    assert client.post(url, {**body, "audience": "high_value and lifecycle_at_risk"}).status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.audience == "high_value and lifecycle_at_risk"
+
+
+def test_a_regions_code_stays_once_subscribers_belong_and_a_move_carries_its_descendants(client, admin_user):
+    from django.core.exceptions import ValidationError
+
+    from tagging.models import Subscriber
+
+    from .factories import RegionFactory, SubscriberFactory
+
+    guangdong = RegionFactory(code="44", name="广东省", level=Region.Level.PROVINCE)
+    foshan = RegionFactory(code="4406", name="佛山市", level=Region.Level.CITY, parent=guangdong)
+    zhaoqing = RegionFactory(code="4412", name="肇庆市", level=Region.Level.CITY, parent=guangdong)
+    district = RegionFactory(code="440604", name="禅城区", parent=foshan)
+    town = RegionFactory(code="440604001", name="祖庙街道", level=Region.Level.DISTRICT, parent=district)
+    SubscriberFactory(region=town)
+    zhaoqing_staff = staff_user(StaffProfile.Role.SALES, zhaoqing, username="zq_sales")
+    assert not Subscriber.objects.visible_to(zhaoqing_staff).exists()
+    district.parent = zhaoqing
+    district.full_clean()
+    district.save()
+    town.refresh_from_db()
+    assert (district.path, town.path) == ("44/4412/440604/", "44/4412/440604/440604001/")
+    assert Subscriber.objects.visible_to(zhaoqing_staff).count() == 1  # scoping follows the move
+    district.code = "441299"
+    with pytest.raises(ValidationError, match="its code cannot change"):
+        district.full_clean()
+    guangdong.parent = town
+    with pytest.raises(ValidationError, match="itself or below it"):
+        guangdong.full_clean()
+    client.force_login(admin_user)
+    answer = client.post(f"/admin/tagging/region/{district.id}/change/",
+                         {"code": "441299", "name": "禅城区", "name_en": "", "level": "district", "parent": zhaoqing.id})
+    assert answer.status_code == 200 and "its code cannot change" in answer.content.decode()
+    assert Region.objects.get(pk=district.pk).code == "440604"

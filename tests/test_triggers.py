@@ -29,7 +29,7 @@ def running(published_city):
         name="5G换机触点", product=Product.objects.get(code="5g_plan"), audience="phone_enthusiast", channel="sms",
         start_date=date(2026, 11, 1), end_date=date(2026, 11, 30), owner=manager, holdout_share="0.1")
     campaign.regions.set([chancheng])
-    campaign = move_campaign(campaign=freeze_campaign(campaign=campaign, user=manager, seed=9), step="start")
+    campaign = move_campaign(campaign=freeze_campaign(campaign=campaign, user=manager, seed=9), step="start", user=manager)
     return {"campaign": campaign, "manager": manager, "region": chancheng}
 
 
@@ -132,7 +132,7 @@ def test_the_holdout_of_a_stream_depends_on_the_seed_and_the_subscriber_alone():
 def test_a_trigger_on_a_campaign_that_is_not_running_adds_nobody(running, tmp_path):
     campaign = running["campaign"]
     EventTrigger.objects.create(campaign=campaign, kind=EventTrigger.Kind.ROAMING_START)
-    move_campaign(campaign=campaign, step="close")
+    move_campaign(campaign=campaign, step="close", user=running["manager"])
     someone = people(campaign, FREE, 1)[0]
     path = tmp_path / "roaming.csv"
     path.write_text(f"msisdn,time,kind,cell_key,imei\n{someone},2026-11-05T10:00:00+08:00,roaming_start,,\n")
@@ -162,7 +162,7 @@ def test_campaign_managers_attach_rules_through_the_api_and_bad_rules_are_refuse
     assert sales.post(url, {"kind": "roaming_start"}, format="json").status_code == 403
     listed = sales.get(url)
     assert listed.status_code == 200 and [(r["kind"], r["added"]) for r in listed.json()] == [("back_on", 0), ("entered_area", 0)]
-    move_campaign(campaign=campaign, step="close")
+    move_campaign(campaign=campaign, step="close", user=running["manager"])
     closed = api.post(url, {"kind": "roaming_start"}, format="json")
     assert closed.status_code == 400 and "closed" in str(closed.json()).lower()
     assert EventTrigger.objects.filter(campaign=campaign).count() == 2

@@ -32,11 +32,23 @@ from ..models import Campaign, SavedAudience
 
 
 class CampaignRefused(ValueError):
-    """A campaign action refused, naming the field at fault; nothing was changed."""
+    """A campaign action refused, naming the field at fault; nothing was changed. `status`: the HTTP answer (403
+    for a step the user may not take on this campaign)."""
 
-    def __init__(self, message: str, *, field: str):
+    def __init__(self, message: str, *, field: str, status: int = 400):
         super().__init__(message)
-        self.field = field
+        self.field, self.status = field, status
+
+
+def _all_districts_yours(campaign: Campaign, user, step: str) -> None:
+    """A campaign shared by several districts is frozen, started or closed only by someone whose districts
+    cover all of them: a step taken from one district would decide for the others (a freeze without their
+    targets, for good)."""
+    others = campaign.regions.exclude(code__in=visible_districts(user)).order_by("code")
+    if others.exists():
+        names = ", ".join(f"{r.name} {r.code}" for r in others)
+        raise CampaignRefused(f"the campaign also runs in {names}, not one of your districts: only someone whose "
+                              f"districts cover all of the campaign's may {step} it", field="regions", status=403)
 
 
 def campaign_districts(campaign: Campaign, user) -> list[str]:
@@ -199,6 +211,7 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
     """Materialise the target list of a draft campaign from the current snapshot (see the module)."""
     if campaign.status != Campaign.Status.DRAFT:
         raise CampaignRefused(f"the campaign is {campaign.get_status_display()}; only a draft can be frozen", field="status")
+    _all_districts_yours(campaign, user, "freeze")
     snapshot = Snapshot.objects.current()
     if snapshot is None:
         raise CampaignRefused("there is no published snapshot yet: a campaign is frozen from one", field="snapshot")
@@ -295,8 +308,9 @@ def next_steps(campaign: Campaign) -> list[str]:
     return [step for step, (sources, _) in TRANSITIONS.items() if campaign.status in sources]
 
 
-def move_campaign(*, campaign: Campaign, step: str) -> Campaign:
+def move_campaign(*, campaign: Campaign, step: str, user) -> Campaign:
     """Start a frozen campaign (field teams contact its list) or close it (no more exports or triggers)."""
+    _all_districts_yours(campaign, user, step)
     sources, target = TRANSITIONS[step]
     moved = Campaign.objects.filter(pk=campaign.pk, status__in=sources).update(status=target)
     campaign.refresh_from_db(fields=["status"])

@@ -37,7 +37,7 @@ def run_closed_loop(*, city: Path, manager, field_teams: list, product_code: str
         channel=Campaign.Channel.OUTBOUND_CALL, start_date=start, end_date=start + timedelta(days=13),
         regions=districts, holdout_share=control_share, control_kind=Campaign.ControlKind.RANDOM)
     campaign = freeze_campaign(campaign=campaign, user=manager, seed=seed)
-    campaign = move_campaign(campaign=campaign, step="start")
+    campaign = move_campaign(campaign=campaign, step="start", user=manager)
     for team, user in enumerate(field_teams):
         export = plan_export(campaign=campaign, user=user)
         listed = list(csv.DictReader(io.StringIO(b"".join(stream(export, "csv")).decode())))

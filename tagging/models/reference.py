@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Q
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Q, Value
+from django.db.models.functions import Concat, Substr
 
 from ..privacy import mask_msisdn
 
@@ -50,9 +52,27 @@ class Region(models.Model):
     def __str__(self) -> str:
         return f"{self.name} {self.name_en}".strip()
 
+    def clean(self):
+        """A code is what the lake's files and every published snapshot name the region by: it is not changed once
+        subscribers belong to the region; a parent below the region itself would make a loop."""
+        if self.pk is None:
+            return
+        before = Region.objects.filter(pk=self.pk).values("code", "path").first()
+        if before and before["code"] != self.code and Subscriber.objects.filter(region__path__startswith=before["path"]).exists():
+            raise ValidationError({"code": f"subscribers belong to {before['code']} (or the regions below it): its code "
+                                           "cannot change; add a new region instead"})
+        if before and self.parent is not None and self.parent.path.startswith(before["path"]):
+            raise ValidationError({"parent": f"{self.parent} is {self} itself or below it"})
+
     def save(self, *args, **kwargs):
+        before = Region.objects.filter(pk=self.pk).values_list("path", flat=True).first() if self.pk else None
         self.path = f"{self.parent.path if self.parent else ''}{self.code}/"
-        super().save(*args, **kwargs)
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if before and before != self.path:
+                # Moved (a new parent or code): every region below follows, so that scoping by path stays true.
+                Region.objects.filter(path__startswith=before).exclude(pk=self.pk).update(
+                    path=Concat(Value(self.path), Substr("path", len(before) + 1)))
 
 
 class StaffProfile(models.Model):
