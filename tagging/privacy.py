@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import re
 
 _BLOCK = 64  # SHA-256 block size in bytes, per RFC 2104
 
@@ -11,6 +12,16 @@ def mask_msisdn(msisdn: str) -> str:
     if len(msisdn) < 8:
         return "*" * len(msisdn)
     return f"{msisdn[:3]}{'*' * (len(msisdn) - 7)}{msisdn[-4:]}"
+
+
+# A run of seven or more digits (an MSISDN with or without +86, an IMEI, or a part of one) in free text.
+_NUMBER_IN_TEXT = re.compile(r"\+?\d{7,}")
+
+
+def mask_numbers(text: str) -> str:
+    """Free text (a rejected row's reason) with every phone number or IMEI in it masked as mask_msisdn does:
+    what admin and the API show of a bad file; the full report stays a file for analysts."""
+    return _NUMBER_IN_TEXT.sub(lambda found: mask_msisdn(found.group()), text)
 
 
 def pseudonym(msisdn: str, *, key: str) -> str:

@@ -2,6 +2,7 @@
 same requests. Each is refused with a clear error, or answered without what it must not show."""
 
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -451,3 +452,28 @@ def test_a_regions_code_stays_once_subscribers_belong_and_a_move_carries_its_des
                          {"code": "441299", "name": "禅城区", "name_en": "", "level": "district", "parent": zhaoqing.id})
     assert answer.status_code == 200 and "its code cannot change" in answer.content.decode()
     assert Region.objects.get(pk=district.pk).code == "440604"
+
+
+def test_rejected_rows_show_no_raw_numbers_outside_the_report(small_city, tmp_path, client):
+    from tagging.models import IngestBatch
+    from tagging.services.ingest import ingest_file
+
+    ingest_city(small_city, ["regions", "subscribers"])
+    stranger, imei = "13999990001", "3564850312345678"  # not a subscriber; an IMEI one digit too long
+    path = tmp_path / "imei.csv"
+    path.write_text(f"msisdn,date,imei\n{stranger},2026-10-30,356485031234567\n13800000000,2026-10-30,{imei}\n")
+    batch = ingest_file(dataset="imei_observations", path=path)
+    assert batch.status == IngestBatch.Status.REJECTED
+    shown = str(batch.errors) + batch.message
+    assert stranger not in shown and imei not in shown and "139****0001" in shown, shown
+    report = Path(batch.report_path)
+    assert stranger in report.read_text() and imei in report.read_text()
+    assert report.stat().st_mode & 0o777 == 0o640
+    analyst = staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="analyst")
+    sales = staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440604"), username="sales_chancheng")
+    listed = api_as(analyst).get(f"/api/v1/ingest-batches/{batch.id}/")
+    assert listed.status_code == 200 and stranger not in listed.content.decode() and "139****0001" in listed.content.decode()
+    assert api_as(sales).get(f"/api/v1/ingest-batches/{batch.id}/").status_code == 403
+    client.force_login(analyst)
+    page = client.get(f"/admin/tagging/ingestbatch/{batch.id}/change/").content.decode()
+    assert "139****0001" in page and stranger not in page and imei not in page

@@ -318,7 +318,7 @@ def test_malformed_and_missing_numbers_in_a_fact_file(city_references, tmp_path,
     rows[2] = rows[2][11:]  # no number at all
     files = lake_files(data_dir)
     batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "usage.csv", "\n".join([USAGE_HEADER, *rows]) + "\n"))
-    assert_rejected_and_nothing_changed(batch, data_dir, files, line=2, column="msisdn", reason_part="not an 11-digit mobile number: 1380000abcd")
+    assert_rejected_and_nothing_changed(batch, data_dir, files, line=2, column="msisdn", reason_part="not an 11-digit mobile number: *******abcd")  # masked: a part of a number
     assert any(e["line"] == 4 and e["column"] == "msisdn" and e["reason"] == "missing value" for e in batch.errors)
 
 

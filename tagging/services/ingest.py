@@ -24,7 +24,7 @@ from ..lake import store
 from ..lake.schemas import DATASETS, Column, Dataset, Kind
 from ..lake.validation import SEPARATOR, checked_by_statistics, csv_column_types, quote, staging_sql
 from ..models import IngestBatch, Product, Region, Subscriber, Subscription
-from ..privacy import hmac_pads, pseudonym_sql
+from ..privacy import hmac_pads, mask_numbers, pseudonym_sql
 
 # Other apps register where their reference keys live (campaigns registers "campaign"): name -> keys.
 REFERENCE_SOURCES: dict[str, Callable[[], list[str] | str]] = {}
@@ -604,13 +604,16 @@ def _reject(batch: IngestBatch, outcome: _Outcome) -> IngestBatch:
         writer = csv.writer(handle)
         writer.writerow(["line", "column", "reason"])
         writer.writerows([e.line, e.column, e.reason] for e in outcome.errors)
+    report.chmod(0o640)  # it holds the rows' numbers in full: the service's account and its group only
     more = outcome.errors_count - len(outcome.errors)
     message = f"{outcome.errors_count:,} problem{'s' if outcome.errors_count != 1 else ''}"
     message += f" in {outcome.bad_rows:,} rows" if outcome.bad_rows else ""
     message += f" (first {len(outcome.errors):,} listed)" if more > 0 else ""
     message += "; nothing was written to the lake or the database."
+    # Shown in admin and the API: numbers masked. The report file has them in full, for the analyst to fix the file.
+    shown = [{**e.as_dict(), "reason": mask_numbers(e.reason)} for e in outcome.errors[:200]]
     return _finish(batch, IngestBatch.Status.REJECTED, rows_total=outcome.rows, rows_rejected=outcome.bad_rows,
-                   errors=[e.as_dict() for e in outcome.errors[:200]], report_path=str(report), message=message)
+                   errors=shown, report_path=str(report), message=message)
 
 
 def _finish(batch: IngestBatch, status: str, **fields) -> IngestBatch:

@@ -12,6 +12,7 @@ from ..expressions import Expression, ExpressionError, Symbol, Type, evaluation_
 from ..features import FEATURE_SOURCES, feature_symbols, feature_table_sql
 from ..lake import store
 from ..models import Product, Region, Snapshot, TagDefinition, TagVersion
+from ..privacy import mask_numbers
 from ..stages import snapshot_dir
 
 # Words of the expression language (and Python's) a tag code may not take.
@@ -280,7 +281,7 @@ def import_member_list(content: bytes) -> BitMap:
         raise DefinitionRefused("the file lists no MSISDNs", field="members_file")
     if bad.any():
         shown = [
-            f"line {line}: {raw[:20]!r} " + ("is not an 11-digit mobile number" if not ok else "is not a subscriber")
+            f"line {line}: {mask_numbers(raw[:20])!r} " + ("is not an 11-digit mobile number" if not ok else "is not a subscriber")
             for line, raw, ok in zip(rows["line"][bad][:10], rows["raw"][bad][:10], well_formed[bad][:10])
         ]
         raise DefinitionRefused(f"{int(bad.sum()):,} of {len(bad):,} lines refused; " + "; ".join(shown),
