@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from .services import snapshots
+from .services import ingest, snapshots
 
 MAX_RETRIES = 3
 
@@ -28,3 +28,8 @@ def compute_partition_task(self, partition_id: int) -> None:
 @shared_task(acks_late=True)
 def resume_stalled_runs_task() -> None:
     snapshots.resume_stalled_runs()
+
+
+@shared_task(acks_late=True)
+def sweep_abandoned_ingests_task() -> None:
+    ingest.sweep_abandoned_ingests()

@@ -477,3 +477,40 @@ def test_rejected_rows_show_no_raw_numbers_outside_the_report(small_city, tmp_pa
     client.force_login(analyst)
     page = client.get(f"/admin/tagging/ingestbatch/{batch.id}/change/").content.decode()
     assert "139****0001" in page and stranger not in page and imei not in page
+
+
+def test_what_a_killed_ingest_left_is_swept_and_blocks_nothing(small_city, data_dir):
+    from django.core.management import call_command
+
+    from tagging.lake import store
+    from tagging.models import IngestBatch
+    from tagging.services.ingest import ingest_file
+
+    ingest_city(small_city, ["regions"])
+
+    def killed_mid_ingest() -> tuple[IngestBatch, list[Path]]:
+        """What `kill -9` leaves of an ingest of the subscribers file: its batch running, its files."""
+        batch = IngestBatch.objects.create(dataset="subscribers", file_name=str(small_city / "subscribers.csv"))
+        folder = store.dataset_dir("subscribers")
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [folder / f".staging-{batch.id}.parquet", store.batch_path("subscribers", batch.id),
+                 data_dir / "tmp" / f"ingest-{batch.id}.csv"]
+        for leftover in files:
+            leftover.parent.mkdir(parents=True, exist_ok=True)
+            leftover.write_bytes(b"half written")
+        return batch, files
+
+    batch, files = killed_mid_ingest()
+    call_command("resume_runs")  # what beat does every five minutes
+    batch.refresh_from_db()
+    assert batch.status == IngestBatch.Status.REJECTED and "Abandoned" in batch.message
+    assert not any(f.exists() for f in files)
+    # The next ingest of the dataset is not blocked, and sweeps what it finds first.
+    batch, files = killed_mid_ingest()
+    again = ingest_file(dataset="subscribers", path=small_city / "subscribers.csv")
+    assert again.status == IngestBatch.Status.ACCEPTED
+    batch.refresh_from_db()
+    assert batch.status == IngestBatch.Status.REJECTED and not any(f.exists() for f in files)
+    assert Path(again.lake_path).exists()
+    call_command("resume_runs")  # an accepted file is never swept
+    assert Path(again.lake_path).exists()

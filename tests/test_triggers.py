@@ -10,12 +10,13 @@ import pytest
 from rest_framework.test import APIClient
 
 from campaigns.models import Campaign, EventTrigger, TriggeredTarget, TriggerPass
-from campaigns.services.campaigns import freeze_campaign, move_campaign, targets_path
+from campaigns.services.campaigns import freeze_campaign, move_campaign, targets_path, triggered_path
 from microarea.models import MicroArea
 from tagging.lake import store
 from tagging.models import IngestBatch, Product, Region, StaffProfile
 from tagging.services.ingest import ingest_file
 
+from .conftest import SERVICES
 from .factories import staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -196,3 +197,51 @@ def test_first_seen_in_a_micro_area_means_no_event_at_its_cells_in_the_month_bef
                            f"WHERE msisdn::VARCHAR IN ($a, $b)", {"a": newcomer, "b": regular}).fetchall())
     assert ids[newcomer] in added
     assert ids[regular] not in added  # seen at the cell lately: not "first seen"
+
+
+@pytest.mark.skipif(not SERVICES, reason="two passes at once need PostgreSQL's row locks: runs in `make test-services`")
+def test_two_trigger_passes_at_once_lose_no_target(running, tmp_path, monkeypatch):
+    import threading
+
+    from django.db import connection
+
+    from campaigns.services import triggers
+
+    campaign = running["campaign"]
+    first, second = people(campaign, FREE, 2)
+    batches = []
+    for i, msisdn in enumerate((first, second)):  # ingested before the rule exists: they add nobody yet
+        path = tmp_path / f"roaming-{i}.csv"
+        path.write_text(f"msisdn,time,kind,cell_key,imei\n{msisdn},2026-11-05T10:0{i}:00+08:00,roaming_start,,\n")
+        batches.append(ingested(path))
+    trigger = EventTrigger.objects.create(campaign=campaign, kind=EventTrigger.Kind.ROAMING_START)
+    snapshot = campaign.snapshot
+    written, go_on = threading.Event(), threading.Event()
+    write = triggers.write_table_atomically
+
+    def slow_write(table, path):
+        write(table, path)
+        if threading.current_thread().name == "first":  # the first pass has written and not yet committed
+            written.set()
+            go_on.wait(5)
+
+    monkeypatch.setattr(triggers, "write_table_atomically", slow_write)
+
+    def apply(batch):
+        try:
+            triggers._apply(trigger, batch, snapshot)
+        finally:
+            connection.close()
+
+    one = threading.Thread(target=apply, args=(batches[0],), name="first")
+    one.start()
+    assert written.wait(30)
+    two = threading.Thread(target=apply, args=(batches[1],), name="second")
+    two.start()
+    two.join(2)  # without the campaign's lock it would finish here, writing the list without the first's target
+    go_on.set()
+    one.join(30), two.join(30)
+    listed = {m for (m,) in duckdb.connect().execute(
+        f"SELECT s.msisdn::VARCHAR FROM read_parquet('{triggered_path(campaign)}') t "
+        f"JOIN {store.current_sql('subscribers')} s USING (subscriber_id)").fetchall()}
+    assert {first, second} <= listed

@@ -107,6 +107,9 @@ def _apply(trigger: EventTrigger, batch: IngestBatch, snapshot: Snapshot) -> int
     ids, times, regions = ids[keep], np.asarray(found["event_time"])[keep], np.asarray(found["region_code"])[keep]
     control = _held_out(campaign.seed or 0, ids, float(campaign.holdout_share))
     with transaction.atomic():
+        # One pass at a time writes a campaign's stream: the file is rewritten from the table, and a second pass
+        # writing it alongside, without the first's rows (not yet committed), would drop them from the list.
+        list(Campaign.objects.select_for_update().filter(pk=campaign.pk).values_list("pk", flat=True))
         created = TriggeredTarget.objects.bulk_create([
             TriggeredTarget(campaign=campaign, trigger=trigger, subscriber_id=int(i), event_time=t.replace(tzinfo=dt_timezone.utc), region_code=r,
                             group="control" if c else "target", batch=batch)

@@ -6,6 +6,7 @@ import codecs
 import csv
 import fcntl
 import hashlib
+import logging
 import os
 from bisect import bisect_right
 from collections.abc import Callable
@@ -31,6 +32,8 @@ REFERENCE_SOURCES: dict[str, Callable[[], list[str] | str]] = {}
 # Dataset -> what to call with an accepted batch's id once its ingest has committed (event triggers
 # register here: campaigns act on signalling events within minutes of their arrival).
 ACCEPTED_HOOKS: dict[str, list[Callable[[int], None]]] = {}
+
+logger = logging.getLogger("tagging.ingest")
 
 
 class UnknownDataset(ValueError):
@@ -65,6 +68,7 @@ def ingest_file(*, dataset: str, path: Path, user=None, encoding: str = "utf-8")
         raise FileNotFoundError(f"no such file: {path}")
     size = path.stat().st_size
     with _dataset_lock(dataset), ThreadPoolExecutor(max_workers=1) as hasher:
+        _sweep_dataset(dataset)  # holding the lock, any batch still "running" here was left by a killed process
         batch = IngestBatch.objects.create(
             dataset=dataset, file_name=str(path), size_bytes=size,
             created_by=user if user and user.is_authenticated else None,
@@ -83,17 +87,54 @@ def ingest_file(*, dataset: str, path: Path, user=None, encoding: str = "utf-8")
 
 
 @contextmanager
-def _dataset_lock(dataset: str):
+def _dataset_lock(dataset: str, *, wait: bool = True):
     """One ingest per dataset at a time (new subscriber ids, duplicate checks against the lake);
-    ingests of different datasets run in parallel."""
+    ingests of different datasets run in parallel. The lock dies with its process, so a killed ingest
+    never blocks the next. With wait=False, yields whether the lock was free (and then holds it)."""
     folder = store.dataset_dir(dataset)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".ingest.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sweep_dataset(dataset: str) -> int:
+    """With the dataset's lock held (so no live process is ingesting it): batches left "running" by a killed
+    process are marked rejected, and files no accepted batch owns (staging files, transcoded copies, a lake file
+    moved into place just before the kill) are removed. Returns how many batches were closed."""
+    stale = list(IngestBatch.objects.filter(dataset=dataset, status=IngestBatch.Status.RUNNING).values_list("id", flat=True))
+    IngestBatch.objects.filter(id__in=stale, status=IngestBatch.Status.RUNNING).update(
+        status=IngestBatch.Status.REJECTED, finished_at=timezone.now(),
+        message="Abandoned: the process ingesting it stopped (killed?) before it finished; nothing was accepted. "
+                "Ingest the file again.")
+    accepted = {Path(p).name for p in IngestBatch.objects.accepted().filter(dataset=dataset).values_list("lake_path", flat=True)}
+    folder = store.dataset_dir(dataset)
+    for leftover in [*folder.glob(".staging-*.parquet"), *folder.glob("batch=*.parquet")]:
+        if leftover.name not in accepted:
+            leftover.unlink(missing_ok=True)
+    for batch_id in stale:
+        for copy in (Path(settings.DATA_DIR) / "tmp").glob(f"ingest-{batch_id}.*"):
+            copy.unlink(missing_ok=True)
+    if stale:
+        logger.warning("%s: %s abandoned ingest batches closed (%s)", dataset, len(stale), ", ".join(f"#{i}" for i in stale))
+    return len(stale)
+
+
+def sweep_abandoned_ingests() -> int:
+    """What resume_runs and Celery beat do for ingests: sweep every dataset nobody is ingesting now."""
+    closed = 0
+    for dataset in DATASETS:
+        with _dataset_lock(dataset, wait=False) as free:
+            if free:
+                closed += _sweep_dataset(dataset)
+    return closed
 
 
 def _ingest(spec: Dataset, path: Path, batch: IngestBatch, checksum: str | Future, encoding: str) -> IngestBatch:
