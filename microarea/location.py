@@ -24,6 +24,7 @@ from django.conf import settings
 from tagging.expressions import Type
 from tagging.features import Feature, FeatureSource, features_from, register_feature_source
 from tagging.lake.store import read_sql
+from tagging.models.reference import in_data_dir, relative_to_data
 from tagging.stages import PartitionWork, Stage, register_stage, write_atomically
 
 N, B, T = Type.NUMBER, Type.BOOLEAN, Type.TEXT
@@ -55,7 +56,7 @@ def prepare_location(run) -> dict:
     from .services.coverage import cell_coverage
 
     path = cell_coverage(batch_ids=run.lake_batches.get("cells", []))
-    return {"location": {"coverage": str(path) if path else None}}
+    return {"location": {"coverage": relative_to_data(path) if path else None}}
 
 
 WORD = 64  # hours of the window per UBIGINT word of a subscriber's hours-at-a-cell mask
@@ -159,7 +160,7 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
         "SELECT NULL::INTEGER AS cell, NULL::VARCHAR AS cell_key, NULL::DOUBLE AS x, NULL::DOUBLE AS y WHERE false"))
     coverage = work.definitions.get("location", {}).get("coverage")
     con.execute("CREATE OR REPLACE TEMP TABLE coverage AS " + (
-        f"SELECT i.cell, f.h3 FROM read_parquet('{coverage}') f "
+        f"SELECT i.cell, f.h3 FROM read_parquet('{in_data_dir(coverage)}') f "
         f"JOIN cell_ids i USING (cell_key)" if coverage else
         "SELECT NULL::INTEGER AS cell, NULL::UBIGINT AS h3 WHERE false"))
     # Each stay becomes the hours of the window it touches, as bits of a few 64-bit words; OR-ing them per

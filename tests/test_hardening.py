@@ -15,7 +15,7 @@ from tagging.lake import store
 from tagging.models import Product, Region, StaffProfile
 from tagging.stages import snapshot_dir
 
-from .conftest import ingest_city
+from .conftest import SERVICES, ingest_city
 from .factories import staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the run's tasks are sent when its transaction commits
@@ -514,3 +514,35 @@ def test_what_a_killed_ingest_left_is_swept_and_blocks_nothing(small_city, data_
     assert Path(again.lake_path).exists()
     call_command("resume_runs")  # an accepted file is never swept
     assert Path(again.lake_path).exists()
+
+
+@pytest.mark.skipif(SERVICES, reason="the session's worker keeps the DATA_DIR it was started with: runs in `make test`")
+def test_the_lake_moves_to_another_folder_and_everything_still_reads(published_city, data_dir, tmp_path, settings, run_to_end):
+    import shutil
+
+    from django.db import connection
+
+    from tagging.models import IngestBatch
+    from tagging.services.audiences import preview_audience
+    from tagging.services.snapshots import start_snapshot_run
+
+    analyst = staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="analyst")
+    before = preview_audience(expression="high_value", user=analyst)["count"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT lake_path FROM tagging_ingestbatch WHERE lake_path <> ''")
+        stored = [row[0] for row in cursor.fetchall()]
+    assert stored and all(path.startswith("lake/") for path in stored)  # relative to DATA_DIR, as stored
+    assert published_city.definitions["location"]["coverage"].startswith("lake/coverage/")
+    moved = tmp_path / "restored" / "data"
+    shutil.copytree(data_dir, moved)
+    shutil.rmtree(data_dir)
+    settings.DATA_DIR, settings.LAKE_DIR = moved, moved / "lake"
+    assert all(Path(b.lake_path).is_file() and str(moved) in b.lake_path for b in IngestBatch.objects.accepted())
+    area = MicroArea.objects.get(region__code="440604", kind=MicroArea.Kind.DISTRICT)
+    assert preview_audience(expression=f'high_value and area("{area.name}")', user=analyst)["count"] > 0
+    exported = api_as(analyst).get(f"/api/v1/microareas/{area.id}/targets/?product=5g_plan&format=json")
+    assert exported.status_code == 200 and b'"rows": [[' in b"".join(exported.streaming_content)
+    again = run_to_end(start_snapshot_run(as_of=published_city.as_of_date, partition_size=600))
+    assert again.status == "succeeded", again.error
+    assert preview_audience(expression="high_value", user=analyst)["count"] == before
+    assert not data_dir.exists()

@@ -72,6 +72,10 @@ class StaffUserAdmin(UserAdmin):
     list_display = ["username", "email", "role", "is_staff", "is_active"]
     list_filter = ["staff__role", "is_staff", "is_active"]
 
+    @admin.display(description="role", ordering="staff__role")
+    def role(self, user):
+        return user.staff.get_role_display() if hasattr(user, "staff") else "-"
+
     def save_related(self, request, form, formsets, change):
         """The role and regions saved through the inline go through assign_role too: the role's permission group
         follows, and the change is written to the audit log with who made it."""
@@ -101,10 +105,6 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    @admin.display(description="role", ordering="staff__role")
-    def role(self, user):
-        return user.staff.get_role_display() if hasattr(user, "staff") else "-"
 
 
 class ReadOnlyInline(admin.TabularInline):

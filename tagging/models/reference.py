@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
@@ -209,6 +211,37 @@ class Subscription(models.Model):
         return f"{self.subscriber} {self.product.code} {self.start_date}..{self.end_date or ''}"
 
 
+def relative_to_data(path) -> str:
+    """A path under DATA_DIR as stored: relative to it, so that workers may mount the shared lake anywhere and a
+    restored backup works in another folder. One written elsewhere before (an older absolute path) keeps what
+    follows its lake/ or reports/ folder."""
+    text = str(path)
+    if not text or not text.startswith("/"):
+        return text
+    root = str(settings.DATA_DIR).rstrip("/") + "/"
+    if text.startswith(root):
+        return text[len(root):]
+    for folder in ("/lake/", "/reports/"):
+        if folder in text:
+            return folder.strip("/") + "/" + text.rsplit(folder, 1)[1]
+    return text
+
+
+def in_data_dir(stored: str) -> str:
+    """A stored path as this process finds it: under its own DATA_DIR."""
+    return str(Path(settings.DATA_DIR) / stored) if stored and not stored.startswith("/") else stored
+
+
+class DataPathField(models.CharField):
+    """A file under DATA_DIR: stored relative to it, read as the absolute path in this process's DATA_DIR."""
+
+    def from_db_value(self, value, expression, connection):
+        return in_data_dir(value) if value else value
+
+    def get_prep_value(self, value):
+        return relative_to_data(super().get_prep_value(value) or "")
+
+
 class IngestBatchQuerySet(models.QuerySet):
     def accepted(self) -> "IngestBatchQuerySet":
         return self.filter(status=IngestBatch.Status.ACCEPTED)
@@ -234,8 +267,8 @@ class IngestBatch(models.Model):
     rows_rejected = models.PositiveBigIntegerField(default=0)
     message = models.TextField(blank=True)
     errors = models.JSONField(default=list, blank=True, help_text="The first rejected rows: line, column, reason")
-    report_path = models.CharField(max_length=500, blank=True)
-    lake_path = models.CharField(max_length=500, blank=True)
+    report_path = DataPathField(max_length=500, blank=True)
+    lake_path = DataPathField(max_length=500, blank=True)
     period_start = models.DateField(null=True, blank=True, help_text="Earliest day the rows describe")
     period_end = models.DateField(null=True, blank=True, help_text="Latest day the rows describe")
     same_as = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
