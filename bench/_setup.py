@@ -15,6 +15,7 @@ def django_in_scratch(prefix: str) -> Path:
     """Point DATA_DIR (and the embedded SQLite database) at a fresh folder, then set Django up."""
     scratch = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["DATA_DIR"] = str(scratch)
+    os.environ.setdefault("DEBUG", "1")  # production is the default; a benchmark is development
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("REDIS_URL", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

@@ -10,10 +10,10 @@ quota before its first row, is streamed in ranges of ids, hashed as it goes, and
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -65,7 +65,7 @@ def _masked_sql(msisdn: str) -> str:
             f"ELSE left({msisdn}, 3) || repeat('*', length({msisdn}) - 7) || right({msisdn}, 4) END")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Export:
     """An export planned and its rows reserved: `sql` selects `columns` for the ids in [$low, $high)."""
 
@@ -123,7 +123,7 @@ def _planned(export: Export) -> Export:
     finally:
         con.close()
     reserve_quota(user=export.user, rows=rows)
-    return Export(**{**export.__dict__, "rows": rows})
+    return dataclasses.replace(export, rows=rows)
 
 
 def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Export:

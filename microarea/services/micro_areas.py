@@ -130,18 +130,19 @@ def _inside_city(hexes: np.ndarray, city_hexes: frozenset[int] | None) -> None:
 
 def _enough_residents(hexes: np.ndarray, *, field: str) -> None:
     """An area drawn by someone who sees suppressed counts must hold at least ten times AREA_MIN_COUNT residents
-    (in the current snapshot), so that its panel and audiences never count a handful of homes."""
+    (in the current snapshot), so that its panel and audiences never count a handful of homes. The refusal does
+    not say how many it has: that would be the small count."""
     from tagging.models import Snapshot
-
-    from ..audiences import living_in
+    from tagging.services.audiences import stage_members
 
     needed = 10 * settings.AREA_MIN_COUNT
     snapshot = Snapshot.objects.current()
-    residents = len(living_in(snapshot.run_id, np.sort(hexes).astype("<u8").tobytes())) if snapshot else 0
+    # Not through area()'s cache (living_in): a drawn area is asked about once, and its hexes would stay as a key.
+    residents = len(stage_members(snapshot.run_id, "location", "home_h3 IN (SELECT unnest($hexes::UBIGINT[]))",
+                                  {"hexes": hexes.tolist()})) if snapshot else 0
     if residents < needed:
-        raise MicroAreaRefused(f"the area has {'fewer than ' + str(needed) if residents else 'no'} residents in the "
-                               f"current snapshot; an area you draw needs at least {needed} (ten times AREA_MIN_COUNT): "
-                               "draw it larger", field=field)
+        raise MicroAreaRefused(f"the area has fewer than {needed} residents in the current snapshot; an area you draw "
+                               f"needs at least {needed} (ten times AREA_MIN_COUNT): draw it larger", field=field)
 
 
 @transaction.atomic
