@@ -53,7 +53,7 @@ test-services: install
 	DEBUG=1 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
 
 bench: install
-	cd bench && export DEBUG=1 && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py && ../$(PY) terminals.py && ../$(PY) location.py && ../$(PY) hexes.py && ../$(PY) export.py
+	cd bench && export DEBUG=1 && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py && ../$(PY) terminals.py && ../$(PY) location.py && ../$(PY) hexes.py && ../$(PY) export.py && ../$(PY) heavy_requests.py
 
 clean:
 	rm -rf var

@@ -107,19 +107,17 @@ def _dataset_lock(dataset: str, *, wait: bool = True):
 
 def _sweep_dataset(dataset: str) -> int:
     """With the dataset's lock held (so no live process is ingesting it): batches left "running" by a killed
-    process are marked rejected, and files no accepted batch owns (staging files, transcoded copies, a lake file
-    moved into place just before the kill) are removed. Returns how many batches were closed."""
+    process are marked rejected and their files (staging file, transcoded copy, a lake file moved into place
+    just before the kill) removed. Only those batches' files: a file the database does not know (a database
+    restored from an older backup) is never deleted. Returns how many batches were closed."""
     stale = list(IngestBatch.objects.filter(dataset=dataset, status=IngestBatch.Status.RUNNING).values_list("id", flat=True))
     IngestBatch.objects.filter(id__in=stale, status=IngestBatch.Status.RUNNING).update(
         status=IngestBatch.Status.REJECTED, finished_at=timezone.now(),
         message="Abandoned: the process ingesting it stopped (killed?) before it finished; nothing was accepted. "
                 "Ingest the file again.")
-    accepted = {Path(p).name for p in IngestBatch.objects.accepted().filter(dataset=dataset).values_list("lake_path", flat=True)}
-    folder = store.dataset_dir(dataset)
-    for leftover in [*folder.glob(".staging-*.parquet"), *folder.glob("batch=*.parquet")]:
-        if leftover.name not in accepted:
-            leftover.unlink(missing_ok=True)
     for batch_id in stale:
+        store.batch_path(dataset, batch_id).unlink(missing_ok=True)
+        (store.dataset_dir(dataset) / f".staging-{batch_id}.parquet").unlink(missing_ok=True)
         for copy in (Path(settings.DATA_DIR) / "tmp").glob(f"ingest-{batch_id}.*"):
             copy.unlink(missing_ok=True)
     if stale:
