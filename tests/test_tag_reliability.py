@@ -18,7 +18,7 @@ pytestmark = [
 ]
 # Seconds; short, so that the test need not wait half an hour for the killed worker's claim to lapse, and long
 # enough for a partition of 50 subscribers to finish within the task's time limit (90% of it).
-LEASE = 5
+LEASE = 10
 
 
 def _start():
