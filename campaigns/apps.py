@@ -8,6 +8,8 @@ class CampaignsConfig(AppConfig):
     def ready(self) -> None:
         # contact_results name their campaign by id: ingest checks it against the campaigns made.
         from microarea.selectors import TARGET_LISTS, TargetListSource
+        from tagging.models import StaffProfile
+        from tagging.services.accounts import grant_role_permissions
         from tagging.services.ingest import ACCEPTED_HOOKS, REFERENCE_SOURCES
 
         from . import propensity_stage  # noqa: F401  (registers the propensity stage and its features)
@@ -24,3 +26,11 @@ class CampaignsConfig(AppConfig):
             hooks.append(apply_event_triggers_task.delay)
         # The micro-area map shows where a campaign's targets live.
         TARGET_LISTS["campaign"] = TargetListSource(listed=campaigns_on_map, find=campaign_on_map)
+        grant_role_permissions("campaigns", {
+            # marketing analysts run the campaigns
+            StaffProfile.Role.ADMIN: ["view_*", "add_campaign", "change_campaign", "add_savedaudience", "delete_savedaudience",
+                                      "add_eventtrigger", "change_eventtrigger", "report_outcomes"],
+            StaffProfile.Role.SALES: ["view_campaign"],
+            # field teams call the subscribers and report what the calls gave
+            StaffProfile.Role.FIELD: ["view_campaign", "contact_subscribers", "report_outcomes"],
+        })

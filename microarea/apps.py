@@ -7,9 +7,16 @@ class MicroareaConfig(AppConfig):
 
     def ready(self) -> None:
         # The location and aggregates stages (and location features) register themselves on import.
+        from tagging.models import StaffProfile
+        from tagging.services.accounts import grant_role_permissions
         from tagging.services.audiences import AUDIENCE_FUNCTIONS
 
         from . import aggregates, location  # noqa: F401
         from .audiences import area_audience, hex_audience
 
         AUDIENCE_FUNCTIONS.update({"area": area_audience, "hex": hex_audience})
+        grant_role_permissions("microarea", {
+            StaffProfile.Role.ADMIN: ["view_*", "add_microarea", "change_microarea"],
+            StaffProfile.Role.SALES: ["view_microarea", "add_microarea"],  # sales staff draw their own areas on the map
+            StaffProfile.Role.FIELD: ["view_microarea"],
+        })

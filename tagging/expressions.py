@@ -2,8 +2,8 @@
 
 A small whitelisted subset of Python expression syntax, parsed with `ast` and checked node by node,
 never evaluated: names must be known features, tags or scores; literals, comparisons (chained too),
-`and`/`or`/`not`, `in`/`not in` a literal list, and arithmetic; in audiences also `area("...")`,
-`hex("...")` and `holds("...")`. Size and depth are limited. A checked expression compiles to DuckDB SQL over feature
+`and`/`or`/`not`, `in`/`not in` a literal list, and arithmetic; in audiences also the functions the caller
+allows (`holds("...")`, and what other apps register: `area("...")`, `hex("...")`). Size and depth are limited. A checked expression compiles to DuckDB SQL over feature
 columns (tag rules) or to bitmap algebra (audiences). Every error names the position and the token.
 """
 
@@ -13,7 +13,7 @@ import ast
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -55,8 +55,6 @@ class Symbol:
     type: Type
     kind: str = "feature"  # feature | tag | score
 
-
-AUDIENCE_FUNCTIONS = {"area": "a micro-area by name", "hex": "an H3 cell", "holds": "holders of a product by code"}
 
 _COMPARISONS = {ast.Eq: "=", ast.NotEq: "<>", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%"}
@@ -114,8 +112,10 @@ class BitmapResolver:
         raise NotImplementedError
 
 
-def parse(text: str, symbols: Mapping[str, Symbol], *, audience: bool = False) -> Expression:
-    """Check `text` against the known symbols; raise ExpressionError naming the first problem."""
+def parse(text: str, symbols: Mapping[str, Symbol], *, audience: bool = False,
+          functions: Collection[str] = ()) -> Expression:
+    """Check `text` against the known symbols (and, in audiences, the function names allowed: each takes one
+    name in quotes); raise ExpressionError naming the first problem."""
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty")
     if len(text) > MAX_LENGTH:
@@ -132,7 +132,7 @@ def parse(text: str, symbols: Mapping[str, Symbol], *, audience: bool = False) -
         raise _syntax_error(source, exc, lead) from None
     except (ValueError, RecursionError, MemoryError):
         raise ExpressionError("the expression cannot be parsed (too deeply nested?)") from None
-    checker = _Checker(source, symbols, audience, lead=lead)
+    checker = _Checker(source, symbols, audience, lead=lead, functions=functions)
     result = checker.check(tree.body, depth=1)
     if result != Type.BOOLEAN:
         raise checker.error(tree.body, f"the expression must be true or false, not a {result.value}")
@@ -170,8 +170,10 @@ def evaluation_order(dependencies: Mapping[str, set[str] | frozenset[str]]) -> l
 
 
 class _Checker:
-    def __init__(self, text: str, symbols: Mapping[str, Symbol], audience: bool, *, lead: int = 0):
+    def __init__(self, text: str, symbols: Mapping[str, Symbol], audience: bool, *, lead: int = 0,
+                 functions: Collection[str] = ()):
         self.lines = text.splitlines() or [""]
+        self.allowed_functions = sorted(functions)
         self.lead = lead
         self.symbols, self.audience = symbols, audience
         self.references: set[str] = set()
@@ -298,8 +300,8 @@ class _Checker:
 
     def _call(self, node: ast.Call) -> Type:
         function = node.func.id if isinstance(node.func, ast.Name) else None
-        if not self.audience or function not in AUDIENCE_FUNCTIONS:
-            names = ", ".join(f"{f}(...)" for f in AUDIENCE_FUNCTIONS)
+        if not self.audience or function not in self.allowed_functions:
+            names = ", ".join(f"{f}(...)" for f in self.allowed_functions)
             where = f"only {names} in audiences" if self.audience else "no function calls in tag rules"
             raise self.error(node, f"{_describe(node)} is not allowed: {where}")
         if node.keywords or len(node.args) != 1 or not isinstance(node.args[0], ast.Constant) \

@@ -27,6 +27,7 @@ TAGS = symbols_from({"high_value": "boolean", "at_risk": "boolean", "five_g_hand
 SCORES = symbols_from({"propensity_5g_plan": "number"}, kind="score")
 RULES = {**FEATURES, **TAGS}
 AUDIENCES = {**TAGS, **SCORES}
+FUNCTIONS = ("area", "hex", "holds")  # as the apps register them
 
 
 def rule_matches(text: str, rows: list[dict]) -> list[bool]:
@@ -105,11 +106,11 @@ class Bitmaps(BitmapResolver):
 
 def test_an_audience_compiles_to_bitmap_algebra():
     text = 'five_g_handset and not five_g_plan and area("禅城-季华") and propensity_5g_plan >= 1'
-    expression = parse(text, AUDIENCES, audience=True)
+    expression = parse(text, AUDIENCES, audience=True, functions=FUNCTIONS)
     assert expression.functions == (("area", "禅城-季华"),)
     assert expression.to_bitmap(Bitmaps()) == BitMap(range(21, 31))
-    assert parse("propensity_5g_plan in [1, 10]", AUDIENCES, audience=True).to_bitmap(Bitmaps()) == BitMap([*range(1, 11), *range(91, 101)])
-    assert parse("high_value or at_risk", AUDIENCES, audience=True).to_bitmap(Bitmaps()) == BitMap(range(40, 61))
+    assert parse("propensity_5g_plan in [1, 10]", AUDIENCES, audience=True, functions=FUNCTIONS).to_bitmap(Bitmaps()) == BitMap([*range(1, 11), *range(91, 101)])
+    assert parse("high_value or at_risk", AUDIENCES, audience=True, functions=FUNCTIONS).to_bitmap(Bitmaps()) == BitMap(range(40, 61))
 
 
 @pytest.mark.parametrize(
@@ -177,7 +178,7 @@ def test_a_syntax_error_points_at_the_place_and_says_what_was_meant(text, column
 )
 def test_audiences_refuse_what_is_not_set_algebra(text):
     with pytest.raises(ExpressionError):
-        parse(text, AUDIENCES, audience=True)
+        parse(text, AUDIENCES, audience=True, functions=FUNCTIONS)
 
 
 ESCAPES = [

@@ -11,28 +11,25 @@ from django.db import transaction
 from ..models import AuditEvent, Region, StaffProfile
 from .audit import record_event
 
-# What each role may do in admin and the API; every row it sees is still scoped to its regions.
-ROLE_PERMISSIONS = {
-    StaffProfile.Role.ADMIN: {
-        "tagging": ["view_*", "add_product", "change_product", "add_region", "change_region", "add_snapshotrun",
-                    "add_tagdefinition", "change_tagdefinition"],  # view_* includes view_small_counts
-        "microarea": ["view_*", "add_microarea", "change_microarea"],
-        # marketing analysts run the campaigns
-        "campaigns": ["view_*", "add_campaign", "change_campaign", "add_savedaudience", "delete_savedaudience",
-                      "add_eventtrigger", "change_eventtrigger", "report_outcomes"],
-    },
-    StaffProfile.Role.SALES: {
-        "tagging": ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot",
-                    "view_tagdefinition", "view_terminalshare"],
-        "microarea": ["view_microarea", "add_microarea"],  # sales staff draw their own areas on the map
-        "campaigns": ["view_campaign"],
-    },
-    StaffProfile.Role.FIELD: {
-        "tagging": ["view_region", "view_product", "view_subscriber", "view_tagdefinition", "view_terminalshare"],
-        "microarea": ["view_microarea"],
-        "campaigns": ["view_campaign", "contact_subscribers", "report_outcomes"],  # field teams call the subscribers
-    },
-}
+# What each role may do in admin and the API, by app; every row it sees is still scoped to its regions. Each app
+# grants its own permissions from its AppConfig.ready() (grant_role_permissions), so adding a permission to a role
+# touches only the app that owns it.
+ROLE_PERMISSIONS: dict[str, dict[str, list[str]]] = {role: {} for role in StaffProfile.Role.values}
+
+
+def grant_role_permissions(app_label: str, grants: dict[str, list[str]]) -> None:
+    """role -> the app's permission codenames ("view_*" for all its view permissions) that role holds."""
+    for role, codenames in grants.items():
+        ROLE_PERMISSIONS[role][app_label] = list(codenames)
+
+
+grant_role_permissions("tagging", {
+    StaffProfile.Role.ADMIN: ["view_*", "add_product", "change_product", "add_region", "change_region", "add_snapshotrun",
+                              "add_tagdefinition", "change_tagdefinition"],  # view_* includes view_small_counts
+    StaffProfile.Role.SALES: ["view_region", "view_product", "view_subscriber", "view_subscription", "view_snapshot",
+                              "view_tagdefinition", "view_terminalshare"],
+    StaffProfile.Role.FIELD: ["view_region", "view_product", "view_subscriber", "view_tagdefinition", "view_terminalshare"],
+})
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ def audience_symbols(bitmaps: SnapshotBitmaps) -> dict[str, Symbol]:
 
 
 def parse_audience(text: str, bitmaps: SnapshotBitmaps) -> Expression:
-    return parse(text, audience_symbols(bitmaps), audience=True)
+    return parse(text, audience_symbols(bitmaps), audience=True, functions=AUDIENCE_FUNCTIONS)
 
 
 def audience_bitmap(expression: Expression, bitmaps: SnapshotBitmaps) -> BitMap:

@@ -14,9 +14,11 @@ from ..lake import store
 from ..models import Product, Region, Snapshot, TagDefinition, TagVersion
 from ..privacy import mask_numbers
 from ..stages import snapshot_dir
+from .audiences import AUDIENCE_FUNCTIONS
 
-# Words of the expression language (and Python's) a tag code may not take.
-RESERVED = {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "lambda", "area", "hex"}
+# Words of the expression language (and Python's) a tag code may not take; nor may the names of audience
+# functions (AUDIENCE_FUNCTIONS: holds, and what other apps register).
+LANGUAGE_WORDS = {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "lambda"}
 VERSIONED_FIELDS = ["name", "name_en", "category", "kind", "expression", "enabled", "description"]
 
 
@@ -57,7 +59,7 @@ def check_definition(tag: TagDefinition) -> Expression | None:
     if tag.code in features:
         raise DefinitionRefused(f"{tag.code!r} is already the name of a feature; choose another code", field="code",
                                 token=tag.code)
-    if tag.code in RESERVED:
+    if tag.code in LANGUAGE_WORDS or tag.code in AUDIENCE_FUNCTIONS:
         raise DefinitionRefused(f"{tag.code!r} is a word of the rule language; choose another code", field="code",
                                 token=tag.code)
     symbols = tag_symbols(extra={tag.code})
