@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from microarea.api import FormatIsTheFiles, area_asked, no_area, product_asked, valid_hex
+from microarea.api import PRODUCT_PARAMETER, FormatIsTheFiles, area_asked, no_area, product_asked, valid_hex
 from microarea.models import MicroArea
 from microarea.selectors import CUSTOMER_CLASSES, area_customers_sql, res9_hexes
 from tagging.api.authentication import ExpiringTokenAuthentication
@@ -295,7 +295,7 @@ class ProductAssociationView(APIView):
 
 
 TARGET_PARAMETERS = [
-    OpenApiParameter("product", str, description="Product code (products/), e.g. 5g_plan"),
+    PRODUCT_PARAMETER,
     OpenApiParameter("class", str, description=f"comma-separated, of {', '.join(CUSTOMER_CLASSES)} (default demand,potential)"),
     OpenApiParameter("format", str, enum=["csv", "json"], description="default csv"),
     SNAPSHOT_PARAMETER,
