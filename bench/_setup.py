@@ -50,7 +50,7 @@ def city_folder(args, scratch: Path, end_date: date | None = None) -> Path:
     """--city, or a city of --subscribers x --days simulated into the scratch folder."""
     if args.city is not None:
         return args.city
-    from tagging.simulation import CityParameters, simulate_city
+    from simulation import CityParameters, simulate_city
 
     city = scratch / "city"
     print(f"simulating {args.subscribers:,} subscribers x {args.days} days ...", flush=True)
@@ -62,11 +62,11 @@ def city_folder(args, scratch: Path, end_date: date | None = None) -> Path:
 def ingest_city(city: Path, datasets: list[str], *, report: bool = True) -> None:
     """Ingest the city's files of these datasets, in order, each accepted or the benchmark stops."""
     from tagging.models import IngestBatch
-    from tagging.services.ingest import ingest_file
+    from tagging.services.ingest import ingest_folder
 
-    for dataset in datasets:
-        with Timer() as timer:
-            batch = ingest_file(dataset=dataset, path=city / f"{dataset}.csv")
-        assert batch.status == IngestBatch.Status.ACCEPTED, batch.message
+    def reported(batch) -> None:
         if report:
-            print(f"ingested {dataset}: {batch.rows_accepted:,} rows in {timer.seconds:.1f}s", flush=True)
+            print(f"ingested {batch.dataset}: {batch.rows_accepted:,} rows in {batch.duration_seconds}s", flush=True)
+
+    last = ingest_folder(city, datasets, on_batch=reported)[-1]
+    assert last.status in (IngestBatch.Status.ACCEPTED, IngestBatch.Status.UNCHANGED), last.message

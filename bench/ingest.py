@@ -13,7 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from _setup import Timer, django_in_scratch
+from _setup import Timer, django_in_scratch, ingest_city
 
 
 def main() -> None:
@@ -25,19 +25,17 @@ def main() -> None:
     args = parser.parse_args()
     scratch = django_in_scratch("bench-ingest-")
 
+    from simulation import CityParameters, simulate_city
     from tagging.lake import store
     from tagging.models import IngestBatch
     from tagging.services.ingest import ingest_file
-    from tagging.simulation import CityParameters, simulate_city
 
     city = args.city
     if city is None:
         city = scratch / "city"
         print(f"simulating {args.subscribers:,} subscribers x {args.days} days ...", flush=True)
         simulate_city(CityParameters(subscribers=args.subscribers, days=args.days), city)
-    for dataset in ["regions", "products", "subscribers"]:
-        batch = ingest_file(dataset=dataset, path=city / f"{dataset}.csv")
-        assert batch.status == IngestBatch.Status.ACCEPTED, batch.message
+    ingest_city(city, ["regions", "products", "subscribers"], report=False)
     usage = city / "usage_daily.csv"
     print(f"usage_daily.csv: {usage.stat().st_size / 1e6:,.0f} MB", flush=True)
 

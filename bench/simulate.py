@@ -9,12 +9,11 @@ simulation itself costs beyond producing that many rows.
 
 import argparse
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from _setup import ROOT, Timer
-
-import sys
 
 sys.path.insert(0, str(ROOT))
 
@@ -27,7 +26,7 @@ def main() -> None:
 
     import duckdb
 
-    from tagging.simulation import CityParameters, simulate_city
+    from simulation import CityParameters, simulate_city
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-simulate-"))
     with Timer() as simulate:

@@ -17,7 +17,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from _setup import Timer, django_in_scratch
+from _setup import Timer, django_in_scratch, ingest_city
 
 
 def measure(city: Path, scratch: Path, repeat: int) -> dict:
@@ -25,14 +25,11 @@ def measure(city: Path, scratch: Path, repeat: int) -> dict:
 
     from tagging.lake import store
     from tagging.models import IngestBatch, Snapshot, SnapshotRun, TagSnapshot
-    from tagging.services.ingest import ingest_file
     from tagging.services.snapshots import start_snapshot_run
     from tagging.services.tags import install_starting_catalogue
     from tagging.stages import STAGE_COMPRESSION
 
-    for dataset in ["regions", "products", "subscribers", "subscriptions", "usage_daily"]:
-        batch = ingest_file(dataset=dataset, path=city / f"{dataset}.csv")
-        assert batch.status in (IngestBatch.Status.ACCEPTED, IngestBatch.Status.UNCHANGED), batch.message
+    ingest_city(city, ["regions", "products", "subscribers", "subscriptions", "usage_daily"], report=False)
     install_starting_catalogue()
     from microarea.services.coverage import cell_coverage
 
@@ -107,7 +104,7 @@ def time_other_stages_hooks() -> list[float]:
 
 
 def city_of(size: int, days: int, given: Path | None, scratch: Path) -> Path:
-    from tagging.simulation import CityParameters, simulate_city
+    from simulation import CityParameters, simulate_city
 
     if given:
         return given

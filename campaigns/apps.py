@@ -8,9 +8,10 @@ class CampaignsConfig(AppConfig):
     def ready(self) -> None:
         # contact_results name their campaign by id: ingest checks it against the campaigns made.
         from microarea.selectors import TARGET_LISTS, TargetListSource
+        from tagging.lake.staging import REFERENCE_SOURCES
         from tagging.models import StaffProfile
         from tagging.services.accounts import grant_role_permissions
-        from tagging.services.ingest import ACCEPTED_HOOKS, REFERENCE_SOURCES
+        from tagging.services.ingest import ACCEPTED_HOOKS
 
         from . import propensity_stage  # noqa: F401  (registers the propensity stage and its features)
         from .models import Campaign

@@ -8,8 +8,8 @@ message naming it.
 
 import importlib.util
 import os
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
@@ -144,6 +144,9 @@ INSTALLED_APPS = [
     "microarea",
     "campaigns",
 ]
+# The demo (simulated city, demo accounts with public passwords, closed loop) exists in development mode only.
+if DEBUG:
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

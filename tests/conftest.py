@@ -9,9 +9,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from simulation import CityParameters, simulate_city
 from tagging.lake.schemas import INGEST_ORDER
 from tagging.models import IngestBatch, SnapshotRun
-from tagging.simulation import CityParameters, simulate_city
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = bool(settings.REDIS_URL)  # `make test-services`: PostgreSQL, Redis and a real Celery worker
@@ -55,11 +55,10 @@ def small_city(tmp_path_factory) -> Path:
 
 
 def ingest_city(folder: Path, datasets=INGEST_ORDER) -> None:
-    from tagging.services.ingest import ingest_file
+    from tagging.services.ingest import ingest_folder
 
-    for dataset in datasets:
-        batch = ingest_file(dataset=dataset, path=folder / f"{dataset}.csv")
-        assert batch.status == IngestBatch.Status.ACCEPTED, (dataset, batch.message, batch.errors[:5])
+    last = ingest_folder(folder, datasets)[-1]
+    assert last.status == IngestBatch.Status.ACCEPTED, (last.dataset, last.message, last.errors[:5])
 
 
 class Worker:

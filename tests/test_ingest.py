@@ -332,15 +332,15 @@ def test_numbers_that_are_not_finite(city_references, tmp_path, data_dir, value)
 
 
 def test_rows_the_fast_parser_refuses_but_the_checks_accept_are_not_lost(city_references, tmp_path, monkeypatch):
-    from tagging.services import ingest
+    from tagging.lake import staging
 
-    real = ingest.csv_column_types
+    real = staging.csv_column_types
 
     def stricter(dataset, names, *, native):  # a parser stricter than the checks: it refuses every sms value
         types = real(dataset, names, native=native)
         return {**types, "sms": "DATE"} if native else types
 
-    monkeypatch.setattr(ingest, "csv_column_types", stricter)
+    monkeypatch.setattr(staging, "csv_column_types", stricter)
     rows = usage_rows(known_msisdns(city_references, 4))
     batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "usage.csv", "\n".join([USAGE_HEADER, *rows]) + "\n"))
     assert batch.status == IngestBatch.Status.ACCEPTED, batch.errors

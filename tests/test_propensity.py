@@ -12,14 +12,14 @@ from rest_framework.test import APIClient
 
 from campaigns.models import Campaign, ExportLog, PropensityModel
 from campaigns.services.campaigns import targets_path
-from campaigns.services.closed_loop import run_closed_loop
+from demo.closed_loop import run_closed_loop
 from microarea.services.imports import import_micro_areas
+from simulation import CityParameters, simulate_city
 from tagging.expressions import ExpressionError
 from tagging.models import Region, ScoreSnapshot, StaffProfile
 from tagging.services.audiences import preview_audience
 from tagging.services.snapshots import start_snapshot_run
 from tagging.services.tags import install_starting_catalogue, preview_rule
-from tagging.simulation import CityParameters, simulate_city
 from tagging.stages import snapshot_dir
 
 from .conftest import ingest_city

@@ -7,8 +7,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from tagging.simulation import CityParameters, simulate_city
-from tagging.simulation.handsets import luhn_digit
+from simulation import CityParameters, simulate_city
+from simulation.handsets import luhn_digit
 
 from .conftest import SMALL_CITY
 

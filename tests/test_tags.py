@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 from pyroaring import BitMap
 
-from tagging.catalogue import STARTING_TAGS
 from tagging.expressions import ExpressionError
 from tagging.models import Product, Snapshot, SnapshotRun, Subscriber, TagDefinition, TagSnapshot, TagVersion
 from tagging.services.snapshots import start_snapshot_run
 from tagging.services.tags import DefinitionRefused, install_starting_catalogue, save_tag_definition
-from tagging.stages import snapshot_dir
 
 from .conftest import SMALL_CITY, ingest_city
 from .factories import staff_user

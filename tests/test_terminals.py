@@ -6,13 +6,13 @@ import duckdb
 import numpy as np
 import pytest
 
+from simulation.handsets import luhn_digit
 from tagging.features import catalogue
 from tagging.lake import store
 from tagging.models import IngestBatch, TagSnapshot
 from tagging.services.ingest import ingest_file
 from tagging.services.snapshots import start_snapshot_run
 from tagging.services.tags import install_starting_catalogue
-from tagging.simulation.handsets import luhn_digit
 from tagging.stages import snapshot_dir
 from tagging.terminals import DEVICES, history_start, luhn_ok_sql
 

@@ -6,10 +6,8 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-import h3
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from django.conf import settings
 
 from tagging.lake import store

@@ -20,7 +20,6 @@ from ..services.audiences import SnapshotBitmaps, preview_audience, profile_audi
 from ..services.snapshots import SnapshotRefused, cancel_run, start_snapshot_run
 from ..terminal_selectors import MIX_BY, change_cycle_distribution, subscriber_handsets, switching_matrix, terminal_mix
 from . import serializers
-from .authentication import token_expired
 from .filters import IngestBatchFilter, SubscriberFilter
 from .permissions import ModelPermissions, requires
 

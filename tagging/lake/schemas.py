@@ -33,6 +33,8 @@ class Reference:
     # The value looked up when it is not the column itself: a compound key over the typed row, where an
     # MSISDN is the subscriber_id the lake stores.
     sql: str | None = None
+    # The file's own rows are valid targets too (a region file may bring a parent and its children together).
+    includes_own_rows: bool = False
 
     @property
     def value_sql(self) -> str:
@@ -56,6 +58,14 @@ class Dataset:
     checks: tuple[RowCheck, ...] = ()
     period: str | None = None  # the column that dates a row, so runs read only batches in their window
     headerless_columns: tuple[str, ...] = ()  # published without a header row (OpenCelliD)
+    # The dataset that gives subscribers their dense ids (and pseudonyms); every other dataset naming an MSISDN is
+    # stored by the id it was given.
+    assigns_subscriber_ids: bool = False
+    # Columns the lake adds to every row: name -> SQL over the typed row `s` (the cell key of a cell's parts).
+    derived: tuple[tuple[str, str], ...] = ()
+    # The database table that mirrors the dataset for the web pages and admin (app_label.Model), if any: the
+    # mirror's writer is registered under this name (tagging/lake/mirror.py).
+    mirror: str | None = None
     description: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -69,7 +79,7 @@ class Dataset:
     @property
     def keyed_by_subscriber(self) -> bool:
         """Facts about a subscriber are stored by dense subscriber id, sorted, never by MSISDN."""
-        return "msisdn" in self.column_names and self.name != "subscribers"
+        return "msisdn" in self.column_names and not self.assigns_subscriber_ids
 
 
 def _count(name: str, maximum: float = 1e6) -> Column:
@@ -99,7 +109,8 @@ DATASETS: dict[str, Dataset] = {
                 Column("parent_code", "digits", required=False),
             ),
             key=("code",),
-            references=(Reference("parent_code", "region", "unknown parent region"),),
+            references=(Reference("parent_code", "region", "unknown parent region", includes_own_rows=True),),
+            mirror="tagging.Region",
             description="Administrative regions: province > city > district.",
         ),
         Dataset(
@@ -114,6 +125,7 @@ DATASETS: dict[str, Dataset] = {
             ),
             key=("code",),
             checks=(RowCheck("code", "NOT regexp_full_match(code, '[a-z0-9_\\-]+')", "product code must be lower-case letters, digits, _ or -"),),
+            mirror="tagging.Product",
             description="The operator's product catalogue.",
         ),
         Dataset(
@@ -133,6 +145,8 @@ DATASETS: dict[str, Dataset] = {
             key=("msisdn",),
             references=(Reference("region_code", "region", "unknown region code"),),
             checks=(RowCheck("join_date", f"join_date < {EARLIEST_DATE} OR join_date > current_date", "join date out of range"),),
+            assigns_subscriber_ids=True,
+            mirror="tagging.Subscriber",
             description="Subscriber master data; a later file updates subscribers it names again.",
         ),
         Dataset(
@@ -142,6 +156,7 @@ DATASETS: dict[str, Dataset] = {
             key=("msisdn", "product_code", "start_date"),
             references=(SUBSCRIBER_REF, Reference("product_code", "product", "unknown product code")),
             checks=(RowCheck("end_date", "end_date < start_date", "end date before start date"),),
+            mirror="tagging.Subscription",
             description="Who holds which product from when to when; a later row with the same key updates the end date.",
         ),
         Dataset(
@@ -264,6 +279,7 @@ DATASETS: dict[str, Dataset] = {
                 "radio", "mcc", "net", "area", "cell", "unit", "lon", "lat", "range", "samples", "changeable",
                 "created", "updated", "averageSignal",
             ),
+            derived=(("cell_key", "concat_ws('-', s.radio, s.mcc, s.net, s.area, s.cell)"),),
             description="Radio cells in OpenCelliD format; cell_key = radio-mcc-net-area-cell.",
         ),
         Dataset(

@@ -19,7 +19,7 @@ from django.db.models import Q
 
 from ..models import IngestBatch
 from .schemas import DATASETS
-from .validation import quote
+from .sql import files_sql, quote  # noqa: F401  (files_sql: readers take it from the store)
 
 
 def dataset_dir(dataset: str) -> Path:
@@ -67,10 +67,6 @@ def accepted_batches(dataset: str, *, period: tuple[date, date] | None = None, u
     return batches.order_by("id")
 
 
-def files_sql(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-
-
 def read_sql(dataset: str, paths: list[str], *, columns: str = "*") -> str:
     """SQL over the given lake files: all rows for facts, the latest row per key for master data."""
     spec = DATASETS[dataset]
@@ -78,7 +74,7 @@ def read_sql(dataset: str, paths: list[str], *, columns: str = "*") -> str:
     if spec.kind.value == "fact" or len(paths) == 1:
         return f"(SELECT {columns} FROM {source})"
     # The lake keeps subscribers by dense id, never by MSISDN: the key names the id where it names the MSISDN.
-    keys = ("subscriber_id",) if dataset == "subscribers" else tuple(
+    keys = ("subscriber_id",) if spec.assigns_subscriber_ids else tuple(
         "subscriber_id" if k == "msisdn" and spec.keyed_by_subscriber else k for k in spec.key)
     key = ", ".join(quote(k) for k in keys)
     return (

@@ -7,19 +7,12 @@ rejected file gets a second, detailed pass that names each problem.
 from __future__ import annotations
 
 from .schemas import Column, Dataset
+from .sql import literal, quote
 
 SEPARATOR = "\x1f"
 _ZONE = r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 _BOOL_TRUE = "('true', 't', '1', 'yes', 'y')"
 _BOOL_FALSE = "('false', 'f', '0', 'no', 'n')"
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _raw(column: Column) -> str:
@@ -68,7 +61,7 @@ def _type_error(column: Column) -> tuple[str, str] | None:
         case "bool":
             return f"{t} IS NULL", "not true/false: "
         case "enum":
-            choices = ", ".join(_literal(c) for c in column.choices)
+            choices = ", ".join(literal(c) for c in column.choices)
             return f"{t} NOT IN ({choices})", f"must be one of {', '.join(column.choices)}, not: "
         case "digits":
             if column.length:
@@ -104,7 +97,7 @@ def _problems(dataset: Dataset, *, native: bool, detailed: bool) -> list[tuple[s
     by_statistics = set() if detailed else {c.name for c in checked_by_statistics(dataset, native=native)}
     for column in dataset.columns:
         v, t = _raw(column), quote(column.name)
-        label = _literal(column.name + SEPARATOR)
+        label = literal(column.name + SEPARATOR)
         if not detailed and column.type == "msisdn" and dataset.keyed_by_subscriber:
             continue  # a missing or malformed number matches no known subscriber: the reference check sees it
         if column.name in by_statistics:
@@ -118,13 +111,13 @@ def _problems(dataset: Dataset, *, native: bool, detailed: bool) -> list[tuple[s
             type_error = _type_error(column)
             if type_error:
                 condition, reason = type_error
-                problems.append((f"{v} IS NOT NULL AND ({condition})", f"{label} || {_literal(reason)} || {v}"))
+                problems.append((f"{v} IS NOT NULL AND ({condition})", f"{label} || {literal(reason)} || {v}"))
         if column.minimum is not None:
             problems.append((f"{t} < {column.minimum}", f"{label} || 'below the minimum {column.minimum:g}: ' || {v}"))
         if column.maximum is not None:
             problems.append((f"{t} > {column.maximum}", f"{label} || 'above the maximum {column.maximum:g}: ' || {v}"))
     for check in dataset.checks:
-        problems.append((f"coalesce({check.sql}, false)", _literal(check.column + SEPARATOR + check.reason)))
+        problems.append((f"coalesce({check.sql}, false)", literal(check.column + SEPARATOR + check.reason)))
     return problems
 
 

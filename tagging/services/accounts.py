@@ -1,10 +1,7 @@
-"""Staff roles as permission groups, and the demo accounts (one per role)."""
+"""Staff roles as permission groups, and the assignment of a role and regions to a user."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 
@@ -30,23 +27,6 @@ grant_role_permissions("tagging", {
                               "view_tagdefinition", "view_terminalshare"],
     StaffProfile.Role.FIELD: ["view_region", "view_product", "view_subscriber", "view_tagdefinition", "view_terminalshare"],
 })
-
-
-@dataclass(frozen=True)
-class DemoAccount:
-    username: str
-    password: str
-    role: str
-    regions: tuple[str, ...]
-    description: str
-
-
-DEMO_ACCOUNTS = [
-    DemoAccount("admin", "admin-demo-2026", StaffProfile.Role.ADMIN, ("4406",), "管理员 marketing analyst, all of Foshan, Django admin"),
-    DemoAccount("sales_chancheng", "sales-demo-2026", StaffProfile.Role.SALES, ("440604",), "区域销售 regional sales, 禅城区 Chancheng"),
-    DemoAccount("field_chancheng", "field-demo-2026", StaffProfile.Role.FIELD, ("440604",), "一线团队 field team, 禅城区 Chancheng"),
-    DemoAccount("field_shunde", "field-demo-2026", StaffProfile.Role.FIELD, ("440606",), "一线团队 field team, 顺德区 Shunde"),
-]
 
 
 def role_group(role: str) -> Group:
@@ -96,20 +76,3 @@ def assign_role(*, user, role: str, region_codes: list[str], actor=None, before:
     if after != before:
         record_event(kind=AuditEvent.Kind.ROLE_CHANGED, user=user, actor=actor, detail={"from": before, "to": after})
     return profile
-
-
-def create_demo_accounts() -> list[DemoAccount]:
-    """One account per role, idempotent; the regions must have been ingested first. Their passwords are printed
-    in the README, so they are refused outside a development setting (DEBUG)."""
-    from django.conf import settings
-    from django.core.exceptions import PermissionDenied
-
-    if not settings.DEBUG:
-        raise PermissionDenied("the demo accounts' passwords are public: they are made only with DEBUG=1, never in production")
-    User = get_user_model()
-    for account in DEMO_ACCOUNTS:
-        user, _ = User.objects.get_or_create(username=account.username)
-        user.set_password(account.password)
-        user.save()
-        assign_role(user=user, role=account.role, region_codes=list(account.regions))
-    return DEMO_ACCOUNTS

@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 from django.utils import timezone
 
+from campaigns.models import Campaign
+from campaigns.services.campaigns import create_campaign, freeze_campaign, move_campaign
+from campaigns.services.exports import plan_export, stream
+from campaigns.services.outcomes import record_outcomes
+from campaigns.services.results import campaign_evaluation
 from microarea.selectors import visible_districts
+from simulation.responses import draw_outcomes
 from tagging.models import Product, Snapshot
-from tagging.simulation.responses import draw_outcomes
-
-from ..models import Campaign
-from .campaigns import create_campaign, freeze_campaign, move_campaign
-from .exports import plan_export, stream
-from .outcomes import record_outcomes
-from .results import campaign_evaluation
 
 
 def run_closed_loop(*, city: Path, manager, field_teams: list, product_code: str = "5g_plan", min_decile: int = 9,

@@ -5,8 +5,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from tagging.simulation import CityParameters, simulate_city
-from tagging.simulation.city import DEFAULT_END_DATE
+from simulation import CityParameters, simulate_city
+from simulation.city import DEFAULT_END_DATE
 
 
 class Command(BaseCommand):

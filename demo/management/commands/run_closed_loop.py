@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from campaigns.services.campaigns import CampaignRefused
-from campaigns.services.closed_loop import run_closed_loop
+from demo.closed_loop import run_closed_loop
 
 
 class Command(BaseCommand):

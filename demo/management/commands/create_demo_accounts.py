@@ -1,7 +1,7 @@
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
-from tagging.services.accounts import create_demo_accounts
+from demo.accounts import create_demo_accounts
 
 
 class Command(BaseCommand):
