@@ -26,7 +26,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from microarea.aggregates import hexes_path
+    from microarea.stages.aggregates import hexes_path
     from tagging.lake import store
     from tagging.models import Region, Snapshot, StaffProfile
     from tagging.services.accounts import assign_role

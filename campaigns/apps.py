@@ -13,9 +13,9 @@ class CampaignsConfig(AppConfig):
         from tagging.services.accounts import grant_role_permissions
         from tagging.services.ingest import ACCEPTED_HOOKS
 
-        from . import propensity_stage  # noqa: F401  (registers the propensity stage and its features)
         from .models import Campaign
         from .services.campaigns import campaign_on_map, campaigns_on_map, contact_list_keys
+        from .stages import propensity  # noqa: F401  (registers the propensity stage and its features)
         from .tasks import apply_event_triggers_task
 
         REFERENCE_SOURCES["campaign"] = lambda: [str(i) for i in Campaign.objects.exclude(status=Campaign.Status.DRAFT)

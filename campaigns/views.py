@@ -11,8 +11,14 @@ from microarea.models import MicroArea
 
 from .forms import CampaignForm
 from .models import Campaign, SavedAudience
-from .services.campaigns import (EXCLUSION_LABELS, CampaignRefused, create_campaign, freeze_campaign, move_campaign,
-                                 next_steps)
+from .services.campaigns import (
+    EXCLUSION_LABELS,
+    CampaignRefused,
+    create_campaign,
+    freeze_campaign,
+    move_campaign,
+    next_steps,
+)
 from .services.results import campaign_evaluation
 
 CHART_HEIGHT = 160  # px of the tallest bar in the report's rate chart

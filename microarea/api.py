@@ -19,12 +19,21 @@ from tagging.api.serializers import SubscriberSerializer
 from tagging.api.views import SNAPSHOT_PARAMETER, snapshot_asked
 from tagging.models import Product, Region, Subscriber
 
-from .aggregates import RESOLUTIONS
 from .models import MicroArea
-from .selectors import (HEX_METRICS, LIST_METRICS, PRODUCT_METRICS, TARGET_LISTS, TargetList, area_stats, hex_metric,
-                        res9_hexes, subscriber_locations)
+from .selectors import (
+    HEX_METRICS,
+    LIST_METRICS,
+    PRODUCT_METRICS,
+    TARGET_LISTS,
+    TargetList,
+    area_stats,
+    hex_metric,
+    res9_hexes,
+    subscriber_locations,
+)
 from .services.coverage import cell_coverage
 from .services.micro_areas import MicroAreaRefused, create_micro_area
+from .stages.aggregates import RESOLUTIONS
 
 
 def as_feature(area: MicroArea) -> dict:

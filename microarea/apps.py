@@ -11,8 +11,8 @@ class MicroareaConfig(AppConfig):
         from tagging.services.accounts import grant_role_permissions
         from tagging.services.audiences import AUDIENCE_FUNCTIONS
 
-        from . import aggregates, location  # noqa: F401
         from .audiences import area_audience, hex_audience
+        from .stages import aggregates, location  # noqa: F401
 
         AUDIENCE_FUNCTIONS.update({"area": area_audience, "hex": hex_audience})
         grant_role_permissions("microarea", {

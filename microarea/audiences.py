@@ -15,9 +15,9 @@ from tagging.expressions import ExpressionError
 from tagging.models import Region
 from tagging.services.audiences import stage_members
 
-from .aggregates import RESOLUTIONS
 from .models import MicroArea
 from .selectors import res9_hexes
+from .stages.aggregates import RESOLUTIONS
 
 
 @lru_cache(maxsize=256)

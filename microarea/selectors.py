@@ -13,15 +13,14 @@ from typing import Callable
 import h3
 import numpy as np
 
-from tagging.features import product_feature
 from tagging.lake import store
 from tagging.models import Product, Region, Snapshot, TagDefinition
+from tagging.stages import snapshot_dir
+from tagging.stages.features import product_feature
 
 from .models import MicroArea
-from tagging.stages import snapshot_dir
-
-from .aggregates import TERMINAL_DIMENSIONS, hexes_path
-from .location import parent_sql
+from .packing import h3_parent_sql
+from .stages.aggregates import TERMINAL_DIMENSIONS, hexes_path
 
 # Map metrics: the hex file's metric each counts ({product} filled in), and whether it is a share of subscribers.
 HEX_METRICS = {
@@ -84,7 +83,7 @@ def _listed_by_hex_sql(snapshot: Snapshot, target_list: TargetList, basis: str, 
     folder = snapshot_dir(snapshot.run_id)
     placed = f"l.{basis}_h3"
     return f"""
-        SELECT {parent_sql(placed, resolution) if resolution < 9 else placed} AS h3, count(*) AS listed
+        SELECT {h3_parent_sql(placed, resolution) if resolution < 9 else placed} AS h3, count(*) AS listed
         FROM {target_list.members_sql} m JOIN read_parquet('{folder}/location/part=*.parquet') l USING (subscriber_id)
         JOIN read_parquet('{folder}/features/part=*.parquet') f USING (subscriber_id)
         WHERE {placed} IS NOT NULL AND f.status <> 'closed' AND f.region_code IN (SELECT unnest($districts::VARCHAR[]))

@@ -6,9 +6,9 @@ from django.shortcuts import render
 
 from tagging.models import Product, Region, Snapshot
 
-from .aggregates import RESOLUTIONS
 from .models import MicroArea
 from .selectors import HEX_METRICS, LIST_METRICS, PRODUCT_METRICS, TARGET_LISTS
+from .stages.aggregates import RESOLUTIONS
 
 
 @login_required

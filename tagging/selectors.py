@@ -116,7 +116,7 @@ def subscriber_tag_timeline(*, subscriber_id: int, limit: int = 12) -> list[dict
 
 def subscriber_features(*, subscriber_id: int, snapshot: Snapshot | None = None) -> dict | None:
     """The subscriber's feature row in a snapshot (the current one by default), or None."""
-    from .features import FEATURE_SOURCES, catalogue, feature_table_sql
+    from .stages.features import FEATURE_SOURCES, catalogue, feature_table_sql
 
     snapshot = snapshot or Snapshot.objects.current()
     if snapshot is None:

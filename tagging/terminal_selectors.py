@@ -9,7 +9,7 @@ from .lake import store
 from .models import HandsetSwitch, Snapshot, TerminalShare, TerminalSummary
 from .models.terminals import CYCLE_BINS
 from .stages import snapshot_dir
-from .terminals import DEVICES
+from .stages.terminals import DEVICES
 
 UNREGISTERED = "未登记 Unregistered"  # a TAC the catalogue lacks: no brand to show
 MIX_BY = {

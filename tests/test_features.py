@@ -6,12 +6,11 @@ import duckdb
 import pytest
 from rest_framework.test import APIClient
 
-from tagging import features
 from tagging.expressions import Type
-from tagging.features import Feature, FeatureSource, trend_periods, usage_days
 from tagging.models import Region, Snapshot, SnapshotRun, Subscriber, Subscription
 from tagging.services.snapshots import start_snapshot_run
-from tagging.stages import snapshot_dir
+from tagging.stages import features, snapshot_dir
+from tagging.stages.features import Feature, FeatureSource, trend_periods, usage_days
 
 from .conftest import SMALL_CITY, ingest_city
 from .factories import staff_user

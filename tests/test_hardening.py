@@ -9,8 +9,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from campaigns.models import Campaign, ExportQuota
-from microarea.models import MicroArea
 from campaigns.services.campaigns import freeze_campaign, targets_path
+from microarea.models import MicroArea
 from tagging.lake import store
 from tagging.models import Product, Region, StaffProfile
 from tagging.stages import snapshot_dir

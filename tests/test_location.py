@@ -70,8 +70,8 @@ def test_a_mover_is_home_at_the_new_address_once_the_window_is_after_the_move(sm
 @pytest.mark.django_db
 def test_hours_count_once_nights_go_to_their_evening_and_office_hours_to_weekdays(small_city, tmp_path):
     """Hand-made stays for one subscriber over the week Sunday 25 to Saturday 31 October (Asia/Shanghai)."""
-    from microarea.location import compute_location
     from microarea.services.coverage import cell_coverage
+    from microarea.stages.location import compute_location
     from tagging.models import IngestBatch, Subscriber
     from tagging.services.ingest import ingest_file
     from tagging.stages import PartitionWork

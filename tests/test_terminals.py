@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from simulation.handsets import luhn_digit
-from tagging.features import catalogue
 from tagging.lake import store
 from tagging.models import IngestBatch, TagSnapshot
 from tagging.services.ingest import ingest_file
 from tagging.services.snapshots import start_snapshot_run
 from tagging.services.tags import install_starting_catalogue
 from tagging.stages import snapshot_dir
-from tagging.terminals import DEVICES, history_start, luhn_ok_sql
+from tagging.stages.features import catalogue
+from tagging.stages.terminals import DEVICES, history_start, luhn_ok_sql
 
 from .conftest import SMALL_CITY, ingest_city
 from .test_ingest import assert_rejected_and_nothing_changed, known_msisdns, lake_files, write

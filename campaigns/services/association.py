@@ -7,11 +7,11 @@ import numpy as np
 from django.conf import settings
 
 from microarea.selectors import visible_districts
-from tagging.features import product_feature
 from tagging.lake import store
 from tagging.models import Product, Snapshot
 from tagging.services.audiences import current_snapshot
 from tagging.stages import snapshot_dir
+from tagging.stages.features import product_feature
 
 from ..association import association_rules, seed_audience
 

@@ -19,14 +19,20 @@ from django.utils import timezone
 from pyroaring import BitMap
 
 from microarea.selectors import TargetList, visible_districts
+from tagging.bitmaps import to_bitmap
 from tagging.expressions import ExpressionError
-from tagging.features import product_feature
 from tagging.lake import store
 from tagging.models import Region, Snapshot, TagDefinition, TagSnapshot, TagVersion
-from tagging.services.audiences import (AUDIENCE_FUNCTIONS, GRADES, SnapshotBitmaps, audience_bitmap, current_snapshot,
-                                       parse_audience)
+from tagging.services.audiences import (
+    AUDIENCE_FUNCTIONS,
+    GRADES,
+    SnapshotBitmaps,
+    audience_bitmap,
+    current_snapshot,
+    parse_audience,
+)
 from tagging.stages import snapshot_dir, write_atomically
-from tagging.tag_stage import to_bitmap
+from tagging.stages.features import product_feature
 
 from ..models import Campaign, SavedAudience
 

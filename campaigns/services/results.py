@@ -17,7 +17,8 @@ from tagging.stages import snapshot_dir
 
 from ..evaluation import Group, compare, gains_table
 from ..models import Campaign
-from ..propensity_stage import STAGE as PROPENSITY, score_name
+from ..stages.propensity import STAGE as PROPENSITY
+from ..stages.propensity import score_name
 from .campaigns import campaign_districts, residents_sql, target_list_sql
 
 COUNTS = ("members", "converted", "contacted", "reported_converted")

@@ -19,10 +19,10 @@ from django.db import transaction
 from pyroaring import BitMap
 
 from microarea.services.coverage import cell_coverage
+from tagging.bitmaps import to_bitmap
 from tagging.lake import store
 from tagging.models import IngestBatch, Snapshot
 from tagging.stages import write_table_atomically
-from tagging.tag_stage import to_bitmap
 
 from ..models import Campaign, EventTrigger, TriggeredTarget, TriggerPass
 from .campaigns import excluded_now, target_list_sql, triggered_path

@@ -15,8 +15,7 @@ from tagging.models import IngestBatch
 from tagging.stages import write_table_atomically
 
 from ..coverage import RESOLUTION, footprints, sites_of
-from ..location import parent_sql
-
+from ..packing import h3_parent_sql
 
 # Raised whenever footprints are drawn differently, so that a lake's kept file is made again, not reused.
 FOOTPRINT_MODEL = 2  # 2: sectors span the bisectors between a site's azimuths, not the beamwidth
@@ -85,7 +84,7 @@ def network_extent(path: Path | None) -> frozenset[int] | None:
         return None
     con = store.reader()
     try:
-        parents = con.execute(f"SELECT DISTINCT {parent_sql('h3', 6)} FROM read_parquet('{path}')").fetchnumpy()
+        parents = con.execute(f"SELECT DISTINCT {h3_parent_sql('h3', 6)} FROM read_parquet('{path}')").fetchnumpy()
     finally:
         con.close()
     return frozenset(int(h) for h in next(iter(parents.values())))

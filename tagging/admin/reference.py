@@ -168,8 +168,8 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
 
     @admin.display(description="特征 features")
     def features_now(self, subscriber):
-        from ..features import catalogue
         from ..selectors import subscriber_features
+        from ..stages.features import catalogue
 
         values = subscriber_features(subscriber_id=subscriber.id)
         if not values:

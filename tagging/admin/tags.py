@@ -9,12 +9,12 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from ..api.throttles import UserRate
 from ..expressions import ExpressionError
-from ..features import catalogue
 from ..models import SegmentModel, TagDefinition, TagVersion
 from ..selectors import tag_counts, tag_history
-from ..api.throttles import UserRate
 from ..services.tags import check_definition, import_member_list, preview_rule, save_tag_definition
+from ..stages.features import catalogue
 from .reference import ReadOnlyAdmin, ReadOnlyInline
 
 

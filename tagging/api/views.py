@@ -12,12 +12,12 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from ..expressions import ExpressionError
-from ..features import catalogue
 from ..models import AuditEvent, IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscriber, TagDefinition
 from ..selectors import subscriber_contacts, subscriber_features, subscriber_tag_timeline, tag_difference, tag_history
-from ..services.audit import record_event
 from ..services.audiences import SnapshotBitmaps, preview_audience, profile_audience
+from ..services.audit import record_event
 from ..services.snapshots import SnapshotRefused, cancel_run, start_snapshot_run
+from ..stages.features import catalogue
 from ..terminal_selectors import MIX_BY, change_cycle_distribution, subscriber_handsets, switching_matrix, terminal_mix
 from . import serializers
 from .filters import IngestBatchFilter, SubscriberFilter

@@ -17,12 +17,12 @@ import numpy as np
 from django.conf import settings
 from pyroaring import BitMap, FrozenBitMap
 
-from ..features import feature_symbols, product_feature
+from ..bitmaps import to_bitmap
 from ..expressions import BitmapResolver, Expression, ExpressionError, Symbol, Type, parse
 from ..lake import store
 from ..models import Product, Region, RegionSnapshot, ScoreSnapshot, Snapshot, TagDefinition, TagSnapshot
 from ..stages import snapshot_dir
-from ..tag_stage import to_bitmap
+from ..stages.features import feature_symbols, product_feature
 
 # Function name -> (the user's snapshot bitmaps, argument) -> bitmap of subscribers, raising
 # ExpressionError when the argument names nothing the user may use. holds("...") is defined below;

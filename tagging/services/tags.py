@@ -9,11 +9,11 @@ from django.db import transaction
 from pyroaring import BitMap
 
 from ..expressions import Expression, ExpressionError, Symbol, Type, evaluation_order, parse
-from ..features import FEATURE_SOURCES, feature_symbols, feature_table_sql
 from ..lake import store
 from ..models import Product, Region, Snapshot, TagDefinition, TagVersion
 from ..privacy import mask_numbers
 from ..stages import snapshot_dir
+from ..stages.features import FEATURE_SOURCES, feature_symbols, feature_table_sql
 from .audiences import AUDIENCE_FUNCTIONS
 
 # Words of the expression language (and Python's) a tag code may not take; nor may the names of audience

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import duckdb
 
-from .expressions import Symbol, Type
-from .lake.store import files_sql, read_sql
-from .stages import PartitionWork, Stage, register_stage, write_atomically
+from ..expressions import Symbol, Type
+from ..lake.store import files_sql, read_sql
+from . import PartitionWork, Stage, register_stage, write_atomically
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def product_feature(code: str) -> str:
 
 
 def _product_features() -> list[Feature]:
-    from .models import Product
+    from ..models import Product
 
     products = list(Product.objects.order_by("code").values_list("code", "name", "name_en", "category"))
     features = [
@@ -337,7 +337,7 @@ def prepare_features(run) -> dict:
     pinned usage batches cover."""
     from django.db.models import Max, Min
 
-    from .models import IngestBatch
+    from ..models import IngestBatch
 
     span = IngestBatch.objects.filter(id__in=run.lake_batches.get("usage_daily", [])).aggregate(
         first=Min("period_start"), last=Max("period_end"))

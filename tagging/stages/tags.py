@@ -9,54 +9,29 @@ bitmaps and stores one row per (snapshot, tag) and (snapshot, district) in the p
 
 from __future__ import annotations
 
-import array
 from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from django.conf import settings
 from pyroaring import BitMap
 
-from . import segments
+from .. import segments
+from ..bitmaps import merge_bitmaps, to_bitmap, write_bitmaps
+from ..lake.store import files_sql
+from . import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
 from .features import FEATURE_SOURCES, feature_table_sql
-from .lake.store import files_sql
-from .stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically, write_table_atomically
 
 BITMAPS = "tag_bitmaps"  # per-partition bitmap files, beside the stage's wide files
 SEGMENT_SAMPLE = 30_000  # subscribers the k-means sees (plenty for 8 centroids in 8 dimensions); all are assigned
 
 
-def to_bitmap(ids: np.ndarray) -> BitMap:
-    return BitMap(array.array("I", ids.astype(np.uint32).tobytes()))
-
-
-def write_bitmaps(entries: list[tuple[str, str, BitMap]], target: Path) -> None:
-    """A partition's bitmaps, (kind, key, bitmap) each, as one file (kind, key, count, bitmap)."""
-    write_table_atomically(pa.table({
-        "kind": pa.array([kind for kind, _, _ in entries], pa.string()),
-        "key": pa.array([key for _, key, _ in entries], pa.string()),
-        "count": pa.array([len(bitmap) for _, _, bitmap in entries], pa.int64()),
-        "bitmap": pa.array([bitmap.serialize() for _, _, bitmap in entries], pa.binary()),
-    }), target)
-
-
-def merge_bitmaps(folder: Path) -> dict[tuple[str, str], BitMap]:
-    """The union, per (kind, key), of the bitmap files every partition of a run wrote in `folder`."""
-    merged: dict[tuple[str, str], BitMap] = {}
-    for path in sorted(folder.glob("part=*.parquet")):
-        table = pq.read_table(path).to_pydict()
-        for kind, key, blob in zip(table["kind"], table["key"], table["bitmap"]):
-            merged.setdefault((kind, key), BitMap()).update(BitMap.deserialize(blob))
-    return merged
-
-
 # --- prepare: pin versions, fit segments ------------------------------------------------------------------
 
 def prepare_tags(run) -> dict:
-    from .services.tags import pin_tag_definitions
+    from ..services.tags import pin_tag_definitions
 
     fitted = fit_segments(run)
     return {"segments": fitted, "tags": pin_tag_definitions()}
@@ -75,8 +50,8 @@ def _fit_from(model) -> segments.SegmentFit | None:
 def fit_segments(run) -> dict | None:
     """Fit k-means on a deterministic sample of this run's features; keep codes stable against the
     current snapshot's model; make each segment a tag described by its distinguishing features."""
-    from .models import SegmentModel, Snapshot, TagDefinition
-    from .services.tags import VERSIONED_FIELDS, save_tag_definition
+    from ..models import SegmentModel, Snapshot, TagDefinition
+    from ..services.tags import VERSIONED_FIELDS, save_tag_definition
 
     k = settings.SEGMENT_COUNT
     if k < 1:
@@ -164,7 +139,7 @@ def tags_select(work: PartitionWork) -> str:
 
 
 def _register_imported(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> None:
-    from .models import TagVersion
+    from ..models import TagVersion
 
     ids, codes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=object)]
     imported = [t for t in work.definitions["tags"] if t["kind"] == "imported"]
@@ -191,7 +166,7 @@ def _failing_tag(con: duckdb.DuckDBPyConnection, work: PartitionWork) -> dict | 
 
 
 def compute_tags(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
-    from .services.snapshots import StageFailed
+    from ..services.snapshots import StageFailed
 
     _register_imported(con, work)
     try:
@@ -220,7 +195,7 @@ def compute_tags(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Pa
 
 def publish_tags(run, snapshot) -> dict:
     """Union the partitions' bitmaps and store one per (snapshot, tag) and (snapshot, district)."""
-    from .models import Region, RegionSnapshot, TagDefinition, TagSnapshot
+    from ..models import Region, RegionSnapshot, TagDefinition, TagSnapshot
 
     merged = merge_bitmaps(snapshot_dir(run.id) / BITMAPS)
     pinned = run.definitions.get("tags", [])

@@ -15,17 +15,27 @@ The microarea app registers this stage, and its features for tag rules, into the
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 from django.conf import settings
 
 from tagging.expressions import Type
-from tagging.features import Feature, FeatureSource, features_from, register_feature_source
 from tagging.lake.store import read_sql
 from tagging.models.reference import in_data_dir, relative_to_data
 from tagging.stages import PartitionWork, Stage, register_stage, write_atomically
+from tagging.stages.features import Feature, FeatureSource, features_from, register_feature_source
+
+from ..packing import (
+    H3_DIGIT_BITS,
+    HOURS_AT_CELL,
+    HOURS_AT_CELL_WITH_DAYS,
+    Packing,
+    h3_child_sql,
+    h3_last_digit_sql,
+    h3_parent_sql,
+)
 
 N, B, T = Type.NUMBER, Type.BOOLEAN, Type.TEXT
 _FEATURES = [
@@ -43,17 +53,14 @@ def location_features() -> list[Feature]:
     return features_from(_FEATURES, "stays")
 
 
-def parent_sql(h3: str, resolution: int) -> str:
-    """The res-`resolution` parent of a res-9 H3 index held as UBIGINT: set the resolution field and mark
-    the dropped digits unused (7), as h3's cell_to_parent does."""
-    dropped = 9 - resolution
-    digits = ((1 << (3 * dropped)) - 1) << (3 * (15 - 9))
-    return (f"(({h3} & ~(15::UBIGINT << 52) & ~({digits}::UBIGINT)) | ({resolution}::UBIGINT << 52) | {digits}::UBIGINT)")
+# The hex choice: per res-8 hex its best res-9 child as (score, last digit); then (res-8 score, res-9 score, hex).
+SCORE_AND_DIGIT = Packing((("score", 60), ("digit", H3_DIGIT_BITS)))
+HEX_CHOICE = Packing((("score8", 31), ("score", 32), ("h3", 64)), sql_type="HUGEINT")
 
 
 def prepare_location(run) -> dict:
     """Pin the coverage footprints of the run's cells (made once per set of cell batches)."""
-    from .services.coverage import cell_coverage
+    from ..services.coverage import cell_coverage
 
     path = cell_coverage(batch_ids=run.lake_batches.get("cells", []))
     return {"location": {"coverage": relative_to_data(path) if path else None}}
@@ -101,14 +108,15 @@ def _hex_choice(scores: str, hours: str) -> str:
     a cell's hours alike (where in it a phone is does not change which cell serves it)."""
     # The largest (score8, score, h3) over all res-9 hexes, in groupings instead of a window: per res-8 hex
     # its total and its best res-9 hex, then the best res-8 hex. Scores are whole hours, so keys pack:
-    # within a res-8 hex the res-9 hexes differ only in their last digit (bits 18-20), which gives the
-    # best one back from its parent; ties go to the higher hex every time.
-    digit = "((h3 >> 18) & 7)::BIGINT"
-    child = "((((h3_8 & ~(15::UBIGINT << 52)) | (9::UBIGINT << 52)) & ~(7::UBIGINT << 18)) | ((best & 7)::UBIGINT << 18))"
-    return f"""(SELECT subscriber_id, arg_max(h3, (score8::HUGEINT << 96) | ((best >> 3)::HUGEINT << 64) | h3::HUGEINT) AS h3
+    # within a res-8 hex the res-9 hexes differ only in their last digit, which gives the best one back from
+    # its parent; ties go to the higher hex every time.
+    best = SCORE_AND_DIGIT.pack_sql(score="score", digit=h3_last_digit_sql("h3"))
+    child = h3_child_sql("h3_8", SCORE_AND_DIGIT.unpack_sql("best", "digit"))
+    key = HEX_CHOICE.pack_sql(score8="score8", score=SCORE_AND_DIGIT.unpack_sql("best", "score"), h3="h3")
+    return f"""(SELECT subscriber_id, arg_max(h3, {key}) AS h3
                FROM (
                    SELECT subscriber_id, score8, best, {child} AS h3 FROM (
-                       SELECT subscriber_id, {parent_sql('h3', 8)} AS h3_8, sum(score) AS score8, max((score << 3) | {digit}) AS best
+                       SELECT subscriber_id, {h3_parent_sql('h3', 8)} AS h3_8, sum(score) AS score8, max({best}) AS best
                        FROM (
                            SELECT s.subscriber_id, f.h3, sum(s.{hours})::BIGINT AS score
                            FROM {scores} s JOIN coverage f USING (cell) WHERE s.{hours} > 0
@@ -184,33 +192,37 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
         -- after grouping, rather than each stay filtered before it (which computed the hours twice).
         WHERE {' OR '.join(f'w{j} <> 0' for j in range(words))}
     """)
-    # arg_max keys pack (hours, cell) into one BIGINT: most hours first, ties to the higher cell number,
-    # as a (hours, cell) pair would order them, at a fraction of the cost of comparing pairs. Work is the
+    # arg_max keys pack (hours, cell) into one BIGINT (microarea/packing.py): most hours first, ties to the
+    # higher cell number, as a (hours, cell) pair would order them, at a fraction of the cost of comparing pairs. Work is the
     # best office cell other than home, so it is one of the two best office cells: both are kept, packed
-    # with their days (hours << 42 | cell << 10 | days), in the same pass that finds home.
+    # with their days, in the same pass that finds home.
+    night_key = HOURS_AT_CELL.pack_sql(hours="night_hours", cell="cell")
+    office_key = HOURS_AT_CELL_WITH_DAYS.pack_sql(hours="office_hours", cell="cell", days="office_days")
+    work = HOURS_AT_CELL_WITH_DAYS.unpack_sql
     eligible_night, eligible_office = f"FILTER (WHERE night_days >= {min_days})", f"FILTER (WHERE office_days >= {min_days})"
     select = f"""
         WITH found AS (
             SELECT subscriber_id, sum(night_hours) AS night_total,
-                   max(night_hours::BIGINT << 32 | cell) {eligible_night} AS home_key,
-                   arg_max(night_days, night_hours::BIGINT << 32 | cell) {eligible_night} AS home_days,
-                   arg_max(office_hours, night_hours::BIGINT << 32 | cell) {eligible_night} AS home_office_hours,
+                   max({night_key}) {eligible_night} AS home_key,
+                   arg_max(night_days, {night_key}) {eligible_night} AS home_days,
+                   arg_max(office_hours, {night_key}) {eligible_night} AS home_office_hours,
                    sum(office_hours) AS office_hours,
-                   max((office_hours::BIGINT << 42) | (cell::BIGINT << 10) | office_days, 2) {eligible_office} AS office_best,
-                   max(hours::BIGINT << 32 | cell) AS frequent_key, sum(hours) AS location_hours,
+                   max({office_key}, 2) {eligible_office} AS office_best,
+                   max({HOURS_AT_CELL.pack_sql(hours="hours", cell="cell")}) AS frequent_key, sum(hours) AS location_hours,
                    -- Radius of gyration (km): sqrt(E|p|^2 - |E p|^2) over the towers seen, weighted by hours.
                    sqrt(greatest(sum(hours * (x * x + y * y)) / sum(hours) - power(sum(hours * x) / sum(hours), 2)
                                  - power(sum(hours * y) / sum(hours), 2), 0)) AS radius_of_gyration_km
             FROM per_cell GROUP BY subscriber_id
         ), home AS (
-            SELECT *, (home_key & 4294967295)::INTEGER AS home_cell, (home_key >> 32)::INTEGER AS home_hours,
-                   (frequent_key & 4294967295)::INTEGER AS frequent_cell
+            SELECT *, {HOURS_AT_CELL.unpack_sql("home_key", "cell")}::INTEGER AS home_cell,
+                   {HOURS_AT_CELL.unpack_sql("home_key", "hours")}::INTEGER AS home_hours,
+                   {HOURS_AT_CELL.unpack_sql("frequent_key", "cell")}::INTEGER AS frequent_cell
             FROM found
         ), work AS (
             SELECT subscriber_id, home_cell, office_hours - coalesce(home_office_hours, 0) AS office_total,
-                   ((key >> 10) & 4294967295)::INTEGER AS work_cell, (key >> 42)::INTEGER AS work_hours,
-                   (key & 1023)::INTEGER AS work_days
-            FROM (SELECT *, list_filter(office_best, lambda k: ((k >> 10) & 4294967295) IS DISTINCT FROM home_cell)[1] AS key
+                   {work("key", "cell")}::INTEGER AS work_cell, {work("key", "hours")}::INTEGER AS work_hours,
+                   {work("key", "days")}::INTEGER AS work_days
+            FROM (SELECT *, list_filter(office_best, lambda k: {work("k", "cell")} IS DISTINCT FROM home_cell)[1] AS key
                   FROM home)
         ), night_scores AS (
             SELECT p.subscriber_id, p.cell, p.night_hours FROM per_cell p JOIN home h USING (subscriber_id)

@@ -16,16 +16,23 @@ import duckdb
 import numpy as np
 from django.conf import settings
 
-from tagging.features import (FEATURE_SOURCES, GRADED_UNIT, Feature, FeatureSource, feature_table_sql, product_feature,
-                              register_feature_source)
+from tagging.bitmaps import merge_bitmaps, to_bitmap, write_bitmaps
 from tagging.expressions import Type
 from tagging.lake.store import read_sql
+from tagging.services.audiences import GRADES
 from tagging.services.snapshots import pinned_paths
 from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
-from tagging.services.audiences import GRADES
-from tagging.tag_stage import merge_bitmaps, to_bitmap, write_bitmaps
+from tagging.stages.features import (
+    FEATURE_SOURCES,
+    GRADED_UNIT,
+    Feature,
+    FeatureSource,
+    feature_table_sql,
+    product_feature,
+    register_feature_source,
+)
 
-from . import propensity
+from .. import propensity
 
 STAGE = "propensity"
 BITMAPS = "propensity_bitmaps"
@@ -84,7 +91,7 @@ def fit_models(run) -> dict:
     """Fit and store each product's model; return what the partitions need to score (pinned)."""
     from tagging.models import Product, Snapshot
 
-    from .models import PropensityModel
+    from ..models import PropensityModel
 
     previous = Snapshot.objects.filter(as_of_date__lt=run.as_of_date).order_by("-as_of_date", "-id").first()
     products = list(Product.objects.order_by("code"))

@@ -20,10 +20,10 @@ from pathlib import Path
 import duckdb
 from django.conf import settings
 
-from .expressions import Type
+from ..expressions import Type
+from ..lake.store import connect, read_sql
+from . import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
 from .features import Feature, FeatureSource, features_from, register_feature_source
-from .lake.store import connect, read_sql
-from .stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
 
 DEVICES = "terminal_devices"  # per-partition handset chains, beside the stage's feature files
 KNOCKOFF_REASONS = {
@@ -114,7 +114,7 @@ def _catalogue_sql(files: dict[str, list[str]]) -> str:
 def prepare_terminals(run) -> dict:
     """TACs reported with at least TERMINAL_CLONE_MODELS distinct models: their clones report models
     the catalogue does not give the TAC. Pinned for every partition of the run."""
-    from .services.snapshots import pinned_paths
+    from ..services.snapshots import pinned_paths
 
     files = pinned_paths(run.lake_batches)
     con = connect()
@@ -233,8 +233,8 @@ PLACED_COLUMNS = ["handset_imei", "handset_brand", "handset_model", "handset_tie
 
 def publish_terminals(run, snapshot) -> dict:
     """Store the terminal mix, brand switching and change-cycle bins per district for pages and the API."""
-    from .models import HandsetSwitch, Region, TerminalShare, TerminalSummary
-    from .models.terminals import CYCLE_BINS
+    from ..models import HandsetSwitch, Region, TerminalShare, TerminalSummary
+    from ..models.terminals import CYCLE_BINS
 
     folder = snapshot_dir(run.id)
     terminals, devices, features = (f"read_parquet('{folder / stage}/part=*.parquet')" for stage in ("terminals", DEVICES, "features"))

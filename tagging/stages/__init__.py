@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from django.conf import settings
 
 if TYPE_CHECKING:
-    from .models import Snapshot, SnapshotRun
+    from ..models import Snapshot, SnapshotRun
 
 
 @dataclass(frozen=True)

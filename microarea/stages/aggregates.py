@@ -20,11 +20,11 @@ from pathlib import Path
 
 import duckdb
 
-from tagging.features import product_feature
 from tagging.lake.store import connect
 from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
+from tagging.stages.features import product_feature
 
-from .location import parent_sql
+from ..packing import h3_parent_sql
 
 RESOLUTIONS = (9, 8, 7)
 BASES = ("home", "work")
@@ -102,7 +102,7 @@ def publish_aggregates(run, snapshot) -> dict:
     if not any(parts.glob("part=*.parquet")):
         return {"hexes": 0}
     levels = " UNION ALL ".join(
-        f"SELECT {resolution} AS resolution, basis, region_code, {parent_sql('h3', resolution) if resolution < 9 else 'h3'} AS h3, "
+        f"SELECT {resolution} AS resolution, basis, region_code, {h3_parent_sql('h3', resolution) if resolution < 9 else 'h3'} AS h3, "
         f"metric, value FROM read_parquet('{parts}/part=*.parquet')"
         for resolution in RESOLUTIONS
     )

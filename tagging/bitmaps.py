@@ -1,0 +1,38 @@
+"""Sets of subscribers as Roaring bitmaps of their dense ids: how tags, audiences and campaign lists are counted
+and combined, and how a snapshot stage stores them (one file per partition, merged when published)."""
+
+from __future__ import annotations
+
+import array
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyroaring import BitMap
+
+from .stages import write_table_atomically
+
+
+def to_bitmap(ids: np.ndarray) -> BitMap:
+    return BitMap(array.array("I", ids.astype(np.uint32).tobytes()))
+
+
+def write_bitmaps(entries: list[tuple[str, str, BitMap]], target: Path) -> None:
+    """A partition's bitmaps, (kind, key, bitmap) each, as one file (kind, key, count, bitmap)."""
+    write_table_atomically(pa.table({
+        "kind": pa.array([kind for kind, _, _ in entries], pa.string()),
+        "key": pa.array([key for _, key, _ in entries], pa.string()),
+        "count": pa.array([len(bitmap) for _, _, bitmap in entries], pa.int64()),
+        "bitmap": pa.array([bitmap.serialize() for _, _, bitmap in entries], pa.binary()),
+    }), target)
+
+
+def merge_bitmaps(folder: Path) -> dict[tuple[str, str], BitMap]:
+    """The union, per (kind, key), of the bitmap files every partition of a run wrote in `folder`."""
+    merged: dict[tuple[str, str], BitMap] = {}
+    for path in sorted(folder.glob("part=*.parquet")):
+        table = pq.read_table(path).to_pydict()
+        for kind, key, blob in zip(table["kind"], table["key"], table["bitmap"]):
+            merged.setdefault((kind, key), BitMap()).update(BitMap.deserialize(blob))
+    return merged
