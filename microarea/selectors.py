@@ -15,7 +15,7 @@ import numpy as np
 
 from tagging.lake import store
 from tagging.models import Product, Region, Snapshot, TagDefinition
-from tagging.stages import snapshot_dir
+from tagging.stages import stage_files, stage_sql
 from tagging.stages.features import product_feature
 
 from .models import MicroArea
@@ -80,12 +80,11 @@ def _share(part: int | None, whole: int | None, minimum: int) -> float | None:
 def _listed_by_hex_sql(snapshot: Snapshot, target_list: TargetList, basis: str, resolution: int) -> str:
     """Members of the list per hex where they live (or work) in the snapshot, among the subscribers the run's hex
     file counts for the districts ($districts): not closed, placed."""
-    folder = snapshot_dir(snapshot.run_id)
     placed = f"l.{basis}_h3"
     return f"""
         SELECT {h3_parent_sql(placed, resolution) if resolution < 9 else placed} AS h3, count(*) AS listed
-        FROM {target_list.members_sql} m JOIN read_parquet('{folder}/location/part=*.parquet') l USING (subscriber_id)
-        JOIN read_parquet('{folder}/features/part=*.parquet') f USING (subscriber_id)
+        FROM {target_list.members_sql} m JOIN {stage_sql(snapshot.run_id, "location")} l USING (subscriber_id)
+        JOIN {stage_sql(snapshot.run_id, "features")} f USING (subscriber_id)
         WHERE {placed} IS NOT NULL AND f.status <> 'closed' AND f.region_code IN (SELECT unnest($districts::VARCHAR[]))
         GROUP BY 1"""
 
@@ -162,9 +161,7 @@ def _sums(snapshot: Snapshot, districts: list[str], hexes: np.ndarray) -> dict[s
 def _moves(snapshot: Snapshot, previous: Snapshot, districts: list[str], hexes: np.ndarray) -> dict[str, int]:
     """Subscribers of the districts whose home moved into or out of the hexes between the two snapshots
     (home known in both)."""
-    now, before = (snapshot_dir(s.run_id) / "location" for s in (snapshot, previous))
-    features = snapshot_dir(snapshot.run_id) / "features"
-    if not any(now.glob("part=*.parquet")) or not any(before.glob("part=*.parquet")) or not districts:
+    if not stage_files(snapshot.run_id, "location") or not stage_files(previous.run_id, "location") or not districts:
         return {"moved_in": 0, "moved_out": 0}
     con = store.reader()
     try:
@@ -172,11 +169,11 @@ def _moves(snapshot: Snapshot, previous: Snapshot, districts: list[str], hexes: 
             WITH area AS (SELECT unnest($hexes::UBIGINT[]) AS h3),
             now AS (
                 SELECT l.subscriber_id, l.home_h3 IN (SELECT h3 FROM area) AS inside
-                FROM read_parquet('{now}/part=*.parquet') l JOIN read_parquet('{features}/part=*.parquet') f USING (subscriber_id)
+                FROM {stage_sql(snapshot.run_id, "location")} l JOIN {stage_sql(snapshot.run_id, "features")} f USING (subscriber_id)
                 WHERE l.home_h3 IS NOT NULL AND f.region_code IN (SELECT unnest($districts::VARCHAR[]))
             ), before AS (
                 SELECT subscriber_id, home_h3 IN (SELECT h3 FROM area) AS inside
-                FROM read_parquet('{before}/part=*.parquet') WHERE home_h3 IS NOT NULL
+                FROM {stage_sql(previous.run_id, "location")} WHERE home_h3 IS NOT NULL
             )
             SELECT count(*) FILTER (WHERE n.inside AND NOT b.inside), count(*) FILTER (WHERE b.inside AND NOT n.inside)
             FROM now n JOIN before b USING (subscriber_id)
@@ -188,7 +185,7 @@ def _moves(snapshot: Snapshot, previous: Snapshot, districts: list[str], hexes: 
 
 def _listed_in(snapshot: Snapshot, districts: list[str], hexes: np.ndarray, target_list: TargetList) -> int:
     """Members of the list living in the res-9 `hexes` in the snapshot, among the districts' subscribers."""
-    if not districts or not len(hexes) or not any((snapshot_dir(snapshot.run_id) / "location").glob("part=*.parquet")):
+    if not districts or not len(hexes) or not stage_files(snapshot.run_id, "location"):
         return 0
     con = store.reader()
     try:
@@ -288,7 +285,7 @@ def subscriber_locations(*, subscriber_id: int, user, limit: int = 12) -> list[d
     con = store.reader()
     try:
         for snapshot in snapshots:
-            files = sorted(str(p) for p in (snapshot_dir(snapshot.run_id) / "location").glob("part=*.parquet"))
+            files = stage_files(snapshot.run_id, "location")
             if not files:
                 continue
             cursor = con.execute(f"SELECT {', '.join(LOCATION_HISTORY_COLUMNS)} FROM read_parquet({store.files_sql(files)}) "
@@ -323,14 +320,13 @@ def area_customers_sql(*, snapshot: Snapshot, user, hexes: np.ndarray, product: 
     classes in the snapshot, as a relation (subscriber_id, region_code, customer_class, home_h3,
     home_confidence) with its parameters; None when the snapshot has nobody to list (no tags, or a product
     that came after it). Whom of them a list may contact is the exporter's business (the contact policy)."""
-    folder = snapshot_dir(snapshot.run_id)
     districts = visible_districts(user)
-    if not districts or not len(hexes) or not any((folder / "tags").glob("part=*.parquet")):
+    if not districts or not len(hexes) or not stage_files(snapshot.run_id, "tags"):
         return None
     con = store.reader()
     try:
-        computed = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{folder}/tags/part=*.parquet')").fetchall()}
-        features = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{folder}/features/part=*.parquet')").fetchall()}
+        computed = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {stage_sql(snapshot.run_id, 'tags')}").fetchall()}
+        features = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {stage_sql(snapshot.run_id, 'features')}").fetchall()}
     finally:
         con.close()
     held = product_feature(product.code)
@@ -344,9 +340,9 @@ def area_customers_sql(*, snapshot: Snapshot, user, hexes: np.ndarray, product: 
                    CASE WHEN f.{held} THEN 'developed' WHEN {demand} THEN 'demand' WHEN {potential} THEN 'potential' END
                        AS customer_class,
                    l.home_h3, l.home_confidence
-            FROM read_parquet('{folder}/features/part=*.parquet') f
-            JOIN read_parquet('{folder}/location/part=*.parquet') l USING (subscriber_id)
-            JOIN read_parquet('{folder}/tags/part=*.parquet') t USING (subscriber_id)
+            FROM {stage_sql(snapshot.run_id, "features")} f
+            JOIN {stage_sql(snapshot.run_id, "location")} l USING (subscriber_id)
+            JOIN {stage_sql(snapshot.run_id, "tags")} t USING (subscriber_id)
             WHERE f.status <> 'closed' AND f.region_code IN (SELECT unnest($districts::VARCHAR[]))
               AND l.home_h3 IN (SELECT unnest($hexes::UBIGINT[]))
         ) WHERE customer_class IN (SELECT unnest($classes::VARCHAR[])))""", {

@@ -28,10 +28,10 @@ def write_bitmaps(entries: list[tuple[str, str, BitMap]], target: Path) -> None:
     }), target)
 
 
-def merge_bitmaps(folder: Path) -> dict[tuple[str, str], BitMap]:
-    """The union, per (kind, key), of the bitmap files every partition of a run wrote in `folder`."""
+def merge_bitmaps(files: list[str]) -> dict[tuple[str, str], BitMap]:
+    """The union, per (kind, key), of the bitmap files every partition of a run wrote (stage_files)."""
     merged: dict[tuple[str, str], BitMap] = {}
-    for path in sorted(folder.glob("part=*.parquet")):
+    for path in files:
         table = pq.read_table(path).to_pydict()
         for kind, key, blob in zip(table["kind"], table["key"], table["bitmap"]):
             merged.setdefault((kind, key), BitMap()).update(BitMap.deserialize(blob))

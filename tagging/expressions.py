@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from .lake.sql import literal
+
 MAX_LENGTH = 4000
 MAX_NODES = 300
 MAX_DEPTH = 30
@@ -360,7 +362,7 @@ def _sql_literal(value: Any) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, (int, float)):
         return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
+    return literal(value)
 
 
 def _sql(node: ast.AST) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .lake import store
 from .models import IngestBatch, Region, Snapshot, TagDefinition
-from .stages import snapshot_dir
+from .stages import stage_files, stage_sql
 
 
 def usage_in_regions(*, snapshot: Snapshot, user) -> dict:
@@ -15,13 +15,12 @@ def usage_in_regions(*, snapshot: Snapshot, user) -> dict:
     empty = {"subscribers": 0, "subscribers_with_usage": 0, "charge_yuan": 0.0, "data_gb": 0.0}
     if not codes or not paths:
         return empty
-    totals = snapshot_dir(snapshot.run_id) / "features" / "*.parquet"
     subscribers = store.read_sql("subscribers", paths, columns="subscriber_id, region_code, _batch")
     con = store.reader()
     try:
         row = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE u.active_days > 0), coalesce(sum(u.charge_total), 0), "
-            f"coalesce(sum(u.data_mb_total), 0) / 1024 FROM read_parquet('{totals}') u JOIN {subscribers} s USING (subscriber_id) "
+            f"coalesce(sum(u.data_mb_total), 0) / 1024 FROM {stage_sql(snapshot.run_id, 'features')} u JOIN {subscribers} s USING (subscriber_id) "
             f"WHERE s.region_code IN (SELECT unnest($codes::VARCHAR[]))",
             {"codes": codes},
         ).fetchone()
@@ -121,8 +120,7 @@ def subscriber_features(*, subscriber_id: int, snapshot: Snapshot | None = None)
     snapshot = snapshot or Snapshot.objects.current()
     if snapshot is None:
         return None
-    files = {stage: sorted(str(p) for p in (snapshot_dir(snapshot.run_id) / stage).glob("part=*.parquet"))
-             for stage in FEATURE_SOURCES}
+    files = {stage: stage_files(snapshot.run_id, stage) for stage in FEATURE_SOURCES}
     if not files.get("features"):
         return None
     con = store.reader()

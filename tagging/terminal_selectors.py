@@ -8,7 +8,7 @@ from django.db.models import Sum
 from .lake import store
 from .models import HandsetSwitch, Snapshot, TerminalShare, TerminalSummary
 from .models.terminals import CYCLE_BINS
-from .stages import snapshot_dir
+from .stages import stage_files
 from .stages.terminals import DEVICES
 
 UNREGISTERED = "未登记 Unregistered"  # a TAC the catalogue lacks: no brand to show
@@ -92,7 +92,7 @@ def subscriber_handsets(*, subscriber_id: int, limit: int = 12) -> dict:
     try:
         over_time = []
         for snapshot in snapshots:
-            files = sorted(str(p) for p in (snapshot_dir(snapshot.run_id) / "terminals").glob("part=*.parquet"))
+            files = stage_files(snapshot.run_id, "terminals")
             if not files:
                 continue
             cursor = con.execute(
@@ -106,7 +106,7 @@ def subscriber_handsets(*, subscriber_id: int, limit: int = 12) -> dict:
                                   "knockoff_reason": knockoff})
         chain = []
         current = snapshots[-1] if snapshots else None
-        files = sorted(str(p) for p in (snapshot_dir(current.run_id) / DEVICES).glob("part=*.parquet")) if current else []
+        files = stage_files(current.run_id, DEVICES) if current else []
         if files:
             cursor = con.execute(
                 f"SELECT position, imei, brand, model, first_seen, last_seen, days_seen, knockoff_reason, "

@@ -10,7 +10,7 @@ from microarea.selectors import visible_districts
 from tagging.lake import store
 from tagging.models import Product, Snapshot
 from tagging.services.audiences import current_snapshot
-from tagging.stages import snapshot_dir
+from tagging.stages import stage_files
 from tagging.stages.features import product_feature
 
 from ..association import association_rules, seed_audience
@@ -18,7 +18,7 @@ from ..association import association_rules, seed_audience
 
 def product_association(*, user, snapshot: Snapshot | None = None) -> dict:
     snapshot = snapshot or current_snapshot()
-    files = sorted(str(p) for p in (snapshot_dir(snapshot.run_id) / "features").glob("part=*.parquet"))
+    files = stage_files(snapshot.run_id, "features")
     con = store.reader()
     try:
         columns = {d[0] for d in con.execute(f"SELECT * FROM read_parquet({store.files_sql(files)}) LIMIT 0").description}

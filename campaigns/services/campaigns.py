@@ -22,6 +22,7 @@ from microarea.selectors import TargetList, visible_districts
 from tagging.bitmaps import to_bitmap
 from tagging.expressions import ExpressionError
 from tagging.lake import store
+from tagging.lake.sql import empty_relation
 from tagging.models import Region, Snapshot, TagDefinition, TagSnapshot, TagVersion
 from tagging.services.audiences import (
     AUDIENCE_FUNCTIONS,
@@ -31,7 +32,7 @@ from tagging.services.audiences import (
     current_snapshot,
     parse_audience,
 )
-from tagging.stages import snapshot_dir, write_atomically
+from tagging.stages import stage_sql, write_atomically
 from tagging.stages.features import product_feature
 
 from ..models import Campaign, SavedAudience
@@ -108,8 +109,7 @@ def campaign_on_map(user, campaign_id: int) -> TargetList | None:
 
 def residents_sql(campaign: Campaign, area) -> tuple[str, dict]:
     """A condition on t.subscriber_id, with its parameters: living in the micro-area in the frozen snapshot."""
-    location = snapshot_dir(campaign.snapshot.run_id) / "location"
-    return (f"t.subscriber_id IN (SELECT subscriber_id FROM read_parquet('{location}/part=*.parquet') "
+    return (f"t.subscriber_id IN (SELECT subscriber_id FROM {stage_sql(campaign.snapshot.run_id, 'location')} "
             f"WHERE home_h3 IN (SELECT unnest($hexes::UBIGINT[])))", {"hexes": area.hex_array().tolist()})
 
 
@@ -118,7 +118,7 @@ def contact_list_keys() -> str:
     keys: what contact outcomes are checked against at ingest."""
     parts = [f"SELECT '{c.id}:' || subscriber_id AS key FROM {target_list_sql(c)} WHERE {contacted_sql(c)}"
              for c in Campaign.objects.exclude(status=Campaign.Status.DRAFT) if targets_path(c).exists()]
-    return " UNION ALL ".join(parts) or "SELECT NULL::VARCHAR AS key WHERE false"
+    return " UNION ALL ".join(parts) or f"SELECT key FROM {empty_relation(key='VARCHAR')}"
 
 
 EXCLUSION_LABELS = {  # the reasons of excluded_now(), in its order, as campaign managers read them
@@ -169,7 +169,7 @@ def excluded_now(snapshot: Snapshot, product_code: str) -> dict[str, BitMap]:
     try:
         rows = con.execute(
             f"SELECT subscriber_id, marketing_opt_out, status <> 'active' AS inactive, coalesce({holds}, false) AS holds FROM "
-            f"read_parquet('{snapshot_dir(snapshot.run_id) / 'features'}/part=*.parquet') "
+            f"{stage_sql(snapshot.run_id, 'features')} "
             f"WHERE marketing_opt_out OR status <> 'active' OR {holds}").fetchnumpy()
     finally:
         con.close()
@@ -261,7 +261,7 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
         write_atomically(con, f"""
             SELECT t.subscriber_id, CASE WHEN t.control THEN 'control' ELSE 'target' END AS "group", f.region_code,
                    list_filter([{reasons}]::VARCHAR[], lambda r: r IS NOT NULL) AS reasons
-            FROM frozen t JOIN read_parquet('{snapshot_dir(snapshot.run_id) / 'features'}/part=*.parquet') f USING (subscriber_id)
+            FROM frozen t JOIN {stage_sql(snapshot.run_id, 'features')} f USING (subscriber_id)
             ORDER BY t.subscriber_id""", drawn)
     finally:
         con.close()

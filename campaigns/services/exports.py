@@ -24,6 +24,7 @@ from django.utils import timezone
 from microarea.models import MicroArea
 from microarea.selectors import visible_districts
 from tagging.lake import store
+from tagging.lake.sql import empty_relation
 from tagging.models import Region
 
 from ..models import Campaign, ContactBlackout, ExportLog, ExportQuota
@@ -168,8 +169,8 @@ def plan_area_export(*, user, kind: str, customers: tuple[str, dict] | None, fil
     _no_blackout()
     districts = visible_districts(user)
     if customers is None:
-        customers = ("(SELECT NULL::BIGINT AS subscriber_id, NULL::VARCHAR AS region_code, NULL::VARCHAR AS customer_class, "
-                     "NULL::UBIGINT AS home_h3, NULL::DOUBLE AS home_confidence WHERE false)", {})
+        customers = (empty_relation(subscriber_id="BIGINT", region_code="VARCHAR", customer_class="VARCHAR",
+                                    home_h3="UBIGINT", home_confidence="DOUBLE"), {})
     relation, params = customers
     # Opted out and not active as the subscriber file says now; the do-not-disturb list and contact counts now.
     subscribers = (f"(SELECT subscriber_id, msisdn, marketing_opt_out, status FROM {store.current_sql('subscribers')} "

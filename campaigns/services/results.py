@@ -12,8 +12,9 @@ propensity decile in the frozen snapshot (the gains chart): a random group's, or
 from __future__ import annotations
 
 from tagging.lake import store
+from tagging.lake.sql import empty_relation
 from tagging.models import Region
-from tagging.stages import snapshot_dir
+from tagging.stages import stage_files
 
 from ..evaluation import Group, compare, gains_table
 from ..models import Campaign
@@ -35,13 +36,13 @@ def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
     subscriptions = store.current_sql("subscriptions")
     contacts = store.current_sql("contact_results")
     took = (f"(SELECT DISTINCT subscriber_id FROM {subscriptions} WHERE product_code = $product "
-            f"AND start_date BETWEEN $start AND $end)" if subscriptions else "(SELECT NULL::BIGINT AS subscriber_id WHERE false)")
+            f"AND start_date BETWEEN $start AND $end)" if subscriptions else empty_relation(subscriber_id="BIGINT"))
     contacted = (f"(SELECT subscriber_id, bool_or(outcome = 'converted') AS said_converted FROM {contacts} "
                  f"WHERE campaign = $campaign GROUP BY subscriber_id)" if contacts else
-                 "(SELECT NULL::BIGINT AS subscriber_id, NULL::BOOLEAN AS said_converted WHERE false)")
-    scores = sorted((snapshot_dir(campaign.snapshot.run_id) / PROPENSITY).glob("part=*.parquet"))
-    decile = (f"(SELECT subscriber_id, \"{score_name(campaign.product.code)}\" AS decile FROM read_parquet({store.files_sql([str(p) for p in scores])}))"
-              if scores else "(SELECT NULL::BIGINT AS subscriber_id, NULL::UTINYINT AS decile WHERE false)")
+                 empty_relation(subscriber_id="BIGINT", said_converted="BOOLEAN"))
+    scores = stage_files(campaign.snapshot.run_id, PROPENSITY)
+    decile = (f"(SELECT subscriber_id, \"{score_name(campaign.product.code)}\" AS decile FROM read_parquet({store.files_sql(scores)}))"
+              if scores else empty_relation(subscriber_id="BIGINT", decile="UTINYINT"))
     con = store.reader()
     try:
         rows = con.execute(f"""

@@ -21,6 +21,7 @@ from pyroaring import BitMap
 from microarea.services.coverage import cell_coverage
 from tagging.bitmaps import to_bitmap
 from tagging.lake import store
+from tagging.lake.sql import empty_relation
 from tagging.models import IngestBatch, Snapshot
 from tagging.stages import write_table_atomically
 
@@ -38,7 +39,7 @@ def _matching_sql(trigger: EventTrigger, batch: str) -> tuple[str, dict]:
     if trigger.kind == EventTrigger.Kind.HANDSET_5G:
         catalogue = store.current_sql("tac_catalogue")
         if catalogue is None:
-            return "SELECT NULL::BIGINT, NULL::TIMESTAMPTZ WHERE false", {}
+            return f"SELECT * FROM {empty_relation(subscriber_id='BIGINT', time='TIMESTAMPTZ')}", {}
         return (f"SELECT subscriber_id, min(time) FROM {batch} WHERE kind = 'imei_change' "
                 f"AND substr(imei, 1, 8) IN (SELECT tac::VARCHAR FROM {catalogue} WHERE network = '5G') GROUP BY 1"), {}
     if trigger.kind == EventTrigger.Kind.BACK_ON:
@@ -51,7 +52,7 @@ def _matching_sql(trigger: EventTrigger, batch: str) -> tuple[str, dict]:
     coverage = cell_coverage()
     cells = (f"(SELECT cell_key FROM read_parquet('{coverage}') GROUP BY cell_key "
              f"HAVING sum(weight) FILTER (WHERE h3 IN (SELECT unnest($hexes::UBIGINT[]))) >= 0.5)") if coverage else \
-        "(SELECT NULL::VARCHAR AS cell_key WHERE false)"
+        empty_relation(cell_key="VARCHAR")
     return (f"SELECT e.subscriber_id, min(e.time) FROM {batch} e WHERE e.cell_key IN {cells} AND NOT EXISTS ("
             f"SELECT 1 FROM {events} f WHERE f.subscriber_id = e.subscriber_id AND f.cell_key IN {cells} "
             f"AND f.time < e.time AND f.time >= e.time - INTERVAL {AREA_LOOKBACK_DAYS} DAY) GROUP BY 1"), \

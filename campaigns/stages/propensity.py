@@ -18,10 +18,11 @@ from django.conf import settings
 
 from tagging.bitmaps import merge_bitmaps, to_bitmap, write_bitmaps
 from tagging.expressions import Type
+from tagging.lake.sql import empty_relation
 from tagging.lake.store import read_sql
 from tagging.services.audiences import GRADES
 from tagging.services.snapshots import pinned_paths
-from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
+from tagging.stages import PartitionWork, Stage, register_stage, stage_files, write_atomically
 from tagging.stages.features import (
     FEATURE_SOURCES,
     GRADED_UNIT,
@@ -53,7 +54,7 @@ def propensity_features() -> list[Feature]:
 
 
 def _feature_files(run_id: int) -> dict[str, list[str]]:
-    return {stage: sorted(str(p) for p in (snapshot_dir(run_id) / stage).glob("part=*.parquet"))
+    return {stage: stage_files(run_id, stage)
             for stage in FEATURE_SOURCES if stage != STAGE}
 
 
@@ -75,7 +76,7 @@ def _training_data(con: duckdb.DuckDBPyConnection, run, previous) -> tuple[dict,
     took = (
         f"(SELECT subscriber_id, list(DISTINCT product_code) AS took FROM {read_sql('subscriptions', files['subscriptions'])} "
         f"WHERE start_date > DATE '{previous.as_of_date}' AND start_date <= DATE '{run.as_of_date}' GROUP BY subscriber_id)"
-        if files.get("subscriptions") else "(SELECT NULL::BIGINT AS subscriber_id, []::VARCHAR[] AS took WHERE false)"
+        if files.get("subscriptions") else empty_relation(subscriber_id="BIGINT", took="VARCHAR[]")
     )
     select_held = ", ".join(f'coalesce("{c}", false) AS "{c}"' if c in columns else f'false AS "{c}"' for c in held)
     select_took = ", ".join(f"coalesce(list_contains(took, '{code}'), false) AS \"took_{code}\"" for code in products)
@@ -166,7 +167,7 @@ def publish_propensity(run, snapshot) -> dict:
     ScoreSnapshot.objects.bulk_create([
         ScoreSnapshot(snapshot=snapshot, code=key.split("=")[0], grade=int(key.split("=")[1]),
                       subscriber_count=len(bitmap), bitmap=bitmap.serialize())
-        for (_, key), bitmap in sorted(merge_bitmaps(snapshot_dir(run.id) / BITMAPS).items())
+        for (_, key), bitmap in sorted(merge_bitmaps(stage_files(run.id, BITMAPS)).items())
     ])
     return {"models": len(run.definitions.get("propensity", {}))}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 
 from tagging.lake.store import connect
-from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
+from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, stage_files, stage_sql, write_atomically
 from tagging.stages.features import product_feature
 
 from ..packing import h3_parent_sql
@@ -98,12 +98,11 @@ def compute_aggregates(con: duckdb.DuckDBPyConnection, work: PartitionWork, targ
 
 def publish_aggregates(run, snapshot) -> dict:
     """Add the partitions up and roll res 9 up to 8 and 7, into the run's one hex file."""
-    parts = snapshot_dir(run.id) / "aggregates"
-    if not any(parts.glob("part=*.parquet")):
+    if not stage_files(run.id, "aggregates"):
         return {"hexes": 0}
     levels = " UNION ALL ".join(
         f"SELECT {resolution} AS resolution, basis, region_code, {h3_parent_sql('h3', resolution) if resolution < 9 else 'h3'} AS h3, "
-        f"metric, value FROM read_parquet('{parts}/part=*.parquet')"
+        f"metric, value FROM {stage_sql(run.id, 'aggregates')}"
         for resolution in RESOLUTIONS
     )
     con = connect()

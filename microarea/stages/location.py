@@ -22,6 +22,7 @@ import duckdb
 from django.conf import settings
 
 from tagging.expressions import Type
+from tagging.lake.sql import empty_relation
 from tagging.lake.store import read_sql
 from tagging.models.reference import in_data_dir, relative_to_data
 from tagging.stages import PartitionWork, Stage, register_stage, write_atomically
@@ -157,20 +158,19 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     stays = (f"(SELECT subscriber_id, cell_key, start_time, end_time FROM {read_sql('stays', work.lake_files['stays'])} "
              f"WHERE {ids} AND end_time > TIMESTAMPTZ '{work.window_start}' AND start_time < TIMESTAMPTZ '{work.as_of + timedelta(days=1)}')"
              if work.lake_files.get("stays") else
-             "(SELECT NULL::BIGINT AS subscriber_id, NULL::VARCHAR AS cell_key, NULL::TIMESTAMPTZ AS start_time, "
-             "NULL::TIMESTAMPTZ AS end_time WHERE false)")
+             empty_relation(subscriber_id="BIGINT", cell_key="VARCHAR", start_time="TIMESTAMPTZ", end_time="TIMESTAMPTZ"))
     # Cells as integers numbered in key order (grouping on an integer is a third faster than on the key, and
     # ties break as they would on the key), with the towers on a plane in km (each at its own latitude's
     # scale: right to metres at city scale). Stays name known cells only: ingest refuses the others.
     con.execute("CREATE OR REPLACE TEMP TABLE cell_ids AS " + (
         f"SELECT row_number() OVER (ORDER BY cell_key)::INTEGER AS cell, cell_key, lon * 111.32 * cos(radians(lat)) AS x, "
         f"lat * 110.57 AS y FROM {read_sql('cells', work.lake_files['cells'])}" if work.lake_files.get("cells") else
-        "SELECT NULL::INTEGER AS cell, NULL::VARCHAR AS cell_key, NULL::DOUBLE AS x, NULL::DOUBLE AS y WHERE false"))
+        "SELECT * FROM " + empty_relation(cell="INTEGER", cell_key="VARCHAR", x="DOUBLE", y="DOUBLE")))
     coverage = work.definitions.get("location", {}).get("coverage")
     con.execute("CREATE OR REPLACE TEMP TABLE coverage AS " + (
         f"SELECT i.cell, f.h3 FROM read_parquet('{in_data_dir(coverage)}') f "
         f"JOIN cell_ids i USING (cell_key)" if coverage else
-        "SELECT NULL::INTEGER AS cell, NULL::UBIGINT AS h3 WHERE false"))
+        "SELECT * FROM " + empty_relation(cell="INTEGER", h3="UBIGINT")))
     # Each stay becomes the hours of the window it touches, as bits of a few 64-bit words; OR-ing them per
     # (subscriber, cell) counts every hour once however many stays touch it, in one grouping, and the
     # night, office and day counts are then bit counts against constant masks of the window's hours.

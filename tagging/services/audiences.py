@@ -21,7 +21,7 @@ from ..bitmaps import to_bitmap
 from ..expressions import BitmapResolver, Expression, ExpressionError, Symbol, Type, parse
 from ..lake import store
 from ..models import Product, Region, RegionSnapshot, ScoreSnapshot, Snapshot, TagDefinition, TagSnapshot
-from ..stages import snapshot_dir
+from ..stages import stage_files
 from ..stages.features import feature_symbols, product_feature
 
 # Function name -> (the user's snapshot bitmaps, argument) -> bitmap of subscribers, raising
@@ -33,7 +33,7 @@ AUDIENCE_FUNCTIONS: dict[str, Callable[["SnapshotBitmaps", str], BitMap]] = {}
 def stage_members(run_id: int, stage: str, condition: str, params: dict | None = None) -> FrozenBitMap:
     """The subscribers of a run's stage files (one row per subscriber) for whom the SQL condition holds;
     empty when the run has no such files or the files lack a column it names (made before it existed)."""
-    files = sorted(str(p) for p in (snapshot_dir(run_id) / stage).glob("part=*.parquet"))
+    files = stage_files(run_id, stage)
     if not files:
         return FrozenBitMap()
     con = store.reader()

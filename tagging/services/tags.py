@@ -12,7 +12,7 @@ from ..expressions import Expression, ExpressionError, Symbol, Type, evaluation_
 from ..lake import store
 from ..models import Product, Region, Snapshot, TagDefinition, TagVersion
 from ..privacy import mask_numbers
-from ..stages import snapshot_dir
+from ..stages import stage_files
 from ..stages.features import FEATURE_SOURCES, feature_symbols, feature_table_sql
 from .audiences import AUDIENCE_FUNCTIONS
 
@@ -178,7 +178,7 @@ def latest_tag_files(snapshot: Snapshot) -> dict[str, list[str]]:
     """The feature and tag files a published snapshot left, by stage."""
     files = {}
     for stage in [*FEATURE_SOURCES, "tags"]:
-        files[stage] = sorted(str(p) for p in (snapshot_dir(snapshot.run_id) / stage).glob("part=*.parquet"))
+        files[stage] = stage_files(snapshot.run_id, stage)
     return files
 
 

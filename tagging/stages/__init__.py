@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
 
+from ..lake.sql import literal
+
 if TYPE_CHECKING:
     from ..models import Snapshot, SnapshotRun
 
@@ -78,6 +80,16 @@ def ordered_stages() -> list[Stage]:
 
 def snapshot_dir(run_id: int) -> Path:
     return Path(settings.LAKE_DIR) / "snapshots" / f"run-{run_id:06d}"
+
+
+def stage_files(run_id: int, stage: str) -> list[str]:
+    """The files every partition of a run's stage wrote, in partition order (none before the stage ran)."""
+    return sorted(str(p) for p in (snapshot_dir(run_id) / stage).glob("part=*.parquet"))
+
+
+def stage_sql(run_id: int, stage: str) -> str:
+    """A run's stage output as one relation (all its partitions); the stage must have written its files."""
+    return f"read_parquet({literal(snapshot_dir(run_id) / stage / 'part=*.parquet')})"
 
 
 # Snapshot files are written once and read a few times within their life: Snappy writes a wide feature

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from ..expressions import Symbol, Type
+from ..lake.sql import empty_relation
 from ..lake.store import files_sql, read_sql
 from . import PartitionWork, Stage, register_stage, write_atomically
 
@@ -229,7 +230,7 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     ids = work.ids_sql
     subscribers = read_sql("subscribers", work.lake_files["subscribers"])
     trend = work.definitions["trend"]
-    (prev_from, prev_to), (cur_from, cur_to) = trend["previous"], trend["current"]
+    (prev_from, _), (cur_from, _) = trend["previous"], trend["current"]
     days = work.definitions.get("usage_days", work.window_days)
     scale = 30.0 / days
     usage_files = work.lake_files.get("usage_daily", [])
@@ -238,9 +239,9 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
         f"(SELECT * FROM read_parquet({files_sql(usage_files)}) WHERE {ids} "
         f"AND date BETWEEN DATE '{earliest}' AND DATE '{work.as_of}')"
         if usage_files else
-        "(SELECT NULL::BIGINT AS subscriber_id, NULL::DATE AS date, 0 AS voice_calls, 0.0 AS voice_minutes, "
-        "0 AS onnet_calls, 0 AS offnet_calls, 0 AS competitor_calls, 0 AS sms, 0 AS mms, 0.0 AS data_mb, "
-        "0.0 AS roaming_minutes, 0 AS night_calls, 0.0 AS charge_yuan WHERE false)"
+        empty_relation(subscriber_id="BIGINT", date="DATE", voice_calls="BIGINT", voice_minutes="DOUBLE",
+                       onnet_calls="BIGINT", offnet_calls="BIGINT", competitor_calls="BIGINT", sms="BIGINT", mms="BIGINT",
+                       data_mb="DOUBLE", roaming_minutes="DOUBLE", night_calls="BIGINT", charge_yuan="DOUBLE")
     )
     # The rows read run from the start of the earlier trend period to the as-of date. When that is just
     # the window (a city with one window of history), window sums are plain sums; and the earlier

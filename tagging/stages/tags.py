@@ -21,7 +21,7 @@ from pyroaring import BitMap
 from .. import segments
 from ..bitmaps import merge_bitmaps, to_bitmap, write_bitmaps
 from ..lake.store import files_sql
-from . import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
+from . import PartitionWork, Stage, register_stage, stage_files, write_atomically
 from .features import FEATURE_SOURCES, feature_table_sql
 
 BITMAPS = "tag_bitmaps"  # per-partition bitmap files, beside the stage's wide files
@@ -56,7 +56,7 @@ def fit_segments(run) -> dict | None:
     k = settings.SEGMENT_COUNT
     if k < 1:
         return None
-    files = sorted(str(p) for p in (snapshot_dir(run.id) / "features").glob("part=*.parquet"))
+    files = stage_files(run.id, "features")
     columns = [sql for _, sql, _, _ in segments.BEHAVIOUR]
     features = [name for name, _, _, _ in segments.BEHAVIOUR]
     con = duckdb.connect()
@@ -197,7 +197,7 @@ def publish_tags(run, snapshot) -> dict:
     """Union the partitions' bitmaps and store one per (snapshot, tag) and (snapshot, district)."""
     from ..models import Region, RegionSnapshot, TagDefinition, TagSnapshot
 
-    merged = merge_bitmaps(snapshot_dir(run.id) / BITMAPS)
+    merged = merge_bitmaps(stage_files(run.id, BITMAPS))
     pinned = run.definitions.get("tags", [])
     tags = dict(TagDefinition.objects.filter(code__in=[t["code"] for t in pinned]).values_list("code", "id"))
     TagSnapshot.objects.bulk_create([

@@ -21,8 +21,9 @@ import duckdb
 from django.conf import settings
 
 from ..expressions import Type
+from ..lake.sql import empty_relation
 from ..lake.store import connect, read_sql
-from . import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
+from . import PartitionWork, Stage, register_stage, stage_sql, write_atomically
 from .features import Feature, FeatureSource, features_from, register_feature_source
 
 DEVICES = "terminal_devices"  # per-partition handset chains, beside the stage's feature files
@@ -97,16 +98,16 @@ def _observations_sql(work_files: dict[str, list[str]], where: str, as_of: date)
                      f"WHERE {where} AND kind = 'imei_change' AND imei IS NOT NULL "
                      f"AND CAST(time AS DATE) BETWEEN DATE '{start}' AND DATE '{as_of}'")
     if not parts:
-        return ("(SELECT NULL::BIGINT AS subscriber_id, NULL::DATE AS date, NULL::VARCHAR AS imei, "
-                "NULL::VARCHAR AS reported_brand, NULL::VARCHAR AS reported_model, NULL::BOOLEAN AS observed WHERE false)")
+        return empty_relation(subscriber_id="BIGINT", date="DATE", imei="VARCHAR", reported_brand="VARCHAR",
+                              reported_model="VARCHAR", observed="BOOLEAN")
     return "(" + " UNION ALL ".join(parts) + ")"
 
 
 def _catalogue_sql(files: dict[str, list[str]]) -> str:
     if files.get("tac_catalogue"):
         return read_sql("tac_catalogue", files["tac_catalogue"])
-    return ("(SELECT NULL::VARCHAR AS tac, NULL::VARCHAR AS brand, NULL::VARCHAR AS model, NULL::INTEGER AS release_year, "
-            "NULL::VARCHAR AS tier, NULL::VARCHAR AS network, NULL::VARCHAR AS os, NULL::DOUBLE AS price_yuan WHERE false)")
+    return empty_relation(tac="VARCHAR", brand="VARCHAR", model="VARCHAR", release_year="INTEGER", tier="VARCHAR",
+                          network="VARCHAR", os="VARCHAR", price_yuan="DOUBLE")
 
 
 # --- prepare: cloned TACs, found once over every subscriber -------------------------------------------------
@@ -236,8 +237,7 @@ def publish_terminals(run, snapshot) -> dict:
     from ..models import HandsetSwitch, Region, TerminalShare, TerminalSummary
     from ..models.terminals import CYCLE_BINS
 
-    folder = snapshot_dir(run.id)
-    terminals, devices, features = (f"read_parquet('{folder / stage}/part=*.parquet')" for stage in ("terminals", DEVICES, "features"))
+    terminals, devices, features = (stage_sql(run.id, stage) for stage in ("terminals", DEVICES, "features"))
     regions = dict(Region.objects.filter(level=Region.Level.DISTRICT).values_list("code", "id"))
     year_ago = run.as_of_date - timedelta(days=364)
     bins = " ".join(f"WHEN change_cycle_days >= {low} THEN {i}" for i, low in reversed(list(enumerate(CYCLE_BINS))))
