@@ -38,7 +38,7 @@ class CampaignAdmin(RegionScopedAdmin):
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         if db_field.name == "regions":  # the user's districts only
-            kwargs["queryset"] = Region.objects.visible_to(request.user).filter(level=Region.Level.DISTRICT)
+            kwargs["queryset"] = Region.objects.visible_to(request.user).districts()
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def get_form(self, request, obj=None, **kwargs):

@@ -14,12 +14,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from microarea.api import PRODUCT_PARAMETER, FormatIsTheFiles, area_asked, no_area, product_asked, valid_hex
+from microarea.api import PRODUCT_PARAMETER, area_asked, no_area, product_asked, valid_hex
 from microarea.models import MicroArea
 from microarea.selectors import CUSTOMER_CLASSES, area_customers_sql, res9_hexes
 from tagging.api.authentication import ExpiringTokenAuthentication
+from tagging.api.common import SNAPSHOT_PARAMETER, FormatIsTheFiles, export_response, snapshot_asked
 from tagging.api.permissions import ModelPermissions, requires
-from tagging.api.views import SNAPSHOT_PARAMETER, snapshot_asked
 from tagging.expressions import ExpressionError
 from tagging.models import IngestBatch, Product, Region
 
@@ -32,12 +32,7 @@ from .services.results import campaign_evaluation
 
 
 def _export_response(export: Export, answer: str, filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(stream(export, answer),
-                                     content_type="text/csv; charset=utf-8" if answer == "csv" else "application/json")
-    if answer == "csv":
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["X-Rows"] = str(export.rows)
-    return response
+    return export_response(stream(export, answer), answer=answer, filename=filename, rows=export.rows)
 
 
 def _refused(exc: ExportRefused) -> Response:
@@ -62,7 +57,7 @@ def _checked_audience(text: str, user, field: str) -> None:
 
 class SavedAudienceSerializer(serializers.ModelSerializer):
     regions = serializers.SlugRelatedField(slug_field="code", many=True,
-                                           queryset=Region.objects.filter(level=Region.Level.DISTRICT))
+                                           queryset=Region.objects.districts())
     owner = serializers.CharField(source="owner.username", read_only=True)
 
     class Meta:
@@ -95,7 +90,7 @@ class SavedAudienceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixin
 class CampaignSerializer(serializers.ModelSerializer):
     product = serializers.SlugRelatedField(slug_field="code", queryset=Product.objects.all())
     regions = serializers.SlugRelatedField(slug_field="code", many=True,
-                                           queryset=Region.objects.filter(level=Region.Level.DISTRICT))
+                                           queryset=Region.objects.districts())
     owner = serializers.CharField(source="owner.username", read_only=True)
     snapshot_date = serializers.DateField(source="snapshot.as_of_date", read_only=True, default=None)
 

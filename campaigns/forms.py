@@ -32,7 +32,7 @@ class CampaignForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        districts = Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT).order_by("code")
+        districts = Region.objects.visible_to(user).districts().order_by("code")
         self.fields["regions"].queryset = districts
         self.fields["regions"].initial = list(districts)
         self.fields["saved_audience"].queryset = SavedAudience.objects.visible_to(user).order_by("name")

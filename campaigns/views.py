@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from microarea.models import MicroArea
+from tagging.charts import bar_chart
 
 from .forms import CampaignForm
 from .models import Campaign, SavedAudience
@@ -102,12 +103,10 @@ def campaign_report(request, pk: int):
         context.update({"areas": areas.select_related("region").order_by("region__code", "name"), "area": area})
         evaluation = campaign_evaluation(campaign=campaign, user=request.user, area=area)
         overall = evaluation["overall"]
-        top = max([r for r in (overall["target_rate"], overall["control_rate"]) if r is not None], default=0) or 1
-        bars = []
-        for i, (label, rate) in enumerate([("目标组 Target", overall["target_rate"]), ("对照组 Control", overall["control_rate"])]):
-            height = round(CHART_HEIGHT * (rate or 0) / top / 1.15)
-            bars.append({"label": label, "rate": rate, "x": 40 + 140 * i, "height": height, "y": 20 + CHART_HEIGHT - height})
-        context.update({"evaluation": evaluation, "overall": overall, "bars": bars, "chart_bottom": 20 + CHART_HEIGHT,
+        rates = bar_chart([{"label": "目标组 Target", "rate": overall["target_rate"]},
+                           {"label": "对照组 Control", "rate": overall["control_rate"]}],
+                          label="label", value="rate", step=140, left=40, height=CHART_HEIGHT, headroom=1.15)
+        context.update({"evaluation": evaluation, "overall": overall, "bars": rates["bars"], "chart_bottom": rates["bottom"],
                         **_gains_chart(evaluation["gains"])})
     return render(request, "campaigns/report.html", context)
 
@@ -116,10 +115,8 @@ def _gains_chart(gains: list[dict]) -> dict:
     """Bars of the conversion rate per propensity decile (10 first) and the cumulative gains curve, in px."""
     if not any(row["contacted"] for row in gains):
         return {"gains_bars": [], "gains_curve": ""}
-    top = max((row["rate"] or 0) for row in gains) or 1
-    bars, points = [], ["40,%d" % (20 + CHART_HEIGHT)]
-    for i, row in enumerate(gains):
-        height = round(CHART_HEIGHT * (row["rate"] or 0) / top / 1.15)
-        bars.append({**row, "x": 40 + 44 * i, "height": height, "y": 20 + CHART_HEIGHT - height})
-        points.append("%d,%d" % (40 + 44 * (i + 1), 20 + CHART_HEIGHT - round(CHART_HEIGHT * (row["cumulative_gain"] or 0))))
-    return {"gains_bars": bars, "gains_curve": " ".join(points)}
+    chart = bar_chart(gains, label="decile", value="rate", step=44, left=40, height=CHART_HEIGHT, headroom=1.15)
+    bottom = chart["bottom"]
+    points = [f"40,{bottom}"] + [f"{40 + 44 * (i + 1)},{bottom - round(CHART_HEIGHT * (row['cumulative_gain'] or 0))}"
+                                 for i, row in enumerate(gains)]
+    return {"gains_bars": chart["bars"], "gains_curve": " ".join(points)}

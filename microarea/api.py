@@ -7,16 +7,14 @@ from functools import lru_cache
 
 import h3
 from django.conf import settings
-from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tagging.api.common import SNAPSHOT_PARAMETER, json_with_list, snapshot_asked
 from tagging.api.permissions import requires
 from tagging.api.serializers import SubscriberSerializer
-from tagging.api.views import SNAPSHOT_PARAMETER, snapshot_asked
 from tagging.models import Product, Region, Subscriber
 
 from .models import MicroArea
@@ -90,7 +88,7 @@ class MicroAreaListView(APIView):
         given = MicroAreaCreateSerializer(data=request.data)
         given.is_valid(raise_exception=True)
         data = given.validated_data
-        region = Region.objects.visible_to(request.user).filter(code=data["region"], level=Region.Level.DISTRICT).first()
+        region = Region.objects.visible_to(request.user).districts().filter(code=data["region"]).first()
         if region is None:
             return Response({"region": [f"{data['region']!r} is not a district of yours"]}, status=status.HTTP_400_BAD_REQUEST)
         try:
@@ -171,16 +169,14 @@ class HexView(APIView):
         snapshot = snapshot_asked(request)
         rows = hex_metric(snapshot=snapshot, user=request.user, resolution=int(resolution), metric=metric,
                           basis=basis, product=product, target_list=target_list, minimum=settings.AREA_MIN_COUNT)
-        head = json.dumps({"type": "FeatureCollection", "snapshot": str(snapshot.as_of_date), "resolution": int(resolution),
-                           "metric": metric, "metric_label": HEX_METRICS[metric][2], "basis": basis, "product": product,
-                           "campaign": target_list.id if metric in LIST_METRICS else None}, ensure_ascii=False)
-        # Written out directly: thousands of features through a generic JSON encoder cost more than the query.
-        features = ",".join(
+        head = {"type": "FeatureCollection", "snapshot": str(snapshot.as_of_date), "resolution": int(resolution),
+                "metric": metric, "metric_label": HEX_METRICS[metric][2], "basis": basis, "product": product,
+                "campaign": target_list.id if metric in LIST_METRICS else None}
+        return json_with_list(head, "features", (
             f'{{"type":"Feature","id":"{row["h3"]}","geometry":{hex_polygon_json(row["h3"])},"properties":{{'
             f'"h3":"{row["h3"]}","subscribers":{_json_value(row["subscribers"])},"value":{_json_value(row["value"])},'
             f'"suppressed":{_json_value(row["suppressed"])}}}}}'
-            for row in rows)
-        return HttpResponse(f'{head[:-1]},"features":[{features}]}}', content_type="application/json")
+            for row in rows))
 
 
 def valid_hex(cell: str) -> Response | None:
@@ -252,10 +248,3 @@ class SubscriberLocationsView(APIView):
             return Response({"detail": f"no subscriber {pk} in your regions"}, status=status.HTTP_404_NOT_FOUND)
         return Response({"subscriber": SubscriberSerializer(subscriber).data,
                          "history": subscriber_locations(subscriber_id=subscriber.id, user=request.user)})
-
-
-class FormatIsTheFiles(DefaultContentNegotiation):
-    """?format= names the export's file format (csv, json) here, not a DRF renderer; errors answer in JSON."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type

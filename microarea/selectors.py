@@ -59,7 +59,7 @@ TOP_TAGS = 10
 
 
 def visible_districts(user) -> list[str]:
-    return list(Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT).values_list("code", flat=True))
+    return list(Region.objects.visible_to(user).districts().values_list("code", flat=True))
 
 
 def res9_hexes(cell: str) -> np.ndarray:

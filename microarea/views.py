@@ -34,7 +34,7 @@ def area_map(request):
                       for s in Snapshot.objects.order_by("-as_of_date", "-id")[:24]],
         "resolutions": list(RESOLUTIONS),
         "districts": [{"code": code, "name": name} for code, name in
-                      Region.objects.visible_to(request.user).filter(level=Region.Level.DISTRICT).values_list("code", "name")],
+                      Region.objects.visible_to(request.user).districts().values_list("code", "name")],
         "kinds": [{"code": code, "label": label} for code, label in MicroArea.Kind.choices if code != MicroArea.Kind.DISTRICT],
         "can_draw": request.user.has_perm("microarea.add_microarea"),
         "tile_url": settings.MAP_TILE_URL,

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import get_object_or_404, render
 
+from .charts import bar_chart
 from .models import Product, Region, Snapshot, TagDefinition
 from .selectors import tag_library, tag_overview
 from .services.audiences import SnapshotBitmaps
@@ -11,20 +12,6 @@ from .terminal_selectors import UNREGISTERED, change_cycle_distribution, switchi
 
 TOP_MODELS = 20
 RECENT_SNAPSHOTS = 12
-BAR_HEIGHT = 150  # px of the tallest bar in a chart
-
-
-def bar_chart(rows: list[dict], *, label: str, value: str, step: int = 100) -> dict:
-    """An inline SVG bar chart's geometry in px, one bar per row (no chart library to ship, nothing
-    fetched at run time): `_bar_chart.html` draws it."""
-    tallest = max((row[value] for row in rows), default=0)
-    bars = []
-    for i, row in enumerate(rows):
-        height = round(BAR_HEIGHT * row[value] / tallest) if tallest else 0
-        bars.append({"label": row[label], "value": row[value], "x": step * i, "height": height, "y": 20 + BAR_HEIGHT - height})
-    return {"bars": bars, "width": step * len(rows), "bottom": 20 + BAR_HEIGHT, "middle": step // 2, "bar_width": step - 30}
-
-
 @login_required
 @permission_required("tagging.view_tagdefinition", raise_exception=True)
 def audiences(request):
@@ -37,7 +24,7 @@ def audiences(request):
         "scores": [{"code": code, "product": products.get(code.removeprefix("propensity_"), code)}
                    for code in sorted(SnapshotBitmaps(snapshot, request.user).score_codes if snapshot else [])],
         "snapshots": Snapshot.objects.filter(tags__isnull=False).distinct()[:RECENT_SNAPSHOTS],
-        "districts": Region.objects.visible_to(request.user).filter(level=Region.Level.DISTRICT).order_by("code"),
+        "districts": Region.objects.visible_to(request.user).districts().order_by("code"),
         "expression": request.GET.get("expression", ""),
         "min_count": settings.AREA_MIN_COUNT,
     })

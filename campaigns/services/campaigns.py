@@ -291,7 +291,7 @@ def create_campaign(*, owner, name: str, product, audience: str, channel: str, s
     check_audience(text=audience, user=owner)
     if end_date < start_date:
         raise CampaignRefused("the campaign ends before it starts", field="end_date")
-    districts = Region.objects.visible_to(owner).filter(level=Region.Level.DISTRICT, code__in=regions)
+    districts = Region.objects.visible_to(owner).districts().filter(code__in=regions)
     if not districts.exists():
         raise CampaignRefused(f"none of {', '.join(regions)} is one of your districts", field="regions")
     with transaction.atomic():

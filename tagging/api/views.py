@@ -20,6 +20,7 @@ from ..services.snapshots import SnapshotRefused, cancel_run, start_snapshot_run
 from ..stages.features import catalogue
 from ..terminal_selectors import MIX_BY, change_cycle_distribution, subscriber_handsets, switching_matrix, terminal_mix
 from . import serializers
+from .common import SNAPSHOT_PARAMETER, snapshot_asked
 from .filters import IngestBatchFilter, SubscriberFilter
 from .permissions import ModelPermissions, requires
 
@@ -227,22 +228,6 @@ class AudienceProfileView(APIView):
 
 
 # --- the terminal snapshot library -------------------------------------------------------------------------
-
-SNAPSHOT_PARAMETER = OpenApiParameter("snapshot", int, description="Snapshot id (default: the current one)")
-
-
-def snapshot_asked(request) -> Snapshot:
-    """The snapshot named by ?snapshot=<id>, or the current one; NotFound/ValidationError otherwise."""
-    from rest_framework.exceptions import NotFound, ValidationError
-
-    asked = request.query_params.get("snapshot")
-    if asked is not None and not asked.isdigit():
-        raise ValidationError({"snapshot": f"a snapshot id (a whole number), not {asked!r}"})
-    snapshot = Snapshot.objects.filter(id=int(asked)).first() if asked else Snapshot.objects.current()
-    if snapshot is None:
-        raise NotFound(f"no snapshot {asked}" if asked else "there is no published snapshot yet")
-    return snapshot
-
 
 class TerminalMixView(APIView):
     """Subscribers by handset model (or brand, tier, network, OS) in your districts, with shares."""

@@ -28,6 +28,9 @@ class RegionQuerySet(models.QuerySet):
             condition |= Q(path__startswith=path)
         return self.filter(condition)
 
+    def districts(self) -> "RegionQuerySet":
+        return self.filter(level=Region.Level.DISTRICT)
+
 
 class Region(models.Model):
     """An administrative area: province > city > district."""

@@ -114,7 +114,7 @@ class SnapshotBitmaps:
         self.published = snapshot.published_at.timestamp()
         self._index = snapshot_index(snapshot.id, self.published)
         self.districts = dict(
-            Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT, code__in=self._index["region"])
+            Region.objects.visible_to(user).districts().filter(code__in=self._index["region"])
             .order_by("code").values_list("code", "name")
         )
         self.scope = _scope(snapshot.id, self.published, tuple(self.districts))

@@ -206,7 +206,7 @@ def preview_rule(*, expression: str, user, snapshot: Snapshot | None = None) -> 
                                   "its count appears after the next run", line=exc.line, column=exc.column,
                                   token=uncomputed) from None
         raise
-    regions = dict(Region.objects.visible_to(user).filter(level=Region.Level.DISTRICT).values_list("code", "name"))
+    regions = dict(Region.objects.visible_to(user).districts().values_list("code", "name"))
     con = store.connect()
     try:
         rows = con.execute(

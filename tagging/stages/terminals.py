@@ -238,7 +238,7 @@ def publish_terminals(run, snapshot) -> dict:
     from ..models.terminals import CYCLE_BINS
 
     terminals, devices, features = (stage_sql(run.id, stage) for stage in ("terminals", DEVICES, "features"))
-    regions = dict(Region.objects.filter(level=Region.Level.DISTRICT).values_list("code", "id"))
+    regions = dict(Region.objects.districts().values_list("code", "id"))
     year_ago = run.as_of_date - timedelta(days=364)
     bins = " ".join(f"WHEN change_cycle_days >= {low} THEN {i}" for i, low in reversed(list(enumerate(CYCLE_BINS))))
     con = connect()
