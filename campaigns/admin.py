@@ -9,6 +9,7 @@ from tagging.models import Region
 
 from .models import Campaign, ContactBlackout, EventTrigger, ExportLog, PropensityModel, TriggeredTarget, TriggerPass
 from .services.campaigns import CampaignRefused, check_audience
+from .services.triggers import check_event_trigger
 
 
 @admin.register(Campaign)
@@ -104,6 +105,22 @@ class EventTriggerAdmin(CampaignScopedAdmin):
     list_display = ["campaign", "kind", "micro_area", "min_off_days", "enabled", "created_by", "created_at"]
     list_filter = ["kind", "enabled"]
     readonly_fields = ["created_by"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+
+        class Checked(form):
+            def clean(self):
+                data = super().clean()
+                if obj is None and data.get("campaign") and data.get("kind"):  # a new rule: the API's checks
+                    try:
+                        check_event_trigger(campaign=data["campaign"], user=request.user, kind=data["kind"],
+                                            micro_area=data.get("micro_area"))
+                    except CampaignRefused as exc:
+                        self.add_error(exc.field if exc.field in self.fields else None, str(exc))
+                return data
+
+        return Checked
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "campaign":

@@ -3,18 +3,16 @@ request, target lists exported, outcomes reported, results evaluated; scoped to 
 
 from __future__ import annotations
 
-from django.db.models import Count
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from microarea.api import PRODUCT_PARAMETER, area_asked, no_area, product_asked, valid_hex
+from microarea.api import PRODUCT_PARAMETER, area_asked, area_query, no_area, product_field, valid_hex
 from microarea.models import MicroArea
 from microarea.selectors import CUSTOMER_CLASSES, area_customers_sql, res9_hexes
 from tagging.api.authentication import ExpiringTokenAuthentication
@@ -24,11 +22,11 @@ from tagging.expressions import ExpressionError
 from tagging.models import IngestBatch, Product, Region
 
 from .models import Campaign, EventTrigger, ExportLog, SavedAudience
-from .services.association import product_association
-from .services.campaigns import CampaignRefused, check_audience, freeze_campaign, move_campaign
+from .selectors import campaign_evaluation, campaigns_of, product_association, saved_audiences_of, triggers_with_counts
+from .services.campaigns import CampaignRefused, create_campaign, freeze_campaign, move_campaign, save_audience
 from .services.exports import Export, ExportRefused, plan_area_export, plan_export, stream
 from .services.outcomes import OutcomesRefused, record_outcomes
-from .services.results import campaign_evaluation
+from .services.triggers import add_event_trigger
 
 
 def _export_response(export: Export, answer: str, filename: str) -> StreamingHttpResponse:
@@ -39,20 +37,8 @@ def _refused(exc: ExportRefused) -> Response:
     return Response({exc.field: [str(exc)]} if exc.field != "detail" else {"detail": str(exc)}, status=exc.status)
 
 
-def _my_districts(regions, user):
-    mine = set(Region.objects.visible_to(user).values_list("code", flat=True))
-    if not regions:
-        raise ValidationError("at least one district")
-    if others := sorted(r.code for r in regions if r.code not in mine):
-        raise ValidationError(f"not your districts: {', '.join(others)}")
-    return regions
-
-
-def _checked_audience(text: str, user, field: str) -> None:
-    try:
-        check_audience(text=text, user=user)
-    except CampaignRefused as exc:
-        raise ValidationError({field: str(exc)}) from None
+def _campaign_refused(exc: CampaignRefused) -> Response:
+    return Response({exc.field: [str(exc)]}, status=exc.status)
 
 
 class SavedAudienceSerializer(serializers.ModelSerializer):
@@ -65,12 +51,6 @@ class SavedAudienceSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "expression", "description", "regions", "owner", "created_at"]
         read_only_fields = ["owner", "created_at"]
 
-    def validate_regions(self, regions):
-        return _my_districts(regions, self.context["request"].user)
-
-    def validate(self, data):
-        _checked_audience(data["expression"], self.context["request"].user, "expression")
-        return data
 
 
 class SavedAudienceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
@@ -81,10 +61,18 @@ class SavedAudienceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixin
     permission_classes = [ModelPermissions]
 
     def get_queryset(self):
-        return SavedAudience.objects.visible_to(self.request.user).select_related("owner").prefetch_related("regions")
+        return saved_audiences_of(self.request.user)
 
-    def perform_create(self, serializer):
-        serializer.save(owner=self.request.user)
+    def create(self, request, *args, **kwargs):
+        given = self.get_serializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = given.validated_data
+        try:
+            saved = save_audience(owner=request.user, name=data["name"], expression=data["expression"],
+                                  description=data.get("description", ""), regions=[r.code for r in data["regions"]])
+        except CampaignRefused as exc:
+            return _campaign_refused(CampaignRefused(str(exc), field="expression") if exc.field == "audience" else exc)
+        return Response(self.get_serializer(saved).data, status=status.HTTP_201_CREATED)
 
 
 class CampaignSerializer(serializers.ModelSerializer):
@@ -102,22 +90,6 @@ class CampaignSerializer(serializers.ModelSerializer):
         read_only_fields = ["status", "owner", "created_at", "snapshot", "seed", "tag_versions", "counts", "frozen_at"]
         extra_kwargs = {"audience": {"required": False}}
 
-    def validate_regions(self, regions):
-        return _my_districts(regions, self.context["request"].user)
-
-    def validate(self, data):
-        user = self.context["request"].user
-        if data["end_date"] < data["start_date"]:
-            raise ValidationError({"end_date": "ends before it starts"})
-        saved = data.get("saved_audience")
-        if saved is not None:
-            if not SavedAudience.objects.visible_to(user).filter(pk=saved.pk).exists():
-                raise ValidationError({"saved_audience": f"no saved audience {saved.pk} in your regions"})
-            data["audience"] = data.get("audience") or saved.expression
-        if not data.get("audience"):
-            raise ValidationError({"audience": "an audience expression, or a saved_audience to take it from"})
-        _checked_audience(data["audience"], user, "audience")
-        return data
 
 
 class EventTriggerSerializer(serializers.ModelSerializer):
@@ -128,18 +100,6 @@ class EventTriggerSerializer(serializers.ModelSerializer):
         fields = ["id", "kind", "micro_area", "min_off_days", "enabled", "created_at", "added"]
         read_only_fields = ["created_at"]
 
-    def validate(self, data):
-        campaign = self.context["campaign"]
-        if campaign.status in (Campaign.Status.DRAFT, Campaign.Status.CLOSED):
-            raise ValidationError({"campaign": f"the campaign is {campaign.get_status_display()}: rules go on frozen or "
-                                               "running campaigns"})
-        area = data.get("micro_area")
-        if data["kind"] == EventTrigger.Kind.ENTERED_AREA and area is None:
-            raise ValidationError({"micro_area": "entered_area needs the micro-area entered"})
-        if area is not None and not MicroArea.objects.visible_to(self.context["request"].user).filter(
-                pk=area.pk, region__code__in=campaign.counts.get("districts", [])).exists():
-            raise ValidationError({"micro_area": f"no micro-area {area.pk} in this campaign's districts of yours"})
-        return data
 
 
 class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -159,10 +119,22 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         return super().get_permissions()
 
     def get_queryset(self):
-        return Campaign.objects.visible_to(self.request.user).select_related("product", "owner", "snapshot").prefetch_related("regions")
+        return campaigns_of(self.request.user)
 
-    def perform_create(self, serializer):
-        serializer.save(owner=self.request.user)
+    def create(self, request, *args, **kwargs):
+        given = self.get_serializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = given.validated_data
+        try:
+            campaign = create_campaign(
+                owner=request.user, name=data["name"], product=data["product"], audience=data.get("audience", ""),
+                channel=data["channel"], start_date=data["start_date"], end_date=data["end_date"],
+                regions=[r.code for r in data["regions"]], holdout_share=data.get("holdout_share", 0.1),
+                control_kind=data.get("control_kind", Campaign.ControlKind.HOLDOUT),
+                saved_audience=data.get("saved_audience"))
+        except CampaignRefused as exc:
+            return _campaign_refused(exc)
+        return Response(self.get_serializer(campaign).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: CampaignSerializer, 400: dict})
     @action(detail=True, methods=["post"])
@@ -170,7 +142,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         try:
             campaign = freeze_campaign(campaign=self.get_object(), user=request.user, seed=None)
         except CampaignRefused as exc:
-            return Response({exc.field: [str(exc)]}, status=exc.status)
+            return _campaign_refused(exc)
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
 
     @extend_schema(request=None, responses={200: CampaignSerializer, 400: dict})
@@ -189,7 +161,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         try:
             campaign = move_campaign(campaign=self.get_object(), step=step, user=request.user)
         except CampaignRefused as exc:
-            return Response({exc.field: [str(exc)]}, status=exc.status)
+            return _campaign_refused(exc)
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
 
     @extend_schema(request=EventTriggerSerializer, responses={200: EventTriggerSerializer(many=True), 201: EventTriggerSerializer,
@@ -201,11 +173,14 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         events batch adds the subscribers a rule matches to its list, policy and holdout applied."""
         campaign = self.get_object()
         if request.method == "GET":
-            rules = campaign.triggers.annotate(added=Count("targets")).select_related("micro_area")
+            rules = triggers_with_counts(campaign)
             return Response(EventTriggerSerializer(rules, many=True).data)
-        serializer = EventTriggerSerializer(data=request.data, context={"request": request, "campaign": campaign})
-        serializer.is_valid(raise_exception=True)
-        trigger = serializer.save(campaign=campaign, created_by=request.user)
+        given = EventTriggerSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            trigger = add_event_trigger(campaign=campaign, user=request.user, **given.validated_data)
+        except CampaignRefused as exc:
+            return _campaign_refused(exc)
         return Response(EventTriggerSerializer(trigger).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["csv", "json"], description="default csv"),
@@ -314,18 +289,8 @@ class AreaTargetsView(APIView):
     throttle_scope = "export"
 
     def export(self, request, hexes, kind: str, described: dict, name: str):
-        errors = {}
-        product = product_asked(request, errors)
-        if product is None and not errors:
-            errors["product"] = ["a product code is needed"]
-        classes = tuple(request.query_params.get("class", "demand,potential").split(","))
-        if unknown := [c for c in classes if c not in CUSTOMER_CLASSES]:
-            errors["class"] = [f"{', '.join(unknown)}: not one of {', '.join(CUSTOMER_CLASSES)}"]
-        answer = request.query_params.get("format", "csv")
-        if answer not in ("csv", "json"):
-            errors["format"] = ["csv or json"]
-        if errors:
-            return Response(errors, status=status.HTTP_400_BAD_REQUEST)
+        asked = area_query(request, AreaTargetsQuery)
+        product, classes, answer = asked["product"], asked["class"], asked["format"]
         snapshot = snapshot_asked(request)
         customers = area_customers_sql(snapshot=snapshot, user=request.user, hexes=hexes, product=product, classes=classes)
         filters = {**described, "product": product.code, "classes": list(classes), "snapshot": snapshot.id}
@@ -334,6 +299,22 @@ class AreaTargetsView(APIView):
         except ExportRefused as exc:
             return _refused(exc)
         return _export_response(export, answer, f"{name}-{product.code}-targets.csv")
+
+
+class AreaTargetsQuery(serializers.Serializer):
+    product = product_field(required=True)
+    format = serializers.ChoiceField(choices=["csv", "json"], default="csv", error_messages={"invalid_choice": "csv or json"})
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["class"] = serializers.CharField(default="demand,potential")  # a Python keyword, so declared here
+        return fields
+
+    def validate_class(self, value: str) -> tuple[str, ...]:
+        classes = tuple(value.split(","))
+        if unknown := [c for c in classes if c not in CUSTOMER_CLASSES]:
+            raise serializers.ValidationError(f"{', '.join(unknown)}: not one of {', '.join(CUSTOMER_CLASSES)}")
+        return classes
 
 
 class MicroAreaTargetsView(AreaTargetsView):

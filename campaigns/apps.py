@@ -14,7 +14,8 @@ class CampaignsConfig(AppConfig):
         from tagging.services.ingest import ACCEPTED_HOOKS
 
         from .models import Campaign
-        from .services.campaigns import campaign_on_map, campaigns_on_map, contact_list_keys
+        from .selectors import campaign_on_map, campaigns_on_map
+        from .services.campaigns import contact_list_keys
         from .stages import propensity  # noqa: F401  (registers the propensity stage and its features)
         from .tasks import apply_event_triggers_task
 

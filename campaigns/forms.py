@@ -39,13 +39,3 @@ class CampaignForm(forms.Form):
         today = timezone.localdate()
         self.fields["start_date"].initial = today + timedelta(days=1)
         self.fields["end_date"].initial = today + timedelta(days=14)
-
-    def clean(self):
-        data = super().clean()
-        saved = data.get("saved_audience")
-        if not data.get("audience", "").strip():
-            if saved is None:
-                self.add_error("audience", "写一个受众表达式或选择已保存受众 Write an audience or pick a saved one")
-            else:
-                data["audience"] = saved.expression
-        return data

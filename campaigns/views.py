@@ -11,7 +11,8 @@ from microarea.models import MicroArea
 from tagging.charts import bar_chart
 
 from .forms import CampaignForm
-from .models import Campaign, SavedAudience
+from .models import Campaign
+from .selectors import campaign_evaluation, campaigns_of, saved_audiences_of
 from .services.campaigns import (
     EXCLUSION_LABELS,
     CampaignRefused,
@@ -20,7 +21,6 @@ from .services.campaigns import (
     move_campaign,
     next_steps,
 )
-from .services.results import campaign_evaluation
 
 CHART_HEIGHT = 160  # px of the tallest bar in the report's rate chart
 
@@ -28,7 +28,7 @@ CHART_HEIGHT = 160  # px of the tallest bar in the report's rate chart
 @login_required
 @permission_required("campaigns.view_campaign", raise_exception=True)
 def campaign_list(request):
-    campaigns = Campaign.objects.visible_to(request.user).select_related("product", "owner")
+    campaigns = campaigns_of(request.user)
     return render(request, "campaigns/list.html", {"campaigns": campaigns})
 
 
@@ -56,7 +56,7 @@ def campaign_new(request):
 def _initial(request) -> dict:
     initial = {"audience": request.GET.get("expression", "")}
     saved = request.GET.get("saved", "")
-    if saved.isdigit() and (audience := SavedAudience.objects.visible_to(request.user).filter(pk=int(saved)).first()):
+    if saved.isdigit() and (audience := saved_audiences_of(request.user).filter(pk=int(saved)).first()):
         initial.update(saved_audience=audience, audience=initial["audience"] or audience.expression)
     return initial
 
@@ -72,7 +72,7 @@ STEP_DONE = {"freeze": "已冻结 Frozen: the target list and control group are 
 @require_POST
 def campaign_step(request, pk: int, step: str):
     """Freeze, start or close a campaign of the user's regions; a refused step changes nothing and says why."""
-    campaign = get_object_or_404(Campaign.objects.visible_to(request.user), pk=pk)
+    campaign = get_object_or_404(campaigns_of(request.user), pk=pk)
     try:
         if step == "freeze":
             freeze_campaign(campaign=campaign, user=request.user)
@@ -90,7 +90,7 @@ def campaign_step(request, pk: int, step: str):
 def campaign_report(request, pk: int):
     """Target against control: the rates with their intervals as an inline SVG chart (nothing fetched at
     run time), lift, uplift and p-value, overall and per district; what was excluded and why."""
-    campaign = get_object_or_404(Campaign.objects.visible_to(request.user).select_related("product", "snapshot"), pk=pk)
+    campaign = get_object_or_404(campaigns_of(request.user), pk=pk)
     excluded = campaign.counts.get("excluded", {})
     context = {"campaign": campaign, "excluded": [(EXCLUSION_LABELS.get(code, code), n) for code, n in excluded.items()],
                "steps": [(step, STEP_LABELS[step]) for step in next_steps(campaign)]}

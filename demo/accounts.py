@@ -38,6 +38,6 @@ def create_demo_accounts() -> list[DemoAccount]:
     for account in DEMO_ACCOUNTS:
         user, _ = User.objects.get_or_create(username=account.username)
         user.set_password(account.password)
-        user.save()
+        user.save(update_fields=["password"])
         assign_role(user=user, role=account.role, region_codes=list(account.regions))
     return DEMO_ACCOUNTS

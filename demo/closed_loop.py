@@ -14,10 +14,10 @@ import numpy as np
 from django.utils import timezone
 
 from campaigns.models import Campaign
+from campaigns.selectors import campaign_evaluation
 from campaigns.services.campaigns import create_campaign, freeze_campaign, move_campaign
 from campaigns.services.exports import plan_export, stream
 from campaigns.services.outcomes import record_outcomes
-from campaigns.services.results import campaign_evaluation
 from microarea.selectors import visible_districts
 from simulation.responses import draw_outcomes
 from tagging.models import Product, Snapshot

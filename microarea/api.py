@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
+import django_filters
 import h3
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -46,6 +47,15 @@ def as_feature(area: MicroArea) -> dict:
     }}
 
 
+class MicroAreaFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=MicroArea.Kind.choices,
+                                       error_messages={"invalid_choice": f"one of {', '.join(MicroArea.Kind.values)}"})
+
+    class Meta:
+        model = MicroArea
+        fields = ["kind"]
+
+
 class MicroAreaCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=64)
     kind = serializers.ChoiceField(choices=MicroArea.Kind.choices, default=MicroArea.Kind.CUSTOM)
@@ -75,12 +85,10 @@ class MicroAreaListView(APIView):
 
     @extend_schema(parameters=[KIND_PARAMETER], responses=dict)
     def get(self, request):
-        areas = MicroArea.objects.visible_to(request.user).select_related("region")
-        kind = request.query_params.get("kind")
-        if kind:
-            if kind not in MicroArea.Kind.values:
-                return Response({"kind": [f"one of {', '.join(MicroArea.Kind.values)}"]}, status=status.HTTP_400_BAD_REQUEST)
-            areas = areas.filter(kind=kind)
+        areas = MicroAreaFilter(request.query_params, MicroArea.objects.visible_to(request.user).select_related("region"))
+        if not areas.is_valid():
+            return Response(areas.errors, status=status.HTTP_400_BAD_REQUEST)
+        areas = areas.qs
         return Response({"type": "FeatureCollection", "features": [as_feature(a) for a in areas]})
 
     @extend_schema(request=MicroAreaCreateSerializer, responses={201: dict, 400: dict})
@@ -100,28 +108,50 @@ class MicroAreaListView(APIView):
         return Response(as_feature(area), status=status.HTTP_201_CREATED)
 
 
-def product_asked(request, errors: dict) -> Product | None:
-    """The product named by ?product=, or None; a product that does not exist is an error in `errors`."""
-    code = request.query_params.get("product")
-    if not code:
-        return None
-    product = Product.objects.select_related("demand_tag", "potential_tag").filter(code=code).first()
-    if product is None:
-        errors["product"] = [f"no product {code!r}"]
-    return product
+def _one_of(values) -> dict:
+    return {"invalid_choice": f"one of {', '.join(map(str, values))}"}
 
 
-def target_list_asked(request, errors: dict) -> TargetList | None:
-    """The campaign named by ?campaign= as a target list, or None; one that is not a frozen campaign of the
-    user's regions is an error in `errors`."""
-    asked = request.query_params.get("campaign")
-    if not asked:
-        return None
-    source = TARGET_LISTS.get("campaign")
-    found = source.find(request.user, int(asked)) if source and asked.isdigit() else None
-    if found is None:
-        errors["campaign"] = [f"no frozen campaign {asked!r} in your regions"]
-    return found
+def product_field(*, required: bool = False) -> serializers.SlugRelatedField:
+    """?product=: a product code (what area panels, maps and exports are about)."""
+    return serializers.SlugRelatedField(
+        slug_field="code", queryset=Product.objects.select_related("demand_tag", "potential_tag"), required=required,
+        error_messages={"does_not_exist": "no product '{value}'", "required": "a product code is needed"})
+
+
+class AreaQuery(serializers.Serializer):
+    """?product= and ?campaign=, as every area panel and map reads them (context: the request)."""
+
+    product = product_field()
+    campaign = serializers.CharField(required=False, help_text="A frozen campaign of your regions, as a target list")
+
+    def validate_campaign(self, asked: str) -> TargetList:
+        source = TARGET_LISTS.get("campaign")
+        found = source.find(self.context["request"].user, int(asked)) if source and asked.isdigit() else None
+        if found is None:
+            raise serializers.ValidationError(f"no frozen campaign {asked!r} in your regions")
+        return found
+
+
+def area_query(request, query: type[AreaQuery] = AreaQuery) -> dict:
+    """The request's query parameters read by `query`; a ValidationError (400, by field) otherwise."""
+    given = query(data=request.query_params, context={"request": request})
+    given.is_valid(raise_exception=True)
+    return given.validated_data
+
+
+class HexQuery(AreaQuery):
+    resolution = serializers.ChoiceField(choices=RESOLUTIONS, default=8, error_messages=_one_of(RESOLUTIONS))
+    metric = serializers.ChoiceField(choices=list(HEX_METRICS), default="subscribers", error_messages=_one_of(HEX_METRICS))
+    basis = serializers.ChoiceField(choices=["home", "work"], default="home", error_messages={"invalid_choice": "home or work"})
+
+    def validate(self, data):
+        metric = data["metric"]
+        if metric in PRODUCT_METRICS and "product" not in data:
+            raise serializers.ValidationError({"product": [f"{metric} needs a product code"]})
+        if metric in LIST_METRICS and "campaign" not in data:
+            raise serializers.ValidationError({"campaign": [f"{metric} needs a campaign id"]})
+        return data
 
 
 @lru_cache(maxsize=200_000)
@@ -145,29 +175,11 @@ class HexView(APIView):
 
     @extend_schema(parameters=HEX_PARAMETERS, responses=dict)
     def get(self, request):
-        params = request.query_params
-        errors = {}
-        resolution = params.get("resolution", "8")
-        if not resolution.isdigit() or int(resolution) not in RESOLUTIONS:
-            errors["resolution"] = [f"one of {', '.join(map(str, RESOLUTIONS))}"]
-        metric = params.get("metric", "subscribers")
-        if metric not in HEX_METRICS:
-            errors["metric"] = [f"one of {', '.join(HEX_METRICS)}"]
-        basis = params.get("basis", "home")
-        if basis not in ("home", "work"):
-            errors["basis"] = ["home or work"]
-        product = params.get("product")
-        if metric in PRODUCT_METRICS and not product:
-            errors["product"] = [f"{metric} needs a product code"]
-        else:
-            product_asked(request, errors)
-        target_list = target_list_asked(request, errors)
-        if metric in LIST_METRICS and target_list is None and "campaign" not in errors:
-            errors["campaign"] = [f"{metric} needs a campaign id"]
-        if errors:
-            return Response(errors, status=status.HTTP_400_BAD_REQUEST)
+        asked = area_query(request, HexQuery)
+        resolution, metric, basis, target_list = asked["resolution"], asked["metric"], asked["basis"], asked.get("campaign")
+        product = asked["product"].code if "product" in asked else None
         snapshot = snapshot_asked(request)
-        rows = hex_metric(snapshot=snapshot, user=request.user, resolution=int(resolution), metric=metric,
+        rows = hex_metric(snapshot=snapshot, user=request.user, resolution=resolution, metric=metric,
                           basis=basis, product=product, target_list=target_list, minimum=settings.AREA_MIN_COUNT)
         head = {"type": "FeatureCollection", "snapshot": str(snapshot.as_of_date), "resolution": int(resolution),
                 "metric": metric, "metric_label": HEX_METRICS[metric][2], "basis": basis, "product": product,
@@ -195,13 +207,9 @@ def no_area(pk: int) -> Response:
 
 
 def _stats_response(request, hexes, described: dict):
-    errors = {}
-    product = product_asked(request, errors)
-    target_list = target_list_asked(request, errors)
-    if errors:
-        return Response(errors, status=status.HTTP_400_BAD_REQUEST)
-    stats = area_stats(snapshot=snapshot_asked(request), user=request.user, hexes=hexes, product=product,
-                       target_list=target_list, minimum=settings.AREA_MIN_COUNT)
+    asked = area_query(request)
+    stats = area_stats(snapshot=snapshot_asked(request), user=request.user, hexes=hexes, product=asked.get("product"),
+                       target_list=asked.get("campaign"), minimum=settings.AREA_MIN_COUNT)
     return Response({**described, **stats})
 
 

@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 from pyroaring import BitMap
 
-from microarea.selectors import TargetList, visible_districts
+from microarea.selectors import visible_districts
 from tagging.bitmaps import to_bitmap
 from tagging.expressions import ExpressionError
 from tagging.lake import store
@@ -84,27 +84,6 @@ def contacted_sql(campaign: Campaign) -> str:
     """A condition on the list's "group": whom field teams are given to contact, the targets and a random
     control group alike, never a holdout."""
     return "true" if campaign.control_kind == Campaign.ControlKind.RANDOM else "\"group\" = 'target'"
-
-
-def _on_map(campaign: Campaign) -> TargetList:
-    return TargetList(id=campaign.id, label=f"{campaign.name} · {campaign.product.name} ({campaign.get_status_display()})",
-                      members_sql=f"(SELECT subscriber_id FROM {target_list_sql(campaign)} WHERE {contacted_sql(campaign)})")
-
-
-def _mapped(user):
-    return (Campaign.objects.visible_to(user).exclude(status=Campaign.Status.DRAFT).filter(snapshot__isnull=False)
-            .select_related("product"))
-
-
-def campaigns_on_map(user, *, limit: int = 100) -> list[TargetList]:
-    """The latest frozen campaigns of the user's regions, newest first, as the lists field teams contact (what
-    their exports hold) that the micro-area map counts where they live. Older ones stay reachable by id."""
-    return [_on_map(c) for c in _mapped(user)[:limit] if targets_path(c).exists()]
-
-
-def campaign_on_map(user, campaign_id: int) -> TargetList | None:
-    campaign = _mapped(user).filter(pk=campaign_id).first()
-    return _on_map(campaign) if campaign is not None and targets_path(campaign).exists() else None
 
 
 def residents_sql(campaign: Campaign, area) -> tuple[str, dict]:
@@ -280,26 +259,50 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
         locked.counts = {"audience": len(audience), "excluded": excluded, "eligible": len(eligible),
                          "targets": int((~control).sum()), "control": int(control.sum()),
                          "control_kind": campaign.control_kind, "districts": districts}
-        locked.save()
+        locked.save(update_fields=["snapshot", "seed", "status", "frozen_at", "frozen_by", "tag_versions", "counts"])
     return locked
+
+
+def _own_districts(user, codes: list[str]):
+    """The districts named, every one of them the user's; refused naming the others."""
+    if not codes:
+        raise CampaignRefused("at least one district", field="regions")
+    districts = Region.objects.visible_to(user).districts().filter(code__in=codes)
+    if others := sorted(set(codes) - set(districts.values_list("code", flat=True))):
+        raise CampaignRefused(f"not your districts: {', '.join(others)}", field="regions")
+    return districts
 
 
 def create_campaign(*, owner, name: str, product, audience: str, channel: str, start_date, end_date, regions: list[str],
                     holdout_share: float = 0.1, control_kind: str = Campaign.ControlKind.HOLDOUT,
                     saved_audience: SavedAudience | None = None) -> Campaign:
-    """A draft campaign in the owner's districts, its audience checked first (naming the position)."""
-    check_audience(text=audience, user=owner)
+    """A draft campaign in the owner's districts, its audience (typed, or taken from a saved audience of the owner's
+    regions when none is typed) checked first, naming the position. The pages and the API both create through it."""
+    if saved_audience is not None and not SavedAudience.objects.visible_to(owner).filter(pk=saved_audience.pk).exists():
+        raise CampaignRefused(f"no saved audience {saved_audience.pk} in your regions", field="saved_audience")
+    audience = (audience or "").strip() or (saved_audience.expression if saved_audience else "")
+    if not audience:
+        raise CampaignRefused("Write an audience or pick a saved one", field="audience")
     if end_date < start_date:
         raise CampaignRefused("the campaign ends before it starts", field="end_date")
-    districts = Region.objects.visible_to(owner).districts().filter(code__in=regions)
-    if not districts.exists():
-        raise CampaignRefused(f"none of {', '.join(regions)} is one of your districts", field="regions")
+    districts = _own_districts(owner, regions)
+    check_audience(text=audience, user=owner)
     with transaction.atomic():
         campaign = Campaign.objects.create(owner=owner, name=name, product=product, audience=audience, channel=channel,
                                            start_date=start_date, end_date=end_date, holdout_share=holdout_share,
                                            control_kind=control_kind, saved_audience=saved_audience)
         campaign.regions.set(districts)
     return campaign
+
+
+def save_audience(*, owner, name: str, expression: str, regions: list[str], description: str = "") -> SavedAudience:
+    """An audience kept under a name for campaigns of these districts (the owner's) to reuse, checked first."""
+    districts = _own_districts(owner, regions)
+    check_audience(text=expression, user=owner)
+    with transaction.atomic():
+        saved = SavedAudience.objects.create(owner=owner, name=name, expression=expression, description=description)
+        saved.regions.set(districts)
+    return saved
 
 
 # Which status each step of the lifecycle moves a campaign from, and to.

@@ -26,9 +26,31 @@ from tagging.models import IngestBatch, Snapshot
 from tagging.stages import write_table_atomically
 
 from ..models import Campaign, EventTrigger, TriggeredTarget, TriggerPass
-from .campaigns import excluded_now, target_list_sql, triggered_path
+from .campaigns import CampaignRefused, excluded_now, target_list_sql, triggered_path
 
 AREA_LOOKBACK_DAYS = 30  # "first seen" in an area: no event at its cells in this many days before
+
+
+def check_event_trigger(*, campaign: Campaign, user, kind: str, micro_area=None) -> None:
+    """A new event rule goes on a frozen or running campaign; an area rule names a micro-area of the campaign's
+    districts that the user sees. Admin's form checks a rule with it; the API adds one with add_event_trigger."""
+    from microarea.models import MicroArea
+
+    if campaign.status in (Campaign.Status.DRAFT, Campaign.Status.CLOSED):
+        raise CampaignRefused(f"the campaign is {campaign.get_status_display()}: rules go on frozen or running campaigns",
+                              field="campaign")
+    if kind == EventTrigger.Kind.ENTERED_AREA and micro_area is None:
+        raise CampaignRefused("entered_area needs the micro-area entered", field="micro_area")
+    if micro_area is not None and not MicroArea.objects.visible_to(user).filter(
+            pk=micro_area.pk, region__code__in=campaign.counts.get("districts", [])).exists():
+        raise CampaignRefused(f"no micro-area {micro_area.pk} in this campaign's districts of yours", field="micro_area")
+
+
+def add_event_trigger(*, campaign: Campaign, user, kind: str, micro_area=None, min_off_days: int = 3,
+                      enabled: bool = True) -> EventTrigger:
+    check_event_trigger(campaign=campaign, user=user, kind=kind, micro_area=micro_area)
+    return EventTrigger.objects.create(campaign=campaign, kind=kind, micro_area=micro_area, min_off_days=min_off_days,
+                                       enabled=enabled, created_by=user)
 
 
 def _matching_sql(trigger: EventTrigger, batch: str) -> tuple[str, dict]:

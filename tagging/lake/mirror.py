@@ -30,7 +30,7 @@ def _regions(con: duckdb.DuckDBPyConnection, source: str, batch_id: int) -> None
         region, _ = Region.objects.get_or_create(code=code, defaults={"name": name, "level": level})
         region.name, region.name_en, region.level = name, name_en, level
         region.parent = Region.objects.get(code=parent_code) if parent_code else None
-        region.save()
+        region.save(update_fields=["name", "name_en", "level", "parent", "path"])
 
 
 def _products(con: duckdb.DuckDBPyConnection, source: str, batch_id: int) -> None:

@@ -1,4 +1,7 @@
-"""A campaign's result: the target group against the control group, in the caller's districts.
+"""Campaigns' reads: the campaigns and rules a user sees, campaign target lists on the micro-area map, a
+campaign's result (target against control group) and the product association matrix.
+
+A campaign's result: the target group against the control group, in the caller's districts.
 
 What counts as success depends on the control group (Campaign.control_kind):
 - a holdout is never contacted, so whole groups are compared on taking the product up (a subscription
@@ -11,16 +14,66 @@ propensity decile in the frozen snapshot (the gains chart): a random group's, or
 
 from __future__ import annotations
 
+import numpy as np
+from django.conf import settings
+from django.db.models import Count
+
+from microarea.selectors import TargetList, visible_districts
 from tagging.lake import store
 from tagging.lake.sql import empty_relation
-from tagging.models import Region
+from tagging.models import Product, Region, Snapshot
+from tagging.services.audiences import current_snapshot
 from tagging.stages import stage_files
+from tagging.stages.features import product_feature
 
-from ..evaluation import Group, compare, gains_table
-from ..models import Campaign
-from ..stages.propensity import STAGE as PROPENSITY
-from ..stages.propensity import score_name
-from .campaigns import campaign_districts, residents_sql, target_list_sql
+from .association import association_rules, seed_audience
+from .evaluation import Group, compare, gains_table
+from .models import Campaign, SavedAudience
+from .services.campaigns import campaign_districts, contacted_sql, residents_sql, target_list_sql, targets_path
+from .stages.propensity import STAGE as PROPENSITY
+from .stages.propensity import score_name
+
+
+def campaigns_of(user):
+    """The campaigns of the user's regions, with what their lists and pages show."""
+    return Campaign.objects.visible_to(user).select_related("product", "owner", "snapshot").prefetch_related("regions")
+
+
+def saved_audiences_of(user):
+    return SavedAudience.objects.visible_to(user).select_related("owner").prefetch_related("regions")
+
+
+def triggers_with_counts(campaign: Campaign):
+    """The campaign's event rules, each with how many subscribers it added."""
+    return campaign.triggers.annotate(added=Count("targets")).select_related("micro_area")
+
+
+# --- target lists on the micro-area map ---------------------------------------------------------------------
+
+
+def _on_map(campaign: Campaign) -> TargetList:
+    return TargetList(id=campaign.id, label=f"{campaign.name} · {campaign.product.name} ({campaign.get_status_display()})",
+                      members_sql=f"(SELECT subscriber_id FROM {target_list_sql(campaign)} WHERE {contacted_sql(campaign)})")
+
+
+def _mapped(user):
+    return (Campaign.objects.visible_to(user).exclude(status=Campaign.Status.DRAFT).filter(snapshot__isnull=False)
+            .select_related("product"))
+
+
+def campaigns_on_map(user, *, limit: int = 100) -> list[TargetList]:
+    """The latest frozen campaigns of the user's regions, newest first, as the lists field teams contact (what
+    their exports hold) that the micro-area map counts where they live. Older ones stay reachable by id."""
+    return [_on_map(c) for c in _mapped(user)[:limit] if targets_path(c).exists()]
+
+
+def campaign_on_map(user, campaign_id: int) -> TargetList | None:
+    campaign = _mapped(user).filter(pk=campaign_id).first()
+    return _on_map(campaign) if campaign is not None and targets_path(campaign).exists() else None
+
+
+# --- a campaign's result ------------------------------------------------------------------------------------
+
 
 COUNTS = ("members", "converted", "contacted", "reported_converted")
 BASIS = {
@@ -89,4 +142,35 @@ def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
         "by_district": [{"region": code, "name": names.get(code, code), **summary([r for r in rows if r[0] == code])}
                         for code in districts],
         "gains_group": gains_group, "gains": gains_table({grade: tuple(v) for grade, v in by_decile.items()}),
+    }
+
+
+# --- the product association matrix ------------------------------------------------------------------------
+
+
+def product_association(*, user, snapshot: Snapshot | None = None) -> dict:
+    snapshot = snapshot or current_snapshot()
+    files = stage_files(snapshot.run_id, "features")
+    con = store.reader()
+    try:
+        columns = {d[0] for d in con.execute(f"SELECT * FROM read_parquet({store.files_sql(files)}) LIMIT 0").description}
+        codes = [c for c in Product.objects.order_by("code").values_list("code", flat=True) if product_feature(c) in columns]
+        held = [f'"{product_feature(c)}"' for c in codes]
+        # One pass: each product's holders and every pair's, among active subscribers of the user's districts.
+        sums = [f"count(*) FILTER (WHERE {a})" for a in held] + [f"count(*) FILTER (WHERE {a} AND {b})" for a in held for b in held]
+        counts = con.execute(
+            f"SELECT count(*), {', '.join(sums) or '0'} FROM read_parquet({store.files_sql(files)}) "
+            f"WHERE status = 'active' AND region_code IN (SELECT unnest($districts::VARCHAR[]))",
+            {"districts": visible_districts(user)}).fetchone()
+    finally:
+        con.close()
+    n, k = counts[0], len(codes)
+    holders, both = np.array(counts[1:1 + k]), np.array(counts[1 + k:]).reshape(k, k)
+    rules = association_rules(codes, n, holders, both)
+    return {
+        "snapshot": str(snapshot.as_of_date), "subscribers": n,
+        "products": [{"code": c, "holders": int(h), "share": h / n if n else None} for c, h in zip(codes, holders)],
+        "rules": rules,
+        "seed_audiences": {c: seed_audience(c, rules, min_lift=settings.ASSOCIATION_MIN_LIFT,
+                                            min_support=settings.ASSOCIATION_MIN_SUPPORT) for c in codes},
     }
