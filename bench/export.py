@@ -71,7 +71,7 @@ def main() -> None:
     # The least-held product: its holders are left out of its campaigns, and the list should be near a million.
     campaign = Campaign.objects.create(name="bench", product=Product.objects.get(code="roaming_pack"),
                                        audience="comm_active or not comm_active", channel="outbound_call",
-                                       start_date=date(2026, 11, 1), end_date=date(2026, 11, 30), holdout_share="0.01",
+                                       start_date=date(2026, 11, 1), end_date=date(2026, 11, 30), control_share="0.01",
                                        owner=manager)
     campaign.regions.set(Region.objects.filter(code__in=districts))
     campaign = freeze_campaign(campaign=campaign, user=manager, seed=1)

@@ -14,7 +14,7 @@ from .services.triggers import check_event_trigger
 
 @admin.register(Campaign)
 class CampaignAdmin(RegionScopedAdmin):
-    list_display = ["name", "product", "channel", "status", "start_date", "end_date", "holdout_share", "targets",
+    list_display = ["name", "product", "channel", "status", "start_date", "end_date", "control_share", "targets",
                     "control", "owner", "frozen_at"]
     list_filter = ["status", "channel", "product"]
     search_fields = ["name", "audience"]

@@ -84,7 +84,7 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Campaign
-        fields = ["id", "name", "product", "audience", "saved_audience", "channel", "start_date", "end_date", "holdout_share", "control_kind", "regions",
+        fields = ["id", "name", "product", "audience", "saved_audience", "channel", "start_date", "end_date", "control_share", "control_kind", "regions",
                   "status", "owner", "created_at", "snapshot", "snapshot_date", "seed", "tag_versions", "counts",
                   "frozen_at"]
         read_only_fields = ["status", "owner", "created_at", "snapshot", "seed", "tag_versions", "counts", "frozen_at"]
@@ -129,7 +129,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
             campaign = create_campaign(
                 owner=request.user, name=data["name"], product=data["product"], audience=data.get("audience", ""),
                 channel=data["channel"], start_date=data["start_date"], end_date=data["end_date"],
-                regions=[r.code for r in data["regions"]], holdout_share=data.get("holdout_share", 0.1),
+                regions=[r.code for r in data["regions"]], control_share=data.get("control_share", 0.1),
                 control_kind=data.get("control_kind", Campaign.ControlKind.HOLDOUT),
                 saved_audience=data.get("saved_audience"))
         except CampaignRefused as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
 from scipy.stats import norm
 
 
@@ -68,12 +67,6 @@ def compare(target: Group, control: Group, *, confidence: float = 0.95) -> Compa
                 log_spread = math.sqrt(1 / target.converted - 1 / target.contacted + 1 / control.converted - 1 / control.contacted)
                 lift_low, lift_high = (lift * math.exp(-z_crit * log_spread), lift * math.exp(z_crit * log_spread))
     return Comparison(p1, p2, lift, lift_low, lift_high, uplift, uplift_low, uplift_high, z, p_value, confidence)
-
-
-def gains_by_decile(deciles: np.ndarray, converted: np.ndarray) -> list[dict]:
-    """gains_table() of one row per subscriber: their propensity decile and whether they converted."""
-    deciles, converted = np.asarray(deciles), np.asarray(converted, dtype=bool)
-    return gains_table({d: (int((deciles == d).sum()), int(converted[deciles == d].sum())) for d in range(1, 11)})
 
 
 def gains_table(counts: dict[int, tuple[int, int]]) -> list[dict]:

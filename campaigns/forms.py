@@ -24,7 +24,7 @@ class CampaignForm(forms.Form):
     end_date = forms.DateField(label="结束 End", widget=forms.DateInput(attrs={"type": "date"}))
     control_kind = forms.ChoiceField(label="对照组 Control group", choices=Campaign.ControlKind.choices,
                                      initial=Campaign.ControlKind.HOLDOUT, widget=forms.RadioSelect)
-    holdout_share = forms.DecimalField(label="对照组比例 Control share", min_value=Decimal("0.01"), max_value=Decimal("0.5"),
+    control_share = forms.DecimalField(label="对照组比例 Control share", min_value=Decimal("0.01"), max_value=Decimal("0.5"),
                                        decimal_places=3, initial=Decimal("0.1"),
                                        help_text="Size of the control group as a share of the eligible audience (0.01-0.5)")
     regions = forms.ModelMultipleChoiceField(label="区县 Districts", queryset=Region.objects.none(),

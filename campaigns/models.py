@@ -61,7 +61,7 @@ class Campaign(models.Model):
         HOLDOUT = "holdout", "留存对照组 Holdout: a share of the audience, never contacted"
         RANDOM = "random", "随机对照组 Random group: drawn from all eligible subscribers, contacted alike"
 
-    holdout_share = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.100"),
+    control_share = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.100"),
                                         validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("0.5"))],
                                         help_text="Size of the control group as a share of the eligible audience")
     control_kind = models.CharField(

@@ -43,7 +43,7 @@ def campaign_new(request):
             campaign = create_campaign(
                 owner=request.user, name=data["name"], product=data["product"], audience=data["audience"],
                 channel=data["channel"], start_date=data["start_date"], end_date=data["end_date"],
-                regions=[r.code for r in data["regions"]], holdout_share=data["holdout_share"],
+                regions=[r.code for r in data["regions"]], control_share=data["control_share"],
                 control_kind=data["control_kind"], saved_audience=data["saved_audience"])
         except CampaignRefused as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))

@@ -34,7 +34,7 @@ def run_closed_loop(*, city: Path, manager, field_teams: list, product_code: str
         owner=manager, name=f"{product_code} 倾向营销 closed loop (decile >= {min_decile})",
         product=Product.objects.get(code=product_code), audience=f"propensity_{product_code} >= {min_decile}",
         channel=Campaign.Channel.OUTBOUND_CALL, start_date=start, end_date=start + timedelta(days=13),
-        regions=districts, holdout_share=control_share, control_kind=Campaign.ControlKind.RANDOM)
+        regions=districts, control_share=control_share, control_kind=Campaign.ControlKind.RANDOM)
     campaign = freeze_campaign(campaign=campaign, user=manager, seed=seed)
     campaign = move_campaign(campaign=campaign, step="start", user=manager)
     for team, user in enumerate(field_teams):

@@ -457,8 +457,3 @@ class _Shapes(BitmapResolver):
         return frozenset()
 
 
-def symbols_from(entries: Mapping[str, str], *, kind: str = "feature") -> dict[str, Symbol]:
-    """{name: type} -> symbols, a convenience for catalogues and tests."""
-    return {name: Symbol(name, Type(type_), kind) for name, type_ in entries.items()}
-
-

@@ -24,7 +24,7 @@ def city(published_city):
 def draft_form(**fields) -> dict:
     return {"name": "5G升级 禅城", "product": _product("5g_plan"), "audience": "five_g_handset_no_plan",
             "channel": "outbound_call", "start_date": "2026-11-01", "end_date": "2026-11-30", "control_kind": "random",
-            "holdout_share": "0.2", "regions": [str(Region.objects.get(code="440604").pk)], **fields}
+            "control_share": "0.2", "regions": [str(Region.objects.get(code="440604").pk)], **fields}
 
 
 def _product(code: str) -> str:
@@ -43,7 +43,7 @@ def test_a_campaign_manager_drafts_freezes_starts_and_closes_a_campaign_from_the
     response = client.post("/campaigns/new/", draft_form())
     campaign = Campaign.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/campaigns/{campaign.id}/"
-    assert (campaign.status, campaign.owner, campaign.control_kind, float(campaign.holdout_share)) == ("draft", city["manager"], "random", 0.2)
+    assert (campaign.status, campaign.owner, campaign.control_kind, float(campaign.control_share)) == ("draft", city["manager"], "random", 0.2)
     assert list(campaign.regions.values_list("code", flat=True)) == ["440604"]
     report = client.get(response["Location"]).content.decode()
     assert "草稿已保存 Draft saved" in report and "冻结 Freeze" in report and "启动 Start" not in report
@@ -71,8 +71,8 @@ def test_a_campaign_manager_drafts_freezes_starts_and_closes_a_campaign_from_the
         ({"audience": ""}, "audience", "Write an audience or pick a saved one"),
         ({"end_date": "2026-10-01"}, "end_date", "ends before it starts"),
         ({"start_date": "2026-11-31"}, "start_date", "有效的日期"),
-        ({"holdout_share": "0.9"}, "holdout_share", "小于或等于0.5"),
-        ({"holdout_share": "0"}, "holdout_share", "大于或等于0.01"),
+        ({"control_share": "0.9"}, "control_share", "小于或等于0.5"),
+        ({"control_share": "0"}, "control_share", "大于或等于0.01"),
         ({"regions": []}, "regions", "必填项"),
         ({"channel": "carrier_pigeon"}, "channel", "有效的选项"),
         ({"product": "99999"}, "product", "有效的选项"),

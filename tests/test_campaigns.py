@@ -100,7 +100,7 @@ def test_the_api_creates_drafts_checks_them_and_freezes(city):
     api = APIClient()
     api.force_authenticate(city["manager"])
     body = {"name": "5G升级-禅城", "product": "5g_plan", "audience": 'five_g_handset_no_plan and area("禅城区")',
-            "channel": "outbound_call", "start_date": "2026-11-01", "end_date": "2026-11-30", "holdout_share": "0.1",
+            "channel": "outbound_call", "start_date": "2026-11-01", "end_date": "2026-11-30", "control_share": "0.1",
             "regions": ["440604"]}
     created = api.post("/api/v1/campaigns/", body, format="json")
     assert created.status_code == 201, created.content
@@ -114,7 +114,7 @@ def test_the_api_creates_drafts_checks_them_and_freezes(city):
         ({"audience": 'area("顺德区")'}, "audience", "no micro-area of that name in your districts"),
         ({"regions": ["440606"]}, "regions", "not your districts: 440606"),
         ({"end_date": "2026-10-01"}, "end_date", "ends before it starts"),
-        ({"holdout_share": "0.9"}, "holdout_share", ""),
+        ({"control_share": "0.9"}, "control_share", ""),
         ({"channel": "pigeon"}, "channel", ""),
         ({"product": "nope"}, "product", ""),
     ]:
@@ -430,7 +430,7 @@ def test_the_lifecycle_runs_frozen_running_closed_and_a_closed_campaign_exports_
 
 def test_a_random_control_group_is_drawn_from_everyone_eligible_and_exported_with_the_targets(city):
     campaign = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM,
-                                              holdout_share="0.2"), user=city["manager"], seed=5)
+                                              control_share="0.2"), user=city["manager"], seed=5)
     rows = duckdb.connect().sql(f"""
         SELECT t."group", count(*), count(*) FILTER (WHERE list_contains(t.reasons, 'high_value'))
         FROM read_parquet('{targets_path(campaign)}') t GROUP BY 1""").fetchall()
@@ -443,7 +443,7 @@ def test_a_random_control_group_is_drawn_from_everyone_eligible_and_exported_wit
     assert campaign.counts["excluded"]["holds_product"] > 0
     assert duckdb.connect().sql(f"SELECT count(*) FROM {frozen_rows(campaign, city['run'])} WHERE has_5g_plan").fetchall() == [(0,)]
     again = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM,
-                                           holdout_share="0.2"), user=city["manager"], seed=5)
+                                           control_share="0.2"), user=city["manager"], seed=5)
     same = "SELECT subscriber_id FROM read_parquet('{}') WHERE \"group\" = 'control' ORDER BY 1"
     con = duckdb.connect()
     assert con.execute(same.format(targets_path(campaign))).fetchall() == con.execute(same.format(targets_path(again))).fetchall()
@@ -474,7 +474,7 @@ def test_the_map_shows_where_a_campaigns_targets_live_in_your_districts_only(cit
     work = sales.get(f"/api/v1/hexes/?resolution=8&basis=work&metric=campaign_targets&campaign={campaign.id}").json()
     assert 0 < sum(f["properties"]["value"] for f in work["features"]) <= campaign.counts["targets"]
     # A random control group is contacted like the targets, so the map counts it as the exports hold it.
-    random = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM, holdout_share="0.2"),
+    random = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM, control_share="0.2"),
                              user=city["manager"], seed=4)
     listed = duckdb.connect().sql(f"""
         SELECT count(*) FILTER (WHERE t."group" = 'control'), count(*) FROM read_parquet('{targets_path(random)}') t

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2_contingency
 
-from campaigns.evaluation import Group, compare, gains_by_decile
+from campaigns.evaluation import Group, compare, gains_table
 
 
 def test_the_published_case():
@@ -43,6 +43,12 @@ def test_the_uplift_interval_is_wald():
     spread = math.sqrt(0.25 * 0.75 / 400 + 0.15 * 0.85 / 400)
     assert result.uplift_low == pytest.approx(0.10 - 1.959964 * spread, rel=1e-5)
     assert result.uplift_high == pytest.approx(0.10 + 1.959964 * spread, rel=1e-5)
+
+
+def gains_by_decile(deciles: np.ndarray, converted: np.ndarray) -> list[dict]:
+    """gains_table() of one row per subscriber: their propensity decile and whether they converted."""
+    deciles, converted = np.asarray(deciles), np.asarray(converted, dtype=bool)
+    return gains_table({d: (int((deciles == d).sum()), int(converted[deciles == d].sum())) for d in range(1, 11)})
 
 
 def test_gains_by_decile_add_up():

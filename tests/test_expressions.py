@@ -17,8 +17,12 @@ from tagging.expressions import (
     Type,
     evaluation_order,
     parse,
-    symbols_from,
 )
+
+
+def symbols_from(entries: dict[str, str], *, kind: str = "feature") -> dict[str, Symbol]:
+    return {name: Symbol(name, Type(type_), kind) for name, type_ in entries.items()}
+
 
 FEATURES = symbols_from({"sms_30d": "number", "sms_package_fee": "number", "data_mb_30d": "number",
                          "brand": "text", "night_share": "number", "has_5g_handset": "boolean"})
@@ -62,6 +66,8 @@ def test_an_operator_rule_compiles_to_sql_that_selects_the_right_subscribers():
         ("data_mb_30d % 2 == 0 and sms_30d * 2 + 1 > 20", [True, False]),
     ],
 )
+
+
 def test_the_language(text, expected):
     rows = [{"brand": "全球通", "night_share": 0.3, "data_mb_30d": 200, "sms_30d": 10, "has_5g_handset": True, "high_value": False},
             {"brand": "神州行", "night_share": 0.6, "data_mb_30d": 5, "sms_30d": 1, "has_5g_handset": False, "high_value": True}]
@@ -132,6 +138,8 @@ def test_an_audience_compiles_to_bitmap_algebra():
         ("  sms_30d >= (", "(", "never closed"),
     ],
 )
+
+
 def test_errors_name_the_position_and_the_token(text, at, needle):
     with pytest.raises(ExpressionError) as error:
         parse(text, RULES)
@@ -158,6 +166,8 @@ def test_a_syntax_error_names_where_parsing_stopped():
         ("sms_30d = 300", 9, "write '=='"),
     ],
 )
+
+
 def test_a_syntax_error_points_at_the_place_and_says_what_was_meant(text, column, needle):
     with pytest.raises(ExpressionError) as error:
         parse(text, RULES)
@@ -176,6 +186,8 @@ def test_a_syntax_error_points_at_the_place_and_says_what_was_meant(text, column
         "1 < propensity_5g_plan < 3",
     ],
 )
+
+
 def test_audiences_refuse_what_is_not_set_algebra(text):
     with pytest.raises(ExpressionError):
         parse(text, AUDIENCES, audience=True, functions=FUNCTIONS)

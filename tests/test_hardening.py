@@ -40,7 +40,7 @@ def demo(published_city):
     campaign = Campaign.objects.create(
         name="5G升级", product=Product.objects.get(code="5g_plan"), audience="five_g_handset_no_plan or phone_enthusiast",
         channel=Campaign.Channel.OUTBOUND_CALL, start_date=date(2026, 11, 1), end_date=date(2026, 11, 30),
-        owner=people["admin"], control_kind=Campaign.ControlKind.RANDOM, holdout_share="0.2")
+        owner=people["admin"], control_kind=Campaign.ControlKind.RANDOM, control_share="0.2")
     campaign.regions.set([chancheng, shunde])
     campaign = freeze_campaign(campaign=campaign, user=people["admin"], seed=1)
     return {**people, "run": published_city, "campaign": campaign}
@@ -406,7 +406,7 @@ def test_the_admin_campaign_form_offers_your_districts_and_checks_the_audience(p
     offered = form.context["adminform"].form.fields["regions"].queryset
     assert list(offered.values_list("code", flat=True)) == ["440604"]
     body = {"name": "草稿", "product": campaign.product_id, "audience": "high_value and lifecycle_at_rsk", "channel": "sms",
-            "start_date": "2026-11-01", "end_date": "2026-11-30", "holdout_share": "0.1", "control_kind": "holdout",
+            "start_date": "2026-11-01", "end_date": "2026-11-30", "control_share": "0.1", "control_kind": "holdout",
             "regions": [chancheng.id]}
     refused = client.post(url, body)
     assert refused.status_code == 200

@@ -8,8 +8,14 @@ import duckdb
 import h3
 import pytest
 
-from microarea.packing import (HOURS_AT_CELL, HOURS_AT_CELL_WITH_DAYS, Packing, h3_child_sql, h3_last_digit_sql,
-                               h3_parent_sql)
+from microarea.packing import (
+    HOURS_AT_CELL,
+    HOURS_AT_CELL_WITH_DAYS,
+    Packing,
+    h3_child_sql,
+    h3_last_digit_sql,
+    h3_parent_sql,
+)
 from microarea.stages.location import HEX_CHOICE, SCORE_AND_DIGIT
 
 

@@ -28,7 +28,7 @@ def running(published_city):
     manager = staff_user(StaffProfile.Role.ADMIN, chancheng, username="tp_cm")
     campaign = Campaign.objects.create(
         name="5G换机触点", product=Product.objects.get(code="5g_plan"), audience="phone_enthusiast", channel="sms",
-        start_date=date(2026, 11, 1), end_date=date(2026, 11, 30), owner=manager, holdout_share="0.1")
+        start_date=date(2026, 11, 1), end_date=date(2026, 11, 30), owner=manager, control_share="0.1")
     campaign.regions.set([chancheng])
     campaign = move_campaign(campaign=freeze_campaign(campaign=campaign, user=manager, seed=9), step="start", user=manager)
     return {"campaign": campaign, "manager": manager, "region": chancheng}

@@ -178,7 +178,7 @@ def _draw_control(campaign: Campaign, *, eligible: BitMap, population: BitMap, s
     A holdout is a share of the eligible audience, taken out of it. A random group is drawn, as many,
     from every eligible subscriber of the campaign's districts, audience or not, and contacted like the
     targets; an audience member drawn into it is contacted as one of the random group."""
-    size = round(len(eligible) * float(campaign.holdout_share))
+    size = round(len(eligible) * float(campaign.control_share))
     rng = np.random.default_rng(seed)
     # Ascending ids from the bitmaps: the draw depends on the seed and the sets alone.
     if campaign.control_kind == Campaign.ControlKind.RANDOM:
@@ -274,7 +274,7 @@ def _own_districts(user, codes: list[str]):
 
 
 def create_campaign(*, owner, name: str, product, audience: str, channel: str, start_date, end_date, regions: list[str],
-                    holdout_share: float = 0.1, control_kind: str = Campaign.ControlKind.HOLDOUT,
+                    control_share: float = 0.1, control_kind: str = Campaign.ControlKind.HOLDOUT,
                     saved_audience: SavedAudience | None = None) -> Campaign:
     """A draft campaign in the owner's districts, its audience (typed, or taken from a saved audience of the owner's
     regions when none is typed) checked first, naming the position. The pages and the API both create through it."""
@@ -289,7 +289,7 @@ def create_campaign(*, owner, name: str, product, audience: str, channel: str, s
     check_audience(text=audience, user=owner)
     with transaction.atomic():
         campaign = Campaign.objects.create(owner=owner, name=name, product=product, audience=audience, channel=channel,
-                                           start_date=start_date, end_date=end_date, holdout_share=holdout_share,
+                                           start_date=start_date, end_date=end_date, control_share=control_share,
                                            control_kind=control_kind, saved_audience=saved_audience)
         campaign.regions.set(districts)
     return campaign

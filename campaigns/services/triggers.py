@@ -128,7 +128,7 @@ def _apply(trigger: EventTrigger, batch: IngestBatch, snapshot: Snapshot) -> int
     barred = BitMap.union(BitMap(), *excluded_now(snapshot, campaign.product.code).values())
     keep = ~np.isin(ids, np.fromiter(barred & to_bitmap(ids), dtype=np.int64))
     ids, times, regions = ids[keep], np.asarray(found["event_time"])[keep], np.asarray(found["region_code"])[keep]
-    control = _held_out(campaign.seed or 0, ids, float(campaign.holdout_share))
+    control = _held_out(campaign.seed or 0, ids, float(campaign.control_share))
     with transaction.atomic():
         # One pass at a time writes a campaign's stream: the file is rewritten from the table, and a second pass
         # writing it alongside, without the first's rows (not yet committed), would drop them from the list.

@@ -253,6 +253,9 @@ class SnapshotRunAdmin(ReadOnlyAdmin):
     def has_start_permission(self, request) -> bool:
         return request.user.has_perm("tagging.add_snapshotrun")
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_progress()
+
     @admin.display(description="progress")
     def progress_percent(self, run):
         return f"{run.progress:.0%}"

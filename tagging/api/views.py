@@ -97,7 +97,7 @@ class IngestBatchViewSet(viewsets.ReadOnlyModelViewSet):
 class SnapshotRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Snapshot runs with per-partition progress; POST starts one (admins)."""
 
-    queryset = SnapshotRun.objects.prefetch_related("partitions")
+    queryset = SnapshotRun.objects.with_progress().prefetch_related("partitions")
     serializer_class = serializers.SnapshotRunSerializer
     permission_classes = [ModelPermissions]
     filterset_fields = ["status", "as_of_date"]
