@@ -12,7 +12,7 @@ DEMO_CITY := var/city
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install demo serve test test-services bench clean
+.PHONY: install demo serve test test-services bench messages clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,13 @@ test-services: install
 
 bench: install
 	cd bench && export DEBUG=1 && ../$(PY) simulate.py && ../$(PY) ingest.py && ../$(PY) tags.py && ../$(PY) preview.py && ../$(PY) terminals.py && ../$(PY) location.py && ../$(PY) hexes.py && ../$(PY) export.py && ../$(PY) heavy_requests.py
+
+# After changing a label: collect the msgids (English) into locale/zh_Hans, translate the new ones in the .po
+# files, and compile; the compiled catalogues are committed, so installing needs no gettext.
+messages: install
+	DEBUG=1 $(PY) manage.py makemessages -l zh_Hans --ignore=.venv --ignore=var --ignore=tests --ignore=bench --ignore=simulation --ignore=demo --ignore=staticfiles --no-obsolete
+	DEBUG=1 $(PY) manage.py makemessages -d djangojs -l zh_Hans --ignore=.venv --ignore=var --ignore='static/leaflet/*' --ignore=staticfiles --no-obsolete
+	DEBUG=1 $(PY) manage.py compilemessages --ignore=.venv
 
 clean:
 	rm -rf var

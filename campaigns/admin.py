@@ -10,6 +10,7 @@ from tagging.models import Region
 from .models import Campaign, ContactBlackout, EventTrigger, ExportLog, PropensityModel, TriggeredTarget, TriggerPass
 from .services.campaigns import CampaignRefused, check_audience
 from .services.triggers import check_event_trigger
+from django.utils.translation import gettext_lazy as _
 
 
 @admin.register(Campaign)
@@ -21,11 +22,11 @@ class CampaignAdmin(RegionScopedAdmin):
     readonly_fields = ["status", "owner", "snapshot", "seed", "tag_versions", "counts", "frozen_at", "frozen_by"]
     filter_horizontal = ["regions"]
 
-    @admin.display(description="目标 Targets")
+    @admin.display(description=_("Targets"))
     def targets(self, campaign):
         return campaign.counts.get("targets")
 
-    @admin.display(description="对照 Control")
+    @admin.display(description=_("Control"))
     def control(self, campaign):
         return campaign.counts.get("control")
 

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CampaignsConfig(AppConfig):
     name = "campaigns"
-    verbose_name = "营销活动 Campaigns"
+    verbose_name = _("Campaigns")
 
     def ready(self) -> None:
         # contact_results name their campaign by id: ingest checks it against the campaigns made.

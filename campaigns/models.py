@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from tagging.models import Product, Region, Snapshot
+from django.utils.translation import gettext_lazy as _
 
 
 class CampaignQuerySet(models.QuerySet):
@@ -38,16 +39,16 @@ class SavedAudience(models.Model):
 
 class Campaign(models.Model):
     class Status(models.TextChoices):
-        DRAFT = "draft", "草稿 Draft"
-        FROZEN = "frozen", "已冻结 Frozen"
-        RUNNING = "running", "执行中 Running"
-        CLOSED = "closed", "已结束 Closed"
+        DRAFT = "draft", _("Draft")
+        FROZEN = "frozen", _("Frozen")
+        RUNNING = "running", _("Running")
+        CLOSED = "closed", _("Closed")
 
     class Channel(models.TextChoices):
-        OUTBOUND_CALL = "outbound_call", "外呼 Outbound call"
-        SMS = "sms", "短信 SMS"
-        APP_PUSH = "app_push", "App推送 App push"
-        STORE = "store", "营业厅 Store"
+        OUTBOUND_CALL = "outbound_call", _("Outbound call")
+        SMS = "sms", _("SMS")
+        APP_PUSH = "app_push", _("App push")
+        STORE = "store", _("Store")
 
     name = models.CharField(max_length=100)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="campaigns")
@@ -58,8 +59,8 @@ class Campaign(models.Model):
     start_date = models.DateField()
     end_date = models.DateField()
     class ControlKind(models.TextChoices):
-        HOLDOUT = "holdout", "留存对照组 Holdout: a share of the audience, never contacted"
-        RANDOM = "random", "随机对照组 Random group: drawn from all eligible subscribers, contacted alike"
+        HOLDOUT = "holdout", _("Holdout: a share of the audience, never contacted")
+        RANDOM = "random", _("Random group: drawn from all eligible subscribers, contacted alike")
 
     control_share = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0.100"),
                                         validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("0.5"))],
@@ -117,9 +118,9 @@ class ExportLog(models.Model):
     covered, how many rows, the SHA-256 of the body. Append-only."""
 
     class Kind(models.TextChoices):
-        CAMPAIGN = "campaign", "活动目标 Campaign targets"
-        AREA = "area", "微区域目标 Micro-area targets"
-        HEX = "hex", "六边形目标 Hex targets"
+        CAMPAIGN = "campaign", _("Campaign targets")
+        AREA = "area", _("Micro-area targets")
+        HEX = "hex", _("Hex targets")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exports")
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.CAMPAIGN)
@@ -173,8 +174,8 @@ class PropensityModel(models.Model):
     run scores every subscriber into deciles (`propensity_<product>`), usable in rules and audiences."""
 
     class Status(models.TextChoices):
-        FITTED = "fitted", "已训练 Fitted"
-        SKIPPED = "skipped", "未训练 Skipped"
+        FITTED = "fitted", _("Fitted")
+        SKIPPED = "skipped", _("Skipped")
 
     run = models.ForeignKey("tagging.SnapshotRun", on_delete=models.CASCADE, related_name="propensity_models")
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="propensity_models")
@@ -203,10 +204,10 @@ class EventTrigger(models.Model):
     signalling events adds the subscribers it matches to the campaign's target stream."""
 
     class Kind(models.TextChoices):
-        HANDSET_5G = "handset_5g", "换5G手机 Changed to a 5G handset"
-        ENTERED_AREA = "entered_area", "首次进入微区域 First seen in a micro-area"
-        BACK_ON = "back_on", "长时间关机后开机 Back on after a long power-off"
-        ROAMING_START = "roaming_start", "开始漫游 Roaming started"
+        HANDSET_5G = "handset_5g", _("Changed to a 5G handset")
+        ENTERED_AREA = "entered_area", _("First seen in a micro-area")
+        BACK_ON = "back_on", _("Back on after a long power-off")
+        ROAMING_START = "roaming_start", _("Roaming started")
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="triggers")
     kind = models.CharField(max_length=16, choices=Kind.choices)

@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from microarea.models import MicroArea
@@ -48,7 +49,7 @@ def campaign_new(request):
         except CampaignRefused as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
-            messages.success(request, "草稿已保存 Draft saved: freeze it to make its target list.")
+            messages.success(request, _("Draft saved: freeze it to make its target list."))
             return redirect("campaign-report", pk=campaign.pk)
     return render(request, "campaigns/new.html", {"form": form})
 
@@ -61,10 +62,10 @@ def _initial(request) -> dict:
     return initial
 
 
-STEP_LABELS = {"freeze": "冻结 Freeze", "start": "启动 Start", "close": "结束 Close"}
-STEP_DONE = {"freeze": "已冻结 Frozen: the target list and control group are made.",
-             "start": "已启动 Started: field teams may export and contact the list.",
-             "close": "已结束 Closed: no more exports or triggers; the results stay."}
+STEP_LABELS = {"freeze": _("Freeze"), "start": _("Start"), "close": _("Close")}
+STEP_DONE = {"freeze": _("Frozen: the target list and control group are made."),
+             "start": _("Started: field teams may export and contact the list."),
+             "close": _("Closed: no more exports or triggers; the results stay.")}
 
 
 @login_required
@@ -103,8 +104,8 @@ def campaign_report(request, pk: int):
         context.update({"areas": areas.select_related("region").order_by("region__code", "name"), "area": area})
         evaluation = campaign_evaluation(campaign=campaign, user=request.user, area=area)
         overall = evaluation["overall"]
-        rates = bar_chart([{"label": "目标组 Target", "rate": overall["target_rate"]},
-                           {"label": "对照组 Control", "rate": overall["control_rate"]}],
+        rates = bar_chart([{"label": _("Target"), "rate": overall["target_rate"]},
+                           {"label": _("Control"), "rate": overall["control_rate"]}],
                           label="label", value="rate", step=140, left=40, height=CHART_HEIGHT, headroom=1.15)
         context.update({"evaluation": evaluation, "overall": overall, "bars": rates["bars"], "chart_bottom": rates["bottom"],
                         **_gains_chart(evaluation["gains"])})

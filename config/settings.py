@@ -189,7 +189,10 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "zh-hans"
+# Chinese by default, English chosen in the header (a cookie) or by the browser; the catalogues are compiled in
+# the repository (locale/), so nothing is needed at install.
 LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "Asia/Shanghai")
 USE_I18N = True
 USE_THOUSAND_SEPARATOR = True

@@ -1,21 +1,28 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
+from django.utils.translation import gettext_lazy as _
+from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from microarea.api import HexStatsView, HexView, MicroAreaListView, MicroAreaStatsView, SubscriberLocationsView
 from campaigns import views as campaign_views
-from campaigns.api import (CampaignViewSet, HexTargetsView, MicroAreaTargetsView, ProductAssociationView,
-                           SavedAudienceViewSet)
+from campaigns.api import (
+                           CampaignViewSet,
+                           HexTargetsView,
+                           MicroAreaTargetsView,
+                           ProductAssociationView,
+                           SavedAudienceViewSet,
+)
 from microarea import views as microarea_views
+from microarea.api import HexStatsView, HexView, MicroAreaListView, MicroAreaStatsView, SubscriberLocationsView
 from tagging import views as tagging_views
 from tagging.api.views import ObtainExpiringToken
 
 from . import views
 
-admin.site.site_header = "精准营销 Precision marketing"
-admin.site.site_title = "精准营销 admin"
+admin.site.site_header = _("Precision marketing")
+admin.site.site_title = _("Precision marketing admin")
 
 campaign_router = DefaultRouter(trailing_slash=True)
 campaign_router.include_root_view = False
@@ -25,6 +32,8 @@ campaign_router.register("saved-audiences", SavedAudienceViewSet, basename="save
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the header's language switch
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),  # the pages' scripts' labels
     path("audiences/", tagging_views.audiences, name="audiences"),
     path("tags/<str:code>/", tagging_views.tag_page, name="tag-page"),
     path("terminals/", tagging_views.terminals, name="terminals"),

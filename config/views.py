@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import Count
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
 from tagging.models import IngestBatch, Region, Snapshot, SnapshotRun, Subscriber
@@ -42,8 +43,8 @@ def home(request):
 def locked_out(request, original_response=None, credentials=None):
     """What a sign-in locked out by django-axes answers: 429, in JSON for the API, saying when to try again."""
     minutes = settings.LOGIN_LOCKOUT_MINUTES
-    message = (f"账号已暂时锁定 Too many failed sign-ins for this user from this address: try again in {minutes} minutes, "
-               "or ask an administrator to unlock it")
+    message = _("Too many failed sign-ins for this user from this address: try again in %(minutes)s minutes, "
+                "or ask an administrator to unlock it") % {"minutes": minutes}
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": message}, status=429, headers={"Retry-After": str(minutes * 60)})
     return HttpResponse(message, status=429, content_type="text/plain; charset=utf-8", headers={"Retry-After": str(minutes * 60)})

@@ -182,7 +182,7 @@ class HexView(APIView):
         rows = hex_metric(snapshot=snapshot, user=request.user, resolution=resolution, metric=metric,
                           basis=basis, product=product, target_list=target_list, minimum=settings.AREA_MIN_COUNT)
         head = {"type": "FeatureCollection", "snapshot": str(snapshot.as_of_date), "resolution": int(resolution),
-                "metric": metric, "metric_label": HEX_METRICS[metric][2], "basis": basis, "product": product,
+                "metric": metric, "metric_label": str(HEX_METRICS[metric][2]), "basis": basis, "product": product,
                 "campaign": target_list.id if metric in LIST_METRICS else None}
         return json_with_list(head, "features", (
             f'{{"type":"Feature","id":"{row["h3"]}","geometry":{hex_polygon_json(row["h3"])},"properties":{{'

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class MicroareaConfig(AppConfig):
     name = "microarea"
-    verbose_name = "微区域 Micro-areas"
+    verbose_name = _("Micro-areas")
 
     def ready(self) -> None:
         # The location and aggregates stages (and location features) register themselves on import.

@@ -8,22 +8,23 @@ from django.db import models
 
 from tagging.models import Region
 from tagging.models.reference import RegionScopedQuerySet
+from django.utils.translation import gettext_lazy as _
 
 
 class MicroArea(models.Model):
     class Kind(models.TextChoices):
-        CAMPUS = "campus", "校园 Campus"
-        BUSINESS = "business", "商务区 Business district"
-        RESIDENTIAL = "residential", "住宅区 Residential"
-        VILLAGE = "village", "村镇 Village"
-        TRANSPORT = "transport", "交通枢纽 Transport hub"
-        DISTRICT = "district", "行政区 District"
-        CUSTOM = "custom", "自定义 Custom"
+        CAMPUS = "campus", _("Campus")
+        BUSINESS = "business", _("Business district")
+        RESIDENTIAL = "residential", _("Residential")
+        VILLAGE = "village", _("Village")
+        TRANSPORT = "transport", _("Transport hub")
+        DISTRICT = "district", _("District")
+        CUSTOM = "custom", _("Custom")
 
     class Source(models.TextChoices):
-        POLYGON = "polygon", "多边形 Polygon"
-        HEXES = "hexes", "六边形列表 Hex list"
-        CELLS = "cells", "小区列表 Cell list"
+        POLYGON = "polygon", _("Polygon")
+        HEXES = "hexes", _("Hex list")
+        CELLS = "cells", _("Cell list")
 
     name = models.CharField(max_length=64)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CUSTOM)

@@ -21,16 +21,17 @@ from tagging.stages.features import product_feature
 from .models import MicroArea
 from .packing import h3_parent_sql
 from .stages.aggregates import TERMINAL_DIMENSIONS, hexes_path
+from django.utils.translation import gettext_lazy as _
 
 # Map metrics: the hex file's metric each counts ({product} filled in), and whether it is a share of subscribers.
 HEX_METRICS = {
-    "subscribers": ("subscribers", False, "用户数 Subscribers"),
-    "product_users": ("users:{product}", False, "已发展客户 Developed (product users)"),
-    "penetration": ("users:{product}", True, "产品渗透率 Product penetration"),
-    "demand": ("demand:{product}", False, "需求客户 Demand customers"),
-    "potential": ("potential:{product}", False, "潜在客户 Potential customers"),
-    "five_g_share": ("five_g_handsets", True, "5G终端占比 5G-handset share"),
-    "campaign_targets": ("targets", False, "活动目标客户 Campaign targets"),
+    "subscribers": ("subscribers", False, _("Subscribers")),
+    "product_users": ("users:{product}", False, _("Developed (product users)")),
+    "penetration": ("users:{product}", True, _("Product penetration")),
+    "demand": ("demand:{product}", False, _("Demand customers")),
+    "potential": ("potential:{product}", False, _("Potential customers")),
+    "five_g_share": ("five_g_handsets", True, _("5G-handset share")),
+    "campaign_targets": ("targets", False, _("Campaign targets")),
 }
 PRODUCT_METRICS = {name for name, (counted, _, _) in HEX_METRICS.items() if "{product}" in counted}
 LIST_METRICS = {"campaign_targets"}  # counted from a target list (?campaign=), not from the run's hex file

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import render
 
 from tagging.models import Product, Region, Snapshot
+from tagging.templatetags.formatting import named
 
 from .models import MicroArea
 from .selectors import HEX_METRICS, LIST_METRICS, PRODUCT_METRICS, TARGET_LISTS
@@ -28,13 +29,13 @@ def area_map(request):
                      "campaign": code in LIST_METRICS}
                     for code, (_, share, label) in HEX_METRICS.items() if campaigns or code not in LIST_METRICS],
         "campaigns": [{"id": c.id, "label": c.label} for c in campaigns],
-        "products": [{"code": p.code, "label": f"{p.name} {p.name_en}".strip()} for p in products],
+        "products": [{"code": p.code, "label": named(p)} for p in products],
         "default_product": "5g_plan" if products.filter(code="5g_plan").exists() else (products[0].code if products else None),
         "snapshots": [{"id": s.id, "date": str(s.as_of_date), "current": s.is_current}
                       for s in Snapshot.objects.order_by("-as_of_date", "-id")[:24]],
         "resolutions": list(RESOLUTIONS),
-        "districts": [{"code": code, "name": name} for code, name in
-                      Region.objects.visible_to(request.user).districts().values_list("code", "name")],
+        "districts": [{"code": region.code, "name": named(region)} for region in
+                      Region.objects.visible_to(request.user).districts().order_by("code")],
         "kinds": [{"code": code, "label": label} for code, label in MicroArea.Kind.choices if code != MicroArea.Kind.DISTRICT],
         "can_draw": request.user.has_perm("microarea.add_microarea"),
         "tile_url": settings.MAP_TILE_URL,

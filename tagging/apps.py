@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class TaggingConfig(AppConfig):
     name = "tagging"
-    verbose_name = "用户标签库 User tag library"
+    verbose_name = _("User tag library")
 
     def ready(self) -> None:
         # The stages and feature sources this app contributes register themselves on import.

@@ -10,8 +10,9 @@ from .models import HandsetSwitch, Snapshot, TerminalShare, TerminalSummary
 from .models.terminals import CYCLE_BINS
 from .stages import stage_files
 from .stages.terminals import DEVICES
+from django.utils.translation import gettext_lazy as _
 
-UNREGISTERED = "未登记 Unregistered"  # a TAC the catalogue lacks: no brand to show
+UNREGISTERED = _("Unregistered")  # a TAC the catalogue lacks: no brand to show
 MIX_BY = {
     "model": ["brand", "model", "tier", "network", "os"],
     "brand": ["brand"],
@@ -39,7 +40,7 @@ def terminal_mix(*, user, snapshot: Snapshot, by: str = "model") -> dict:
     for row in rows:
         row["share"] = round(row["subscribers"] / total, 4) if total else 0.0
         if "brand" in row and not row["brand"]:
-            row["brand"] = UNREGISTERED
+            row["brand"] = str(UNREGISTERED)
     return {"snapshot": str(snapshot.as_of_date), "by": by, "subscribers": total, "rows": rows}
 
 
@@ -51,7 +52,7 @@ def switching_matrix(*, user, snapshot: Snapshot) -> dict:
     volume: dict[str, int] = {}
     cells: dict[tuple[str, str], int] = {}
     for flow in flows:
-        before, after = flow["from_brand"] or UNREGISTERED, flow["to_brand"] or UNREGISTERED
+        before, after = flow["from_brand"] or str(UNREGISTERED), flow["to_brand"] or str(UNREGISTERED)
         cells[before, after] = cells.get((before, after), 0) + flow["changes"]
         volume[before] = volume.get(before, 0) + flow["changes"]
         volume[after] = volume.get(after, 0) + flow["changes"]
@@ -73,7 +74,8 @@ def change_cycle_distribution(*, user, snapshot: Snapshot) -> dict:
     counts = [sum(s.cycle_bins[i] for s in summaries) for i in range(len(CYCLE_BINS))]
     bounds = CYCLE_BINS + [None]
     bins = [{"from_days": bounds[i], "to_days": bounds[i + 1], "subscribers": n,
-             "label": f"{bounds[i]}-{bounds[i + 1]} 天" if bounds[i + 1] else f"{bounds[i]}+ 天"}
+             "label": (_("%(low)s-%(high)s days") % {"low": bounds[i], "high": bounds[i + 1]} if bounds[i + 1]
+                       else _("%(low)s+ days") % {"low": bounds[i]})}
             for i, n in enumerate(counts)]
     return {
         "snapshot": str(snapshot.as_of_date), "bins": bins,

@@ -27,16 +27,21 @@ def require_chromium() -> None:
                     allow_module_level=True)
 
 
+# Each browser test runs once per language the product offers: the browser asks for it (Accept-Language).
+LANGUAGES = {"zh-hans": "zh-CN", "en": "en-US"}
+
+
 @contextmanager
-def chromium_page(problems: list[str]) -> Iterator:
-    """A page of a headless Chromium; console errors, page errors and failed requests go to `problems`."""
+def chromium_page(problems: list[str], language: str = "zh-hans") -> Iterator:
+    """A page of a headless Chromium whose user reads `language`; console errors, page errors and failed requests
+    go to `problems`."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM,
                                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page = browser.new_page(viewport={"width": 1400, "height": 900}, locale=LANGUAGES[language])
             page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
             page.on("pageerror", lambda error: problems.append(str(error)))
             page.on("requestfailed", lambda request: problems.append(f"{request.url}: {request.failure}"))
@@ -49,7 +54,7 @@ def log_in(page, server_url: str, username: str, next_url: str, password: str = 
     page.goto(f"{server_url}/accounts/login/?next={next_url}")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
+    page.click("form.login button[type=submit]")
 
 
 def screenshot(page, name: str) -> Path:

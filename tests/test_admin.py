@@ -72,7 +72,7 @@ def test_admin_starts_a_run_from_admin_and_a_refused_one_starts_nothing(small_ci
     staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="analyst")
     staff_user(StaffProfile.Role.SALES, Region.objects.get(code="440604"), username="sales")
     client.login(username="analyst", password="pass-word-123")
-    assert "Start a snapshot run" in client.get("/admin/tagging/snapshotrun/").content.decode()
+    assert "开始快照运行" in client.get("/admin/tagging/snapshotrun/").content.decode()
     form = client.get("/admin/tagging/snapshotrun/start/")
     assert form.status_code == 200 and form.context["form"].initial["as_of_date"] == SMALL_CITY.end_date  # the usage data's last day
 
@@ -90,7 +90,7 @@ def test_admin_starts_a_run_from_admin_and_a_refused_one_starts_nothing(small_ci
     assert response.status_code == 302 and response["Location"] == f"/admin/tagging/snapshotrun/{run.id}/change/"
     assert (run.as_of_date, run.window_days, run.created_by.username) == (SMALL_CITY.end_date, SMALL_CITY.days, "analyst")
     assert run_to_end(run).status == SnapshotRun.Status.SUCCEEDED
-    assert f"Snapshot run #{run.id}" in client.get(response["Location"]).content.decode()
+    assert f"快照运行 #{run.id}" in client.get(response["Location"]).content.decode()
 
     client.logout()
     client.login(username="sales", password="pass-word-123")

@@ -10,7 +10,7 @@ from tagging.services.audiences import preview_audience
 from tagging.services.snapshots import start_snapshot_run
 from tagging.services.tags import save_tag_definition
 
-from .browser import chromium_page, log_in, require_chromium, screenshot
+from .browser import LANGUAGES, chromium_page, log_in, require_chromium, screenshot
 from .conftest import SMALL_CITY
 from .factories import staff_user
 
@@ -19,7 +19,17 @@ require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_counting_and_saving_an_audience_in_the_browser(published_city, run_to_end, live_server):
+WORDS = {
+    "zh-hans": {"product": "流量包", "draft_saved": "草稿已保存", "freeze": "冻结", "start": "启动", "frozen": "已冻结",
+                "then": "{date}（{count}）"},
+    "en": {"product": "Data pack", "draft_saved": "Draft saved", "freeze": "Freeze", "start": "Start", "frozen": "Frozen",
+           "then": "{date} ({count})"},
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_counting_and_saving_an_audience_in_the_browser(published_city, run_to_end, live_server, language):
+    words = WORDS[language]
     first = Snapshot.objects.get()
     # need_data is loosened and the snapshot run again: the audience grows from one snapshot to the next.
     tag = TagDefinition.objects.get(code="need_data")
@@ -35,7 +45,7 @@ def test_counting_and_saving_an_audience_in_the_browser(published_city, run_to_e
     before = preview_audience(expression="comm_active and need_data", user=sales, snapshot=first)["count"]
     assert expected["comm_active and need_data"] > before
     problems = []
-    with chromium_page(problems) as page:
+    with chromium_page(problems, language) as page:
         log_in(page, live_server.url, "audience_sales", "/audiences/")
         page.click(".chip[data-code=comm_active]")
         page.wait_for_function(f"document.getElementById('audience-count').textContent === '{expected['comm_active']:,}'")
@@ -47,13 +57,13 @@ def test_counting_and_saving_an_audience_in_the_browser(published_city, run_to_e
         assert "禅城区" in regions and "南海区" not in regions  # only the user's district
         assert "expression=comm_active%20and%20need_data" in page.url  # the address keeps the audience
         growth = expected["comm_active and need_data"] - before
-        page.wait_for_function(f"document.getElementById('audience-change').textContent.startsWith('+{growth:,} since')")
-        assert f"{first.as_of_date} ({before:,})" in page.inner_text("#audience-change")
+        page.wait_for_function(f"document.getElementById('audience-change').textContent.includes('+{growth:,}')")
+        assert words["then"].format(date=first.as_of_date, count=f"{before:,}") in page.inner_text("#audience-change")
         page.wait_for_selector("#audience-profile:not([hidden]) #profile-over tbody tr")
         first = page.locator("#profile-over tbody tr").first
         assert int(first.locator("td").last.inner_text().replace(",", "")) > 100  # the most over-represented tag, by its TGI
         assert first.locator("a").get_attribute("href").startswith("/tags/")
-        screenshot(page, "audiences.png")
+        screenshot(page, f"audiences-{language}.png")
 
         page.fill("#expression", "comm_active and (need_data or")
         page.wait_for_selector("#audience-error:not([hidden])")
@@ -82,14 +92,14 @@ def test_counting_and_saving_an_audience_in_the_browser(published_city, run_to_e
         page.wait_for_selector("form.campaign-form")
         assert page.input_value("textarea[name=audience]") == "comm_active and need_data"
         page.fill("input[name=name]", "禅城夜间流量包")
-        page.select_option("select[name=product]", label="流量包 Data pack")
+        page.select_option("select[name=product]", label=words["product"])
         page.click("form.campaign-form button[type=submit]")
         page.wait_for_selector("#steps")
-        assert "草稿已保存 Draft saved" in page.inner_text(".messages")
-        page.click("#steps button:has-text('冻结 Freeze')")
-        page.wait_for_selector("#steps button:has-text('启动 Start')")
-        assert "已冻结 Frozen" in page.inner_text(".messages")
-        screenshot(page, "campaign-frozen.png")
+        assert words["draft_saved"] in page.inner_text(".messages")
+        page.click(f"#steps button:has-text('{words['freeze']}')")
+        page.wait_for_selector(f"#steps button:has-text('{words['start']}')")
+        assert words["frozen"] in page.inner_text(".messages")
+        screenshot(page, f"campaign-frozen-{language}.png")
     # The deliberately bad expression was answered 400, which Chromium reports; nothing else may fail.
     assert [p for p in problems if "status of 400" not in p] == []
     assert sum("status of 400" in p for p in problems) >= 1

@@ -8,7 +8,7 @@ from campaigns.models import Campaign
 from campaigns.services.campaigns import freeze_campaign
 from tagging.models import Product, Region, StaffProfile
 
-from .browser import chromium_page, log_in, require_chromium, screenshot
+from .browser import LANGUAGES, chromium_page, log_in, require_chromium, screenshot
 from .factories import staff_user
 
 require_chromium()
@@ -28,11 +28,20 @@ def sales_user_with_a_snapshot(published_city):
     return staff_user(StaffProfile.Role.SALES, chancheng, username="map_sales")
 
 
-def test_a_sales_user_browses_the_map_switches_metric_and_opens_a_hex(sales_user_with_a_snapshot, live_server, settings):
+WORDS = {
+    "zh-hans": {"penetration": "产品渗透率", "panel": ["居住用户", "已发展", "终端结构"], "targets": "活动目标"},
+    "en": {"penetration": "Product penetration", "panel": ["Living here", "Developed", "Terminal mix"], "targets": "Campaign targets"},
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_sales_user_browses_the_map_switches_metric_and_opens_a_hex(sales_user_with_a_snapshot, live_server, settings,
+                                                                      language):
+    words = WORDS[language]
     settings.AREA_MIN_COUNT = 1  # a small city: show every hex so that the one clicked has numbers
     problems = []
     campaign = Campaign.objects.get().id  # the ORM is not for inside Playwright's event loop
-    with chromium_page(problems) as page:
+    with chromium_page(problems, language) as page:
         log_in(page, live_server.url, "map_sales", "/map/")
         page.wait_for_selector("path.hex", state="attached")  # hexes outside the view are drawn empty
         assert int(page.get_attribute("#map", "data-hexes")) == page.locator("path.hex").count() > 0
@@ -41,27 +50,27 @@ def test_a_sales_user_browses_the_map_switches_metric_and_opens_a_hex(sales_user
 
         page.select_option("#metric", "penetration")
         page.wait_for_function("document.getElementById('map').dataset.metric === 'penetration'")
-        assert "Product penetration" in page.inner_text("#legend")
+        assert words["penetration"] in page.inner_text("#legend")
         assert not page.is_disabled("#product")
 
         in_view = page.locator("path.hex:not([d='M0 0'])")
         in_view.nth(in_view.count() // 2).click()
         page.wait_for_selector("#panel-title")
         panel = page.inner_text("#panel-body")
-        assert "Living here" in panel and "Developed" in panel and "Terminal mix" in panel
+        assert all(word in panel for word in words["panel"])
         assert page.get_attribute("#export-targets", "href").startswith("/api/v1/hexes/")
-        shot = screenshot(page, "map.png")
+        shot = screenshot(page, f"map-{language}.png")
 
         # Where a campaign's targets live, and the district's panel with its list to export.
         assert page.is_disabled("#campaign")
         page.select_option("#metric", "campaign_targets")
         page.wait_for_function("document.getElementById('map').dataset.metric === 'campaign_targets'")
-        assert "Campaign targets" in page.inner_text("#legend") and not page.is_disabled("#campaign")
+        assert words["targets"] in page.inner_text("#legend") and not page.is_disabled("#campaign")
         page.click("#areas li")
         page.wait_for_selector("#campaign-targets")
         assert int(page.inner_text("#campaign-targets").replace(",", "")) > 0
         assert page.get_attribute("#export-campaign-targets", "href").startswith("/api/v1/campaigns/")
-        screenshot(page, "map-campaign.png")
+        screenshot(page, f"map-campaign-{language}.png")
         # The campaign's report links to this view; the map opens on it.
         page.goto(f"{live_server.url}/campaigns/{campaign}/")
         page.click("#on-the-map")

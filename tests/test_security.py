@@ -40,7 +40,7 @@ def test_repeated_failures_lock_out_that_user_from_that_address_only(people, cli
                for _ in range(settings.LOGIN_FAILURE_LIMIT)]
     assert answers == [200] * (settings.LOGIN_FAILURE_LIMIT - 1) + [429]  # the form again, then the lockout
     locked = sign_in(client, "field_chancheng", "pass-word-123", HERE)  # right password, too late
-    assert locked.status_code == 429 and "try again in 15 minutes" in locked.content.decode()
+    assert locked.status_code == 429 and "请 15 分钟后再试" in locked.content.decode()
     # Nobody can lock a colleague out from elsewhere: the same user from another address, and another user from
     # the locked-out address, sign in.
     assert sign_in(client, "field_chancheng", "pass-word-123", THERE).status_code == 302
@@ -49,7 +49,7 @@ def test_repeated_failures_lock_out_that_user_from_that_address_only(people, cli
     # The token endpoint shares the lockout, in JSON.
     api = APIClient()
     token = api.post("/api/v1/auth/token/", {"username": "field_chancheng", "password": "pass-word-123"}, REMOTE_ADDR=HERE)
-    assert token.status_code == 429 and "try again" in token.json()["detail"]
+    assert token.status_code == 429 and "分钟后再试" in token.json()["detail"]
     kinds = list(AuditEvent.objects.filter(username="field_chancheng").values_list("kind", flat=True))
     assert kinds.count("sign_in_failed") >= settings.LOGIN_FAILURE_LIMIT and "locked_out" in kinds and "sign_in" in kinds
     failed = AuditEvent.objects.filter(kind="sign_in_failed").first()

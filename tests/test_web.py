@@ -17,14 +17,18 @@ def test_home_needs_login_and_then_shows_my_regions(client):
     response = client.post("/accounts/login/", {"username": "sales", "password": "pass-word-123"})
     assert response.status_code == 302
     page = client.get("/").content.decode()
-    assert "禅城区 Chancheng" in page and ">4<" in page
-    assert "/api/docs/" in page and "Map" in page and "Campaigns" in page
+    assert "禅城区" in page and "Chancheng" not in page and ">4<" in page  # Chinese by default
+    assert "/api/docs/" in page and "微区域地图" in page and "营销活动" in page
+    # The header's switch sets English for the session: labels and the region's English name.
+    client.post("/i18n/setlang/", {"language": "en", "next": "/"})
+    page = client.get("/").content.decode()
+    assert "Chancheng" in page and "微区域地图" not in page and "Map" in page and "Campaigns" in page
 
 
 def test_wrong_password_is_refused(client):
     staff_user(StaffProfile.Role.SALES, RegionFactory(), username="sales")
     response = client.post("/accounts/login/", {"username": "sales", "password": "wrong"})
-    assert response.status_code == 200 and "Wrong username or password" in response.content.decode()
+    assert response.status_code == 200 and "用户名或密码错误" in response.content.decode()
 
 
 def test_pages_and_admin_declare_their_icon(client, admin_user):
@@ -92,5 +96,5 @@ def test_home_usage_cards_count_only_my_regions(small_city, client, run_to_end):
     client.login(username="sales", password="pass-word-123")
     mine = Subscriber.objects.filter(region=region).count()
     page = client.get("/").content.decode()
-    assert f"of {mine:,} in my regions" in page
+    assert f"我的区域共 {mine:,} 人" in page
     assert mine < SMALL_CITY.subscribers

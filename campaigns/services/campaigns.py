@@ -36,6 +36,7 @@ from tagging.stages import stage_sql, write_atomically
 from tagging.stages.features import product_feature
 
 from ..models import Campaign, SavedAudience
+from django.utils.translation import gettext_lazy as _
 
 
 class CampaignRefused(ValueError):
@@ -101,11 +102,11 @@ def contact_list_keys() -> str:
 
 
 EXCLUSION_LABELS = {  # the reasons of excluded_now(), in its order, as campaign managers read them
-    "opted_out": "拒绝营销 Opted out of marketing",
-    "not_active": "非正常在网 Account not active",
-    "holds_product": "已订购该产品 Already holds the product",
-    "do_not_disturb": "免打扰名单 Do-not-disturb list",
-    "contact_limit": "近30天接触已达上限 Contacted too often in 30 days",
+    "opted_out": _("Opted out of marketing"),
+    "not_active": _("Account not active"),
+    "holds_product": _("Already holds the product"),
+    "do_not_disturb": _("Do-not-disturb list"),
+    "contact_limit": _("Contacted too often in 30 days"),
 }
 
 

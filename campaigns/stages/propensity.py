@@ -34,6 +34,7 @@ from tagging.stages.features import (
 )
 
 from .. import propensity
+from django.utils.translation import gettext_lazy as _
 
 STAGE = "propensity"
 BITMAPS = "propensity_bitmaps"
@@ -172,5 +173,5 @@ def publish_propensity(run, snapshot) -> dict:
     return {"models": len(run.definitions.get("propensity", {}))}
 
 
-register_stage(Stage(STAGE, "倾向评分 Propensity", 35, compute_propensity, prepare=fit_models, publish=publish_propensity))
+register_stage(Stage(STAGE, _("Propensity"), 35, compute_propensity, prepare=fit_models, publish=publish_propensity))
 register_feature_source(FeatureSource(STAGE, propensity_features))

@@ -25,6 +25,7 @@ from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, s
 from tagging.stages.features import product_feature
 
 from ..packing import h3_parent_sql
+from django.utils.translation import gettext_lazy as _
 
 RESOLUTIONS = (9, 8, 7)
 BASES = ("home", "work")
@@ -115,5 +116,5 @@ def publish_aggregates(run, snapshot) -> dict:
     return {"hexes": count}
 
 
-register_stage(Stage("aggregates", "区域汇总 Aggregates", 50, compute_aggregates, prepare=prepare_aggregates,
+register_stage(Stage("aggregates", _("Aggregates"), 50, compute_aggregates, prepare=prepare_aggregates,
                      publish=publish_aggregates))

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from tagging.expressions import Type
 from tagging.lake.sql import empty_relation
@@ -259,5 +260,5 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     return {"subscribers": rows, "homes_known": homes, "works_known": works}
 
 
-register_stage(Stage("location", "位置归属 Location", 20, compute_location, prepare=prepare_location))
+register_stage(Stage("location", _("Location"), 20, compute_location, prepare=prepare_location))
 register_feature_source(FeatureSource("location", location_features))

@@ -23,11 +23,26 @@
   map.createPane("hexes").style.zIndex = 410;
   map.createPane("areas").style.zIndex = 420;
 
-  const esc = (text) => String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-  const count = (n) => (n === null || n === undefined ? `&lt;${config.minimum_count}` : Number(n).toLocaleString("zh-CN"));
+  // Every label is built as DOM nodes with text, never as markup: data (names, codes, messages) is never parsed.
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, given] of Object.entries(attrs || {})) {
+      if (given === null || given === undefined || given === false) continue;
+      if (name === "class") node.className = given;
+      else if (name === "style") Object.assign(node.style, given);
+      else node.setAttribute(name, given === true ? "" : given);
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child !== null && child !== undefined && child !== false) node.append(child instanceof Node ? child : String(child));
+    }
+    return node;
+  }
+  const locale = document.documentElement.lang || "zh-hans";
+  const count = (n) => (n === null || n === undefined ? `<${config.minimum_count}` : Number(n).toLocaleString(locale));
   const pct = (x) => (x === null || x === undefined ? "—" : `${(x * 100).toFixed(1)}%`);
-  const delta = (d) => (d === null || d === undefined ? "" : ` <span class="${d >= 0 ? "up" : "down"}">(${d >= 0 ? "+" : ""}${d.toLocaleString("zh-CN")})</span>`);
+  const delta = (d) => (d === null || d === undefined ? "" : [" ", h("span", { class: d >= 0 ? "up" : "down" }, `(${d >= 0 ? "+" : ""}${d.toLocaleString(locale)})`)]);
   const value = (metric, v) => (metrics[metric].share ? pct(v) : count(v));
+  const named = (thing) => (locale.startsWith("en") ? thing.name_en || thing.name : thing.name);
 
   function csrfToken() {
     const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -77,18 +92,19 @@
   }
 
   function drawLegend(metric, breaks, features) {
+    const row = (colour, text) => h("div", { class: "row" }, h("span", { class: "swatch", style: { background: colour } }), text);
     const rows = [];
     if (features.some((f) => f.properties.value !== null)) {
       const bounds = [null, ...breaks, null];
       for (let i = 0; i + 1 < bounds.length; i++) {
         const low = bounds[i], high = bounds[i + 1];
         const sample = low === null ? (high === null ? 0 : high - 1e-9) : low;
-        const text = low === null ? (high === null ? "all" : `&lt; ${value(metric, high)}`) : high === null ? `≥ ${value(metric, low)}` : `${value(metric, low)} – ${value(metric, high)}`;
-        rows.push(`<div class="row"><span class="swatch" style="background:${colourOf(sample, breaks)}"></span>${text}</div>`);
+        const text = low === null ? (high === null ? gettext("all") : `< ${value(metric, high)}`) : high === null ? `≥ ${value(metric, low)}` : `${value(metric, low)} – ${value(metric, high)}`;
+        rows.push(row(colourOf(sample, breaks), text));
       }
     }
-    rows.push(`<div class="row"><span class="swatch" style="background:${SUPPRESSED}"></span>少于 ${config.minimum_count} 人不显示 fewer than ${config.minimum_count}: suppressed</div>`);
-    $("legend").innerHTML = `<b>${esc(metrics[metric].label)}</b>${rows.join("")}`;
+    rows.push(row(SUPPRESSED, interpolate(gettext("fewer than %s: suppressed"), [config.minimum_count])));
+    $("legend").replaceChildren(h("b", {}, metrics[metric].label), ...rows);
   }
 
   async function loadHexes() {
@@ -96,7 +112,7 @@
     controls.product.disabled = !metrics[metric].product;
     if (controls.campaign) controls.campaign.disabled = !metrics[metric].campaign;
     if (!config.snapshots.length) {
-      status("还没有快照 No snapshot yet");
+      status(gettext("No snapshot yet"));
       return;
     }
     const query = new URLSearchParams({ resolution: controls.resolution.value, metric, basis: controls.basis.value, snapshot: controls.snapshot.value });
@@ -104,12 +120,12 @@
     if (metrics[metric].campaign) query.set("campaign", controls.campaign.value);
     if (hexRequest) hexRequest.abort();
     hexRequest = new AbortController();
-    status("加载中 Loading…");
+    status(gettext("Loading…"));
     let data;
     try {
       data = await getJSON(`/api/v1/hexes/?${query}`, { signal: hexRequest.signal });
     } catch (error) {
-      if (error.name !== "AbortError") status(`出错 Error: ${error.message}`);
+      if (error.name !== "AbortError") status(`${gettext("Error:")} ${error.message}`);
       return;
     }
     const breaks = classBreaks(data.features.map((f) => f.properties.value));
@@ -120,12 +136,13 @@
                        fillColor: colourOf(f.properties.value, breaks) }),
       onEachFeature: (f, layer) => {
         const p = f.properties;
-        layer.bindTooltip(`<b>${esc(p.h3)}</b><br>${esc(metrics[metric].label)}: ${value(metric, p.value)}<br>用户 Subscribers: ${count(p.subscribers)}`, { sticky: true });
+        layer.bindTooltip(() => h("div", {}, h("b", {}, p.h3), h("br"), `${metrics[metric].label}: ${value(metric, p.value)}`, h("br"),
+          `${gettext("Subscribers")}: ${count(p.subscribers)}`), { sticky: true });
         layer.on("click", () => openHex(p.h3));
       },
     }).addTo(map);
     drawLegend(metric, breaks, data.features);
-    status(`${data.features.length} 个六边形 hexes · 快照 snapshot ${data.snapshot}`);
+    status(interpolate(gettext("%(hexes)s hexes · snapshot %(snapshot)s"), { hexes: data.features.length, snapshot: data.snapshot }, true));
     const element = map.getContainer();
     element.dataset.metric = metric;
     element.dataset.hexes = String(data.features.length);
@@ -152,12 +169,12 @@
         ? { className: "area district", color: "#1f2933", weight: 2.5, dashArray: "6 4", fill: false }
         : { className: "area", color: "#d9480f", weight: 2.5, fill: false }),
       onEachFeature: (f, layer) => {
-        layer.bindTooltip(`${esc(f.properties.name)} · ${esc(f.properties.kind_label)}`);
+        layer.bindTooltip(() => h("span", {}, `${f.properties.name} · ${f.properties.kind_label}`));
         layer.on("click", (event) => { L.DomEvent.stopPropagation(event); openArea(f.properties.id); });
       },
     }).addTo(map);
-    const list = data.features.map((f) => `<li data-id="${f.properties.id}">${esc(f.properties.name)} <span class="muted">${esc(f.properties.kind_label)}</span></li>`);
-    $("areas").innerHTML = list.join("") || `<li class="muted">无 None</li>`;
+    const list = data.features.map((f) => h("li", { "data-id": f.properties.id }, f.properties.name, " ", h("span", { class: "muted" }, f.properties.kind_label)));
+    $("areas").replaceChildren(...(list.length ? list : [h("li", { class: "muted" }, gettext("None"))]));
     fitTo(areasLayer.getLayers().some((l) => l.feature.properties.kind === "district")
       ? L.featureGroup(areasLayer.getLayers().filter((l) => l.feature.properties.kind === "district")) : areasLayer);
   }
@@ -171,8 +188,8 @@
   });
 
   // --- the panel ---------------------------------------------------------------------------------------
-  function showPanel(html) {
-    $("panel-body").innerHTML = html;
+  function showPanel(...nodes) {
+    $("panel-body").replaceChildren(...nodes.flat(Infinity).filter((n) => n !== null && n !== undefined && n !== false));
     $("panel").hidden = false;
     map.invalidateSize();
   }
@@ -186,62 +203,72 @@
     return query;
   }
 
+  const loading = () => h("p", { class: "muted" }, gettext("Loading…"));
+  const failed = (error) => h("p", { class: "error" }, error.message);
+
   async function openHex(cell) {
     panelSource = { kind: "hex", id: cell };
-    showPanel(`<h2>六边形 Hex ${esc(cell)}</h2><p class="muted">加载中 Loading…</p>`);
+    const title = `${gettext("Hex")} ${cell}`;
+    showPanel(h("h2", {}, title), loading());
     try {
       const stats = await getJSON(`/api/v1/hexes/${encodeURIComponent(cell)}/stats/?${statsQuery()}`);
-      showPanel(renderStats(`六边形 Hex ${esc(cell)}`, `H3 res ${stats.hex.resolution} · ${stats.hexes} res-9`, stats,
+      showPanel(renderStats(title, `H3 res ${stats.hex.resolution} · ${stats.hexes} res-9`, stats,
         `/api/v1/hexes/${encodeURIComponent(cell)}/targets/`));
     } catch (error) {
-      showPanel(`<h2>六边形 Hex ${esc(cell)}</h2><p class="error">${esc(error.message)}</p>`);
+      showPanel(h("h2", {}, title), failed(error));
     }
   }
 
   async function openArea(id) {
     panelSource = { kind: "area", id };
-    showPanel(`<h2>微区域 Micro-area</h2><p class="muted">加载中 Loading…</p>`);
+    showPanel(h("h2", {}, gettext("Micro-area")), loading());
     try {
       const stats = await getJSON(`/api/v1/microareas/${id}/stats/?${statsQuery()}`);
-      showPanel(renderStats(esc(stats.area.name), `${esc(stats.area.kind_label)} · ${esc(stats.area.region_name)} · ${stats.hexes} res-9`, stats,
+      showPanel(renderStats(stats.area.name, `${stats.area.kind_label} · ${stats.area.region_name} · ${stats.hexes} res-9`, stats,
         `/api/v1/microareas/${id}/targets/`, id));
     } catch (error) {
-      showPanel(`<h2>微区域 Micro-area</h2><p class="error">${esc(error.message)}</p>`);
+      showPanel(h("h2", {}, gettext("Micro-area")), failed(error));
     }
   }
 
+  const numberCell = (...content) => h("td", { class: "num" }, ...content);
+  const labelled = (label, ...content) => h("tr", {}, h("th", {}, label), numberCell(...content));
+
   function renderStats(title, subtitle, s, targets, areaId) {
-    const parts = [`<h2 id="panel-title">${title}</h2><div class="muted small">${subtitle}<br>快照 Snapshot ${esc(s.snapshot.date)}${
-      s.previous_snapshot ? ` · 对比 vs ${esc(s.previous_snapshot.date)}` : ""}</div>`];
-    parts.push(`<table><tr><th>居住用户 Living here</th><td class="num">${count(s.subscribers.home)}${delta(s.subscribers.home_change)}</td></tr>
-      <tr><th>工作用户 Working here</th><td class="num">${count(s.subscribers.work)}</td></tr>
-      <tr><th>5G终端占比 5G handsets</th><td class="num">${pct(s.five_g_handset_share)}</td></tr>
-      ${s.moves ? `<tr><th>迁入 / 迁出 Moved in / out</th><td class="num">${count(s.moves.moved_in)} / ${count(s.moves.moved_out)}</td></tr>` : ""}</table>`);
+    const parts = [h("h2", { id: "panel-title" }, title), h("div", { class: "muted small" }, subtitle, h("br"),
+      `${gettext("Snapshot")} ${s.snapshot.date}`, s.previous_snapshot ? ` · ${gettext("vs")} ${s.previous_snapshot.date}` : "")];
+    parts.push(h("table", {},
+      labelled(gettext("Living here"), count(s.subscribers.home), delta(s.subscribers.home_change)),
+      labelled(gettext("Working here"), count(s.subscribers.work)),
+      labelled(gettext("5G handsets"), pct(s.five_g_handset_share)),
+      s.moves ? labelled(gettext("Moved in / out"), `${count(s.moves.moved_in)} / ${count(s.moves.moved_out)}`) : null));
     if (s.target_list) {
-      const t = s.target_list;
+      const list = s.target_list;
+      parts.push(h("h3", {}, gettext("Campaign")), h("table", {}, h("tr", {},
+        h("th", {}, list.label, h("br"), gettext("On its contact list, living here")), h("td", { class: "num", id: "campaign-targets" }, count(list.targets)))));
       // A campaign's list is exported per micro-area (its residents), so the link is on micro-areas only.
-      const link = areaId === undefined ? "" : `<p><a id="export-campaign-targets" href="/api/v1/campaigns/${t.id}/targets/?${
-        new URLSearchParams({ area: areaId, format: "csv" })}">导出本区活动名单 Export the campaign's list here (CSV)</a></p>`;
-      parts.push(`<h3>营销活动 Campaign</h3><table><tr><th>${esc(t.label)}<br>名单上住在这里 On its contact list, living here</th><td class="num" id="campaign-targets">${
-        count(t.targets)}</td></tr></table>${link}`);
+      if (areaId !== undefined) {
+        parts.push(h("p", {}, h("a", { id: "export-campaign-targets",
+          href: `/api/v1/campaigns/${list.id}/targets/?${new URLSearchParams({ area: areaId, format: "csv" })}` }, gettext("Export the campaign's list here (CSV)"))));
+      }
     }
     if (s.product) {
       const p = s.product;
-      const cls = (name, label) => `<div>${label}<b>${count(p[name])}</b>${pct(p[`${name}_share`])}${delta(p[`${name}_change`])}</div>`;
-      parts.push(`<h3>${esc(p.name)} ${esc(p.name_en)}</h3><div class="classes">${cls("developed", "已发展 Developed")}${
-        cls("demand", "需求 Demand")}${cls("potential", "潜在 Potential")}</div>`);
+      const cls = (name, label) => h("div", {}, label, h("b", {}, count(p[name])), pct(p[`${name}_share`]), delta(p[`${name}_change`]));
       const query = new URLSearchParams({ product: p.code, snapshot: s.snapshot.id, format: "csv" });
-      parts.push(`<p><a id="export-targets" href="${targets}?${query}">导出目标客户 Export targets (CSV)</a></p>`);
+      parts.push(h("h3", {}, named(p)), h("div", { class: "classes" }, cls("developed", gettext("Developed")), cls("demand", gettext("Demand")), cls("potential", gettext("Potential"))),
+        h("p", {}, h("a", { id: "export-targets", href: `${targets}?${query}` }, gettext("Export targets (CSV)"))));
     }
-    parts.push(`<h3>产品渗透 Product penetration</h3><table>${s.products.map((p) =>
-      `<tr><td>${esc(p.name)}</td><td class="num">${count(p.users)}</td><td class="num">${pct(p.penetration)}</td></tr>`).join("")}</table>`);
-    const mix = (rows) => rows.slice(0, 6).map((r) => `<tr><td>${esc(r.value)}</td><td class="num">${count(r.subscribers)}</td><td class="num">${pct(r.share)}</td></tr>`).join("");
-    parts.push(`<h3>终端结构 Terminal mix</h3><table><tr><th colspan="3">品牌 Brand</th></tr>${mix(s.terminal_mix.brand)}
-      <tr><th colspan="3">网络 Network</th></tr>${mix(s.terminal_mix.network)}<tr><th colspan="3">档次 Tier</th></tr>${mix(s.terminal_mix.tier)}</table>`);
-    parts.push(`<h3>热门标签 Top tags</h3><table>${s.top_tags.map((t) =>
-      `<tr><td title="${esc(t.code)}">${esc(t.name)}</td><td class="num">${count(t.count)}</td><td class="num">${pct(t.share)}</td></tr>`).join("") ||
-      `<tr><td class="muted">—</td></tr>`}</table>`);
-    return parts.join("");
+    const row = (...cells) => h("tr", {}, h("td", {}, cells[0]), cells.slice(1).map((c) => numberCell(c)));
+    parts.push(h("h3", {}, gettext("Product penetration")), h("table", {}, s.products.map((p) => row(named(p), count(p.users), pct(p.penetration)))));
+    const mix = (rows) => rows.slice(0, 6).map((r) => row(r.value, count(r.subscribers), pct(r.share)));
+    const heading = (label) => h("tr", {}, h("th", { colspan: 3 }, label));
+    parts.push(h("h3", {}, gettext("Terminal mix")), h("table", {}, heading(gettext("Brand")), mix(s.terminal_mix.brand),
+      heading(gettext("Network")), mix(s.terminal_mix.network), heading(gettext("Tier")), mix(s.terminal_mix.tier)));
+    parts.push(h("h3", {}, gettext("Top tags")), h("table", {}, s.top_tags.length
+      ? s.top_tags.map((tag) => h("tr", {}, h("td", { title: tag.code }, tag.name), numberCell(count(tag.count)), numberCell(pct(tag.share))))
+      : h("tr", {}, h("td", { class: "muted" }, "—"))));
+    return parts;
   }
 
   // --- drawing a micro-area ----------------------------------------------------------------------------
@@ -257,11 +284,12 @@
       drawn.addLayer(event.layer);
       const geometry = event.layer.toGeoJSON().geometry;
       panelSource = null;
-      showPanel(`<h2>新微区域 New micro-area</h2><form id="new-area">
-        <label>名称 Name <input name="name" required maxlength="64"></label>
-        <label>类型 Kind <select name="kind">${config.kinds.map((k) => `<option value="${esc(k.code)}">${esc(k.label)}</option>`).join("")}</select></label>
-        <label>所属区县 District <select name="region">${config.districts.map((d) => `<option value="${esc(d.code)}">${esc(d.name)}</option>`).join("")}</select></label>
-        <p class="error" id="new-area-error"></p><button type="submit">保存 Save</button></form>`);
+      const options = (items, code, label) => items.map((item) => h("option", { value: item[code] }, item[label]));
+      showPanel(h("h2", {}, gettext("New micro-area")), h("form", { id: "new-area" },
+        h("label", {}, `${gettext("Name")} `, h("input", { name: "name", required: true, maxlength: 64 })),
+        h("label", {}, `${gettext("Kind")} `, h("select", { name: "kind" }, options(config.kinds, "code", "label"))),
+        h("label", {}, `${gettext("District")} `, h("select", { name: "region" }, options(config.districts, "code", "name"))),
+        h("p", { class: "error", id: "new-area-error" }), h("button", { type: "submit" }, gettext("Save"))));
       $("new-area").addEventListener("submit", async (submit) => {
         submit.preventDefault();
         const form = new FormData(submit.target);
@@ -290,5 +318,5 @@
       if (panelSource && !$("panel").hidden) (panelSource.kind === "hex" ? openHex : openArea)(panelSource.id);
     });
   }
-  loadAreas().catch((error) => status(`出错 Error: ${error.message}`)).finally(loadHexes);
+  loadAreas().catch((error) => status(`${gettext("Error:")} ${error.message}`)).finally(loadHexes);
 })();

@@ -45,9 +45,10 @@
     errorBox.hidden = true;
     result.hidden = false;
     document.getElementById("audience-count").textContent = shown(body.count) +
-      (body.suppressed_below ? " (rounded to " + body.suppressed_below + " 按" + body.suppressed_below + "取整)" : "");
+      (body.suppressed_below ? " " + interpolate(gettext("(rounded to %s)"), [body.suppressed_below]) : "");
     document.getElementById("audience-share").textContent =
-      percent(body.count, body.subscribers) + " of " + number.format(body.subscribers) + " in my districts 占我的区县用户";
+      interpolate(gettext("%(share)s of %(total)s in my districts"),
+                  {share: percent(body.count, body.subscribers), total: number.format(body.subscribers)}, true);
     document.getElementById("audience-snapshot").textContent = body.snapshot;
     document.getElementById("audience-elapsed").textContent = body.elapsed_ms + " ms";
     const rows = body.by_region.map(function (region) {
@@ -112,14 +113,15 @@
     if (!older) { return; }
     const response = await ask(form.dataset.preview, Object.assign({}, asked, {snapshot: Number(older.value)}));
     if (mine !== sequence) { return; }
-    if (!response.ok) { out.textContent = "not countable in " + older.textContent + " 上期无法计算"; return; }
+    if (!response.ok) { out.textContent = interpolate(gettext("not countable in %s"), [older.textContent]); return; }
     const before = await response.json();
     if (typeof now.count !== "number" || typeof before.count !== "number") {
-      out.textContent = "was 上期 " + shown(before.count) + " (" + before.snapshot + ")";
+      out.textContent = interpolate(gettext("was %(count)s (%(snapshot)s)"), {count: shown(before.count), snapshot: before.snapshot}, true);
       return;
     }
     const delta = now.count - before.count;
-    out.textContent = (delta > 0 ? "+" : "") + number.format(delta) + " since 较 " + before.snapshot + " (" + number.format(before.count) + ")";
+    out.textContent = interpolate(gettext("%(delta)s since %(snapshot)s (%(count)s)"),
+      {delta: (delta > 0 ? "+" : "") + number.format(delta), snapshot: before.snapshot, count: number.format(before.count)}, true);
   }
 
   async function count() {
@@ -134,7 +136,7 @@
       response = await ask(form.dataset.preview, asked);
       body = await response.json();
     } catch (failure) {
-      if (mine === sequence) { showError("无法计数 Could not count: " + failure.message, null); }
+      if (mine === sequence) { showError(gettext("Could not count:") + " " + failure.message, null); }
       return;
     }
     if (mine !== sequence) { return; }  // a newer keystroke already asked
@@ -191,7 +193,7 @@
     if (!items.length) {
       const none = document.createElement("li");
       none.className = "muted";
-      none.textContent = "None yet 暂无";
+      none.textContent = gettext("None yet");
       items.push(none);
     }
     saved.replaceChildren(...items);
@@ -211,7 +213,7 @@
         return;
       }
       out.className = "muted";
-      out.textContent = "已保存 Saved: " + body.name;
+      out.textContent = gettext("Saved:") + " " + body.name;
       loadSaved();
     });
   }

@@ -26,6 +26,7 @@ from ..models import (
 )
 from ..services.accounts import assign_role, role_of
 from ..services.snapshots import MAX_WINDOW_DAYS, SnapshotRefused, cancel_run, start_snapshot_run
+from django.utils.translation import gettext_lazy as _
 
 
 class RegionScopedAdmin(admin.ModelAdmin):
@@ -142,11 +143,11 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
     def msisdn_masked(self, subscriber):
         return subscriber.msisdn_masked
 
-    @admin.display(description="出生年份 birth year")
+    @admin.display(description=_("birth year"))
     def born(self, subscriber):
         return str(subscriber.birth_year) if subscriber.birth_year else "-"  # a year, not 1,990
 
-    @admin.display(description="当前标签 tags now")
+    @admin.display(description=_("tags now"))
     def tags_now(self, subscriber):
         """The tags held in the current snapshot, and what changed since the one before (the API's profile)."""
         from ..selectors import subscriber_tag_timeline
@@ -166,7 +167,7 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
                            "; ".join(change) or "no change since the snapshot before",
                            reverse("subscriber-profile", args=[subscriber.id]))
 
-    @admin.display(description="特征 features")
+    @admin.display(description=_("features"))
     def features_now(self, subscriber):
         from ..selectors import subscriber_features
         from ..stages.features import catalogue
@@ -239,7 +240,7 @@ class SnapshotRunAdmin(ReadOnlyAdmin):
     inlines = [SnapshotPartitionInline]
     actions = ["cancel_runs"]
 
-    @admin.action(description="取消运行 Cancel the selected running runs (the current snapshot stays current)",
+    @admin.action(description=_("Cancel the selected running runs (the current snapshot stays current)"),
                   permissions=["start"])
     def cancel_runs(self, request, queryset):
         for run in queryset:
@@ -248,7 +249,7 @@ class SnapshotRunAdmin(ReadOnlyAdmin):
             except SnapshotRefused as exc:
                 messages.warning(request, str(exc))
             else:
-                messages.success(request, f"运行 #{run.id} 已取消 Run #{run.id} cancelled: nothing more is dispatched")
+                messages.success(request, _("Run #%(id)s cancelled: nothing more is dispatched") % {"id": run.id})
 
     def has_start_permission(self, request) -> bool:
         return request.user.has_perm("tagging.add_snapshotrun")
@@ -279,18 +280,18 @@ class SnapshotRunAdmin(ReadOnlyAdmin):
             except SnapshotRefused as exc:
                 form.add_error(None, str(exc))
             else:
-                messages.success(request, f"快照运行 #{run.id} 已开始 Snapshot run #{run.id} as of {run.as_of_date} started: "
-                                          "its partitions' progress is below.")
+                messages.success(request, _("Snapshot run #%(id)s as of %(date)s started: its partitions' progress is below.")
+                                 % {"id": run.id, "date": run.as_of_date})
                 return redirect("admin:tagging_snapshotrun_change", run.id)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
-                   "title": "开始快照运行 Start a snapshot run", "latest_usage": latest}
+                   "title": _("Start a snapshot run"), "latest_usage": latest}
         return TemplateResponse(request, "admin/tagging/snapshotrun/start.html", context)
 
 
 class StartRunForm(forms.Form):
-    as_of_date = forms.DateField(label="快照日期 As-of date", widget=forms.DateInput(attrs={"type": "date"}),
+    as_of_date = forms.DateField(label=_("As-of date"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
                                  help_text="Features, tags and locations describe the window ending on this day")
-    window_days = forms.IntegerField(label="窗口天数 Window (days)", min_value=1, max_value=MAX_WINDOW_DAYS)
+    window_days = forms.IntegerField(label=_("Window (days)"), min_value=1, max_value=MAX_WINDOW_DAYS)
 
 
 @admin.register(Snapshot)

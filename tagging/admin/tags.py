@@ -16,11 +16,12 @@ from ..selectors import tag_counts, tag_history
 from ..services.tags import check_definition, import_member_list, preview_rule, save_tag_definition
 from ..stages.features import catalogue
 from .reference import ReadOnlyAdmin, ReadOnlyInline
+from django.utils.translation import gettext_lazy as _
 
 
 class TagDefinitionForm(forms.ModelForm):
     members_file = forms.FileField(
-        required=False, label="成员名单 member list",
+        required=False, label=_("member list"),
         help_text="Imported lists only: a CSV or text file, one MSISDN per line (a header line is skipped)",
     )
 
@@ -53,7 +54,7 @@ class TagDefinitionForm(forms.ModelForm):
 class TagVersionInline(ReadOnlyInline):
     model = TagVersion
     fields = ["number", "change", "author", "created_at", "enabled", "expression", "member_count"]
-    verbose_name_plural = "版本历史 versions (who, when, what)"
+    verbose_name_plural = _("versions (who, when, what)")
 
 
 @admin.register(TagDefinition)
@@ -73,7 +74,7 @@ class TagDefinitionAdmin(admin.ModelAdmin):
     def get_list_display(self, request):
         counts = tag_counts(user=request.user)
 
-        @admin.display(description="人数 subscribers (your regions)")
+        @admin.display(description=_("subscribers (your regions)"))
         def subscribers(tag):
             now, before = counts.get(tag.code, (None, None))
             if now is None:
@@ -116,7 +117,7 @@ class TagDefinitionAdmin(admin.ModelAdmin):
             return JsonResponse({"detail": str(exc), "error": exc.as_dict()}, status=400)
 
     def features_view(self, request):
-        context = {**self.admin_site.each_context(request), "title": "特征目录 Feature catalogue",
+        context = {**self.admin_site.each_context(request), "title": _("Feature catalogue"),
                    "features": catalogue(), "opts": self.model._meta}
         return TemplateResponse(request, "admin/tagging/tagdefinition/features.html", context)
 

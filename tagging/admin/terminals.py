@@ -6,6 +6,7 @@ from django.db.models import F, Sum, Window
 
 from ..models import HandsetSwitch, TerminalShare
 from .reference import ReadOnlyAdmin, RegionScopedAdmin
+from django.utils.translation import gettext_lazy as _
 
 
 @admin.register(TerminalShare)
@@ -21,11 +22,11 @@ class TerminalShareAdmin(RegionScopedAdmin, ReadOnlyAdmin):
         return super().get_queryset(request).annotate(
             snapshot_total=Window(Sum("subscribers"), partition_by=[F("snapshot_id")]))
 
-    @admin.display(description="品牌 Brand", ordering="brand")
+    @admin.display(description=_("Brand"), ordering="brand")
     def brand_shown(self, obj):
-        return obj.brand or "未登记 Unregistered"
+        return obj.brand or _("Unregistered")
 
-    @admin.display(description="占比 Share")
+    @admin.display(description=_("Share"))
     def share(self, obj):
         return f"{obj.subscribers / obj.snapshot_total:.2%}" if obj.snapshot_total else "—"
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class AuditEvent(models.Model):
     """Who did what to whose account, when, from where."""
 
     class Kind(models.TextChoices):
-        SIGN_IN = "sign_in", "登录 Signed in"
-        SIGN_IN_FAILED = "sign_in_failed", "登录失败 Sign-in failed"
-        LOCKED_OUT = "locked_out", "锁定 Locked out"
-        TOKEN_ISSUED = "token_issued", "签发令牌 API token issued"
-        ROLE_CHANGED = "role_changed", "角色变更 Role or regions changed"
+        SIGN_IN = "sign_in", _("Signed in")
+        SIGN_IN_FAILED = "sign_in_failed", _("Sign-in failed")
+        LOCKED_OUT = "locked_out", _("Locked out")
+        TOKEN_ISSUED = "token_issued", _("API token issued")
+        ROLE_CHANGED = "role_changed", _("Role or regions changed")
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)

@@ -11,6 +11,7 @@ from django.db.models import Q, Value
 from django.db.models.functions import Concat, Substr
 
 from ..privacy import mask_msisdn
+from django.utils.translation import gettext_lazy as _
 
 
 class RegionQuerySet(models.QuerySet):
@@ -36,9 +37,9 @@ class Region(models.Model):
     """An administrative area: province > city > district."""
 
     class Level(models.TextChoices):
-        PROVINCE = "province", "省 Province"
-        CITY = "city", "市 City"
-        DISTRICT = "district", "区县 District"
+        PROVINCE = "province", _("Province")
+        CITY = "city", _("City")
+        DISTRICT = "district", _("District")
 
     code = models.CharField(max_length=12, unique=True, help_text="Administrative division code, e.g. 440604")
     name = models.CharField(max_length=64)
@@ -84,9 +85,9 @@ class StaffProfile(models.Model):
     """A staff member's role and the regions they work in; every list is scoped by these regions."""
 
     class Role(models.TextChoices):
-        ADMIN = "admin", "管理员 Admin (marketing analyst)"
-        SALES = "sales", "区域销售 Regional sales"
-        FIELD = "field", "一线团队 Field team"
+        ADMIN = "admin", _("Admin (marketing analyst)")
+        SALES = "sales", _("Regional sales")
+        FIELD = "field", _("Field team")
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff")
     role = models.CharField(max_length=10, choices=Role.choices)
@@ -119,19 +120,19 @@ class Subscriber(models.Model):
     """A subscriber, keyed by a dense integer id that the lake and every bitmap use."""
 
     class Brand(models.TextChoices):
-        GOTONE = "全球通", "全球通 GoTone"
-        MZONE = "动感地带", "动感地带 M-Zone"
-        EASYOWN = "神州行", "神州行 Easy Own"
+        GOTONE = "全球通", _("GoTone")
+        MZONE = "动感地带", _("M-Zone")
+        EASYOWN = "神州行", _("Easy Own")
 
     class Gender(models.TextChoices):
-        MALE = "M", "男 Male"
-        FEMALE = "F", "女 Female"
-        UNKNOWN = "U", "未知 Unknown"
+        MALE = "M", _("Male")
+        FEMALE = "F", _("Female")
+        UNKNOWN = "U", _("Unknown")
 
     class Status(models.TextChoices):
-        ACTIVE = "active", "在网 Active"
-        SUSPENDED = "suspended", "停机 Suspended"
-        CLOSED = "closed", "销户 Closed"
+        ACTIVE = "active", _("Active")
+        SUSPENDED = "suspended", _("Suspended")
+        CLOSED = "closed", _("Closed")
 
     id = models.PositiveBigIntegerField(primary_key=True)
     msisdn = models.CharField(max_length=15, unique=True)
@@ -255,10 +256,10 @@ class IngestBatch(models.Model):
     """One attempt to ingest one file into the lake: all of it or none of it."""
 
     class Status(models.TextChoices):
-        RUNNING = "running", "进行中 Running"
-        ACCEPTED = "accepted", "已接收 Accepted"
-        REJECTED = "rejected", "已拒绝 Rejected"
-        UNCHANGED = "unchanged", "重复文件 Already ingested"
+        RUNNING = "running", _("Running")
+        ACCEPTED = "accepted", _("Accepted")
+        REJECTED = "rejected", _("Rejected")
+        UNCHANGED = "unchanged", _("Already ingested")
 
     dataset = models.CharField(max_length=32, db_index=True)
     file_name = models.CharField(max_length=500)
@@ -315,10 +316,10 @@ class SnapshotRun(models.Model):
     """Computing a snapshot as of a date, stage by stage over subscriber-id partitions."""
 
     class Status(models.TextChoices):
-        RUNNING = "running", "运行中 Running"
-        SUCCEEDED = "succeeded", "已发布 Published"
-        FAILED = "failed", "失败 Failed"
-        CANCELLED = "cancelled", "已取消 Cancelled"
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Published")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     as_of_date = models.DateField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
@@ -365,10 +366,10 @@ class SnapshotPartition(models.Model):
     """One stage over one subscriber-id range of one run; keyed so a redelivered task overwrites."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "等待 Pending"
-        RUNNING = "running", "运行中 Running"
-        DONE = "done", "完成 Done"
-        FAILED = "failed", "失败 Failed"
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
 
     run = models.ForeignKey(SnapshotRun, on_delete=models.CASCADE, related_name="partitions")
     stage = models.CharField(max_length=32)

@@ -7,6 +7,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from .reference import Region, Snapshot, SnapshotRun
+from django.utils.translation import gettext_lazy as _
 
 # A tag's code is a name in the expression language, so it must be an identifier.
 tag_code_validator = RegexValidator(
@@ -26,25 +27,25 @@ class TagDefinition(models.Model):
     """A tag of the user tag library: a rule over features, a behaviour segment, or an imported list."""
 
     class Category(models.TextChoices):
-        BASIC = "basic", "基础属性 Basic"
-        CONSUMPTION = "consumption", "消费 Consumption"
-        BEHAVIOUR = "behaviour", "行为 Behaviour"
-        NEED = "need", "需求 Need"
-        TERMINAL = "terminal", "终端 Terminal"
-        LOCATION = "location", "位置 Location"
-        LIFECYCLE = "lifecycle", "生命周期 Lifecycle"
-        VALUE = "value", "价值 Value"
-        MODEL = "model", "模型 Model"
-        SEGMENT = "segment", "分群 Segment"
+        BASIC = "basic", _("Basic")
+        CONSUMPTION = "consumption", _("Consumption")
+        BEHAVIOUR = "behaviour", _("Behaviour")
+        NEED = "need", _("Need")
+        TERMINAL = "terminal", _("Terminal")
+        LOCATION = "location", _("Location")
+        LIFECYCLE = "lifecycle", _("Lifecycle")
+        VALUE = "value", _("Value")
+        MODEL = "model", _("Model")
+        SEGMENT = "segment", _("Segment")
 
     class Kind(models.TextChoices):
-        RULE = "rule", "规则 Rule"
-        SEGMENT = "segment", "分群模型 Segment model"
-        IMPORTED = "imported", "导入名单 Imported list"
+        RULE = "rule", _("Rule")
+        SEGMENT = "segment", _("Segment model")
+        IMPORTED = "imported", _("Imported list")
 
     code = models.CharField(max_length=48, unique=True, validators=[tag_code_validator],
                             help_text="The tag's name in rules and audiences, e.g. sms_expert")
-    name = models.CharField("名称 name", max_length=64)
+    name = models.CharField(_("name"), max_length=64)
     name_en = models.CharField("English name", max_length=64, blank=True)
     category = models.CharField(max_length=12, choices=Category.choices)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RULE)

@@ -19,6 +19,7 @@ from ..expressions import Symbol, Type
 from ..lake.sql import empty_relation
 from ..lake.store import files_sql, read_sql
 from . import PartitionWork, Stage, register_stage, write_atomically
+from django.utils.translation import gettext_lazy as _
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def _product_features() -> list[Feature]:
         Feature("products_held", N, "products", "订购产品数", "Products held on the as-of date", "subscriptions"),
         Feature("package_fee_total", N, "yuan / month", "订购产品月费合计", "Monthly fees of all products held", "subscriptions"),
     ]
-    for code, name, name_en, _ in products:
+    for code, name, name_en, _category in products:
         features.append(Feature(product_feature(code), B, "", f"已订购{name}", f"Holds {name_en or code} on the as-of date", "subscriptions"))
     for category in sorted({p[3] for p in products}):
         features.append(Feature(f"{_slug(category)}_package_fee", N, "yuan / month", f"{category}类产品月费",
@@ -348,5 +349,5 @@ def prepare_features(run) -> dict:
                                      usage_to=span["last"])}
 
 
-register_stage(Stage("features", "特征计算 Features", 30, compute_features, prepare=prepare_features))
+register_stage(Stage("features", _("Features"), 30, compute_features, prepare=prepare_features))
 register_feature_source(FeatureSource("features", base_features))

@@ -23,6 +23,7 @@ from ..bitmaps import merge_bitmaps, to_bitmap, write_bitmaps
 from ..lake.store import files_sql
 from . import PartitionWork, Stage, register_stage, stage_files, write_atomically
 from .features import FEATURE_SOURCES, feature_table_sql
+from django.utils.translation import gettext_lazy as _
 
 BITMAPS = "tag_bitmaps"  # per-partition bitmap files, beside the stage's wide files
 SEGMENT_SAMPLE = 30_000  # subscribers the k-means sees (plenty for 8 centroids in 8 dimensions); all are assigned
@@ -213,4 +214,4 @@ def publish_tags(run, snapshot) -> dict:
     return {"tags": len(pinned), "regions": len(regions)}
 
 
-register_stage(Stage("tags", "标签计算 Tags", 40, compute_tags, prepare=prepare_tags, publish=publish_tags))
+register_stage(Stage("tags", _("Tags"), 40, compute_tags, prepare=prepare_tags, publish=publish_tags))

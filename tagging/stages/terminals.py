@@ -25,6 +25,7 @@ from ..lake.sql import empty_relation
 from ..lake.store import connect, read_sql
 from . import PartitionWork, Stage, register_stage, stage_sql, write_atomically
 from .features import Feature, FeatureSource, features_from, register_feature_source
+from django.utils.translation import gettext_lazy as _
 
 DEVICES = "terminal_devices"  # per-partition handset chains, beside the stage's feature files
 KNOCKOFF_REASONS = {
@@ -290,6 +291,6 @@ def publish_terminals(run, snapshot) -> dict:
     return {"models": len({(r[1], r[2]) for r in shares}), "switches": sum(r[3] for r in switches)}
 
 
-register_stage(Stage("terminals", "终端拍照 Terminals", 10, compute_terminals, prepare=prepare_terminals,
+register_stage(Stage("terminals", _("Terminals"), 10, compute_terminals, prepare=prepare_terminals,
                      publish=publish_terminals))
 register_feature_source(FeatureSource("terminals", terminal_features))

@@ -7,3 +7,22 @@ register = template.Library()
 def percent(value, digits: int = 2) -> str:
     """0.23126 -> "23.13%"; None (not computable) -> "—"."""
     return "—" if value is None else f"{value * 100:.{int(digits)}f}%"
+
+
+def _english() -> bool:
+    from django.utils.translation import get_language
+
+    return (get_language() or "").startswith("en")
+
+
+@register.filter
+def named(thing) -> str:
+    """A region's, product's or tag's name in the page's language: the English name where the page is English and
+    one was given, the Chinese name otherwise."""
+    return (getattr(thing, "name_en", "") or thing.name) if _english() else thing.name
+
+
+@register.simple_tag
+def in_language(chinese: str, english: str) -> str:
+    """One of two names (a row's name and name_en) in the page's language, as `named` does."""
+    return (english or chinese) if _english() else chinese
