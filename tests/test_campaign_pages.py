@@ -118,7 +118,7 @@ def test_a_step_out_of_order_is_refused_with_a_message_and_changes_nothing(city,
     campaign = Campaign.objects.get()
     page = client.post(f"/campaigns/{campaign.id}/start/", follow=True).content.decode()
     campaign.refresh_from_db()
-    assert campaign.status == "draft" and "only a campaign 已冻结 can start" in page
+    assert campaign.status == "draft" and "only a campaign frozen can start" in page
     assert client.get(f"/campaigns/{campaign.id}/freeze/").status_code == 405  # a step is a POST
     assert client.post(f"/campaigns/{campaign.id}/launch/").status_code == 404
 

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
 from tagging.models import AuditEvent, Region, StaffProfile
+from tagging.services.accounts import ROLE_GROUP_NAMES
 
 from .factories import RegionFactory, staff_user
 
@@ -113,7 +114,7 @@ def test_role_changes_are_audited_and_analysts_read_the_log(people, client, admi
     answer = client.post(f"/admin/auth/user/{user.id}/change/", form)
     assert answer.status_code == 302, answer.content.decode()[:2000]
     user.refresh_from_db()
-    assert user.has_perm("tagging.add_tagdefinition") and user.groups.get().name == StaffProfile.Role.ADMIN.label
+    assert user.has_perm("tagging.add_tagdefinition") and user.groups.get().name == ROLE_GROUP_NAMES[StaffProfile.Role.ADMIN]
     assert AuditEvent.objects.filter(kind="role_changed", user=user, actor=admin_user).exists()
     client.force_login(people["analyst"])
     log = client.get("/admin/tagging/auditevent/")

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from pyroaring import BitMap
 
 from microarea.selectors import visible_districts
@@ -36,7 +37,6 @@ from tagging.stages import stage_sql, write_atomically
 from tagging.stages.features import product_feature
 
 from ..models import Campaign, SavedAudience
-from django.utils.translation import gettext_lazy as _
 
 
 class CampaignRefused(ValueError):
@@ -196,7 +196,7 @@ def _draw_control(campaign: Campaign, *, eligible: BitMap, population: BitMap, s
 def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Campaign:
     """Materialise the target list of a draft campaign from the current snapshot (see the module)."""
     if campaign.status != Campaign.Status.DRAFT:
-        raise CampaignRefused(f"the campaign is {campaign.get_status_display()}; only a draft can be frozen", field="status")
+        raise CampaignRefused(f"the campaign is {campaign.status}; only a draft can be frozen", field="status")
     _all_districts_yours(campaign, user, "freeze")
     snapshot = Snapshot.objects.current()
     if snapshot is None:
@@ -325,7 +325,7 @@ def move_campaign(*, campaign: Campaign, step: str, user) -> Campaign:
     moved = Campaign.objects.filter(pk=campaign.pk, status__in=sources).update(status=target)
     campaign.refresh_from_db(fields=["status"])
     if not moved:
-        allowed = " or ".join(str(Campaign.Status(s).label) for s in sources)
-        raise CampaignRefused(f"the campaign is {campaign.get_status_display()}; only a campaign {allowed} can {step}",
+        allowed = " or ".join(sources)
+        raise CampaignRefused(f"the campaign is {campaign.status}; only a campaign {allowed} can {step}",
                               field="status")
     return campaign

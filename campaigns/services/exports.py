@@ -115,16 +115,19 @@ def _release_quota(*, user, day, rows: int) -> None:
         ExportQuota.objects.filter(user=user, day=day, rows__gte=rows).update(rows=F("rows") - rows)
 
 
-def _planned(export: Export) -> Export:
-    """The export with its rows counted (without the MSISDNs) and reserved of the user's quota."""
+def _planned(export: Export, *, listed: str, params: dict) -> Export:
+    """The export with the range of ids its list (`listed`, with its `params`) holds, its rows counted (without
+    the MSISDNs) and reserved of the user's quota."""
     con = _connect(export.barred)
     try:
+        low, high = con.execute(f"SELECT min(subscriber_id), max(subscriber_id) FROM {listed}", params).fetchone()
+        ids = (low or 0, high if high is not None else -1)
         (rows,) = con.execute(f"SELECT count(*) FROM ({export.sql})",
-                              {**export.params, "low": export.ids[0], "high": export.ids[1] + 1}).fetchone()
+                              {**export.params, "low": ids[0], "high": ids[1] + 1}).fetchone()
     finally:
         con.close()
     reserve_quota(user=export.user, rows=rows)
-    return dataclasses.replace(export, rows=rows)
+    return dataclasses.replace(export, ids=ids, rows=rows)
 
 
 def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Export:
@@ -153,14 +156,9 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     sql = (f"SELECT t.subscriber_id, s.msisdn::VARCHAR AS msisdn, t.region_code, array_to_string(t.reasons, '; ') AS reasons "
            f"FROM {target_list_sql(campaign)} t JOIN {subscribers} s USING (subscriber_id) "
            f"WHERE {' AND '.join(where)} AND NOT coalesce(s.marketing_opt_out, false)")
-    con = store.reader()
-    try:
-        low, high = con.execute(f"SELECT min(subscriber_id), max(subscriber_id) FROM {target_list_sql(campaign)}").fetchone()
-    finally:
-        con.close()
-    return _planned(Export(user, ExportLog.Kind.CAMPAIGN, campaign, districts, COLUMNS, sql, params,
-                           (low or 0, high if high is not None else -1), 0,
-                           user.has_perm("campaigns.contact_subscribers"), filters))
+    return _planned(Export(user, ExportLog.Kind.CAMPAIGN, campaign, districts, COLUMNS, sql, params, (0, -1), 0,
+                           user.has_perm("campaigns.contact_subscribers"), filters),
+                    listed=target_list_sql(campaign), params={})
 
 
 def plan_area_export(*, user, kind: str, customers: tuple[str, dict] | None, filters: dict) -> Export:
@@ -181,13 +179,8 @@ def plan_area_export(*, user, kind: str, customers: tuple[str, dict] | None, fil
            f"WHERE c.subscriber_id >= $low AND c.subscriber_id < $high AND NOT coalesce(s.marketing_opt_out, false) "
            f"AND s.status = 'active' AND c.subscriber_id NOT IN (SELECT subscriber_id FROM barred)")
     barred = np.asarray(contact_barred().to_array(), dtype=np.int64)
-    con = store.reader()
-    try:
-        low, high = con.execute(f"SELECT min(subscriber_id), max(subscriber_id) FROM {relation}", params).fetchone()
-    finally:
-        con.close()
-    return _planned(Export(user, kind, None, districts, AREA_COLUMNS, sql, params, (low or 0, high if high is not None else -1),
-                           0, user.has_perm("campaigns.contact_subscribers"), filters, barred))
+    return _planned(Export(user, kind, None, districts, AREA_COLUMNS, sql, params, (0, -1), 0,
+                           user.has_perm("campaigns.contact_subscribers"), filters, barred), listed=relation, params=params)
 
 
 def stream(export: Export, answer: str, *, ids_per_query: int = 50_000) -> Iterator[bytes]:

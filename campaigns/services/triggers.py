@@ -37,7 +37,7 @@ def check_event_trigger(*, campaign: Campaign, user, kind: str, micro_area=None)
     from microarea.models import MicroArea
 
     if campaign.status in (Campaign.Status.DRAFT, Campaign.Status.CLOSED):
-        raise CampaignRefused(f"the campaign is {campaign.get_status_display()}: rules go on frozen or running campaigns",
+        raise CampaignRefused(f"the campaign is {campaign.status}: rules go on frozen or running campaigns",
                               field="campaign")
     if kind == EventTrigger.Kind.ENTERED_AREA and micro_area is None:
         raise CampaignRefused("entered_area needs the micro-area entered", field="micro_area")

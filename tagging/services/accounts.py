@@ -29,9 +29,14 @@ grant_role_permissions("tagging", {
 })
 
 
+# Each role's permission group, by a name that does not change with the language (the roles' labels do).
+ROLE_GROUP_NAMES = {StaffProfile.Role.ADMIN: "管理员 Admin (marketing analyst)", StaffProfile.Role.SALES: "区域销售 Regional sales",
+                    StaffProfile.Role.FIELD: "一线团队 Field team"}
+
+
 def role_group(role: str) -> Group:
     """The permission group of a role, created or brought up to date."""
-    group, _ = Group.objects.get_or_create(name=StaffProfile.Role(role).label)
+    group, _ = Group.objects.get_or_create(name=ROLE_GROUP_NAMES[role])
     permissions = Permission.objects.none()
     for app_label, codenames in ROLE_PERMISSIONS[role].items():
         for codename in codenames:
@@ -42,11 +47,16 @@ def role_group(role: str) -> Group:
     return group
 
 
-def refresh_role_groups(**_) -> None:
+def refresh_role_groups(sender=None, **_) -> None:
     """Bring the groups of roles already in use up to date with ROLE_PERMISSIONS (after every migrate, so
-    that a release adding a permission to a role gives it to the staff who hold the role)."""
+    that a release adding a permission to a role gives it to the staff who hold the role). post_migrate is sent
+    once per app: this runs after the last one's, when every app's permissions exist."""
+    from django.apps import apps
+
+    if sender is not None and sender is not [c for c in apps.get_app_configs() if c.models_module is not None][-1]:
+        return
     for role in StaffProfile.Role.values:
-        if Group.objects.filter(name=StaffProfile.Role(role).label).exists():
+        if Group.objects.filter(name=ROLE_GROUP_NAMES[role]).exists():
             role_group(role)
 
 

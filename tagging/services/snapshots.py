@@ -105,7 +105,7 @@ def cancel_run(*, run_id: int, user=None) -> SnapshotRun:
         finished_at=timezone.now())
     run = SnapshotRun.objects.get(id=run_id)
     if not cancelled:
-        raise SnapshotRefused(f"run #{run.id} is {run.get_status_display()}: only a running run can be cancelled")
+        raise SnapshotRefused(f"run #{run.id} is {run.status}: only a running run can be cancelled")
     SnapshotPartition.objects.filter(run_id=run_id).exclude(status=SnapshotPartition.Status.DONE).update(
         status=SnapshotPartition.Status.FAILED, error="run cancelled", claim="")
     logger.warning("run #%s cancelled%s", run_id, who)

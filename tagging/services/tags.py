@@ -75,7 +75,7 @@ def check_definition(tag: TagDefinition) -> Expression | None:
                                 field="enabled", token=tag.code)
     if tag.kind != TagDefinition.Kind.RULE:
         if tag.expression.strip():
-            raise DefinitionRefused(f"a {tag.get_kind_display()} tag has no expression; clear it")
+            raise DefinitionRefused(f"a {tag.kind} tag has no expression; clear it")
         return None
     if not tag.expression.strip():
         raise DefinitionRefused("a rule needs an expression, e.g. sms_30d >= 300 and sms_package_fee < 20")
