@@ -133,7 +133,7 @@ class AreaQuery(serializers.Serializer):
         return found
 
 
-def area_query(request, query: type[AreaQuery] = AreaQuery) -> dict:
+def area_query(request, query: type[serializers.Serializer] = AreaQuery) -> dict:
     """The request's query parameters read by `query`; a ValidationError (400, by field) otherwise."""
     given = query(data=request.query_params, context={"request": request})
     given.is_valid(raise_exception=True)
