@@ -8,11 +8,11 @@ from rest_framework.routers import DefaultRouter
 
 from campaigns import views as campaign_views
 from campaigns.api import (
-                           CampaignViewSet,
-                           HexTargetsView,
-                           MicroAreaTargetsView,
-                           ProductAssociationView,
-                           SavedAudienceViewSet,
+    CampaignViewSet,
+    HexTargetsView,
+    MicroAreaTargetsView,
+    ProductAssociationView,
+    SavedAudienceViewSet,
 )
 from microarea import views as microarea_views
 from microarea.api import HexStatsView, HexView, MicroAreaListView, MicroAreaStatsView, SubscriberLocationsView
