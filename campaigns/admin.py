@@ -1,6 +1,7 @@
 """Django admin for campaigns: listed in the user's regions; a frozen campaign's record is read-only."""
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from microarea.models import MicroArea
 from microarea.selectors import visible_districts
@@ -10,7 +11,6 @@ from tagging.models import Region
 from .models import Campaign, ContactBlackout, EventTrigger, ExportLog, PropensityModel, TriggeredTarget, TriggerPass
 from .services.campaigns import CampaignRefused, check_audience
 from .services.triggers import check_event_trigger
-from django.utils.translation import gettext_lazy as _
 
 
 @admin.register(Campaign)

@@ -33,12 +33,9 @@ def _export_response(export: Export, answer: str, filename: str) -> StreamingHtt
     return export_response(stream(export, answer), answer=answer, filename=filename, rows=export.rows)
 
 
-def _refused(exc: ExportRefused) -> Response:
+def _refused(exc: ExportRefused | CampaignRefused) -> Response:
+    """A service's refusal as DRF answers a bad field ({field: [message]}), or {"detail": message}."""
     return Response({exc.field: [str(exc)]} if exc.field != "detail" else {"detail": str(exc)}, status=exc.status)
-
-
-def _campaign_refused(exc: CampaignRefused) -> Response:
-    return Response({exc.field: [str(exc)]}, status=exc.status)
 
 
 class SavedAudienceSerializer(serializers.ModelSerializer):
@@ -71,7 +68,7 @@ class SavedAudienceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixin
             saved = save_audience(owner=request.user, name=data["name"], expression=data["expression"],
                                   description=data.get("description", ""), regions=[r.code for r in data["regions"]])
         except CampaignRefused as exc:
-            return _campaign_refused(CampaignRefused(str(exc), field="expression") if exc.field == "audience" else exc)
+            return _refused(exc)
         return Response(self.get_serializer(saved).data, status=status.HTTP_201_CREATED)
 
 
@@ -133,7 +130,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
                 control_kind=data.get("control_kind", Campaign.ControlKind.HOLDOUT),
                 saved_audience=data.get("saved_audience"))
         except CampaignRefused as exc:
-            return _campaign_refused(exc)
+            return _refused(exc)
         return Response(self.get_serializer(campaign).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: CampaignSerializer, 400: dict})
@@ -142,7 +139,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         try:
             campaign = freeze_campaign(campaign=self.get_object(), user=request.user, seed=None)
         except CampaignRefused as exc:
-            return _campaign_refused(exc)
+            return _refused(exc)
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
 
     @extend_schema(request=None, responses={200: CampaignSerializer, 400: dict})
@@ -161,7 +158,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         try:
             campaign = move_campaign(campaign=self.get_object(), step=step, user=request.user)
         except CampaignRefused as exc:
-            return _campaign_refused(exc)
+            return _refused(exc)
         return Response(CampaignSerializer(campaign, context={"request": request}).data)
 
     @extend_schema(request=EventTriggerSerializer, responses={200: EventTriggerSerializer(many=True), 201: EventTriggerSerializer,
@@ -180,7 +177,7 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         try:
             trigger = add_event_trigger(campaign=campaign, user=request.user, **given.validated_data)
         except CampaignRefused as exc:
-            return _campaign_refused(exc)
+            return _refused(exc)
         return Response(EventTriggerSerializer(trigger).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["csv", "json"], description="default csv"),

@@ -7,9 +7,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from tagging.models import Product, Region, Snapshot
-from django.utils.translation import gettext_lazy as _
 
 
 class CampaignQuerySet(models.QuerySet):

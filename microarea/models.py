@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from tagging.models import Region
 from tagging.models.reference import RegionScopedQuerySet
-from django.utils.translation import gettext_lazy as _
 
 
 class MicroArea(models.Model):

@@ -12,6 +12,7 @@ from typing import Callable
 
 import h3
 import numpy as np
+from django.utils.translation import gettext_lazy as _
 
 from tagging.lake import store
 from tagging.models import Product, Region, Snapshot, TagDefinition
@@ -21,7 +22,6 @@ from tagging.stages.features import product_feature
 from .models import MicroArea
 from .packing import h3_parent_sql
 from .stages.aggregates import TERMINAL_DIMENSIONS, hexes_path
-from django.utils.translation import gettext_lazy as _
 
 # Map metrics: the hex file's metric each counts ({product} filled in), and whether it is a share of subscribers.
 HEX_METRICS = {

@@ -4,13 +4,13 @@ districts (from the published aggregates), and one subscriber's handsets over ti
 from __future__ import annotations
 
 from django.db.models import Sum
+from django.utils.translation import gettext_lazy as _
 
 from .lake import store
 from .models import HandsetSwitch, Snapshot, TerminalShare, TerminalSummary
 from .models.terminals import CYCLE_BINS
 from .stages import stage_files
 from .stages.terminals import DEVICES
-from django.utils.translation import gettext_lazy as _
 
 UNREGISTERED = _("Unregistered")  # a TAC the catalogue lacks: no brand to show
 MIX_BY = {

@@ -299,7 +299,10 @@ def create_campaign(*, owner, name: str, product, audience: str, channel: str, s
 def save_audience(*, owner, name: str, expression: str, regions: list[str], description: str = "") -> SavedAudience:
     """An audience kept under a name for campaigns of these districts (the owner's) to reuse, checked first."""
     districts = _own_districts(owner, regions)
-    check_audience(text=expression, user=owner)
+    try:
+        check_audience(text=expression, user=owner)
+    except CampaignRefused as exc:  # a saved audience's text is its `expression`
+        raise CampaignRefused(str(exc), field="expression") from None
     with transaction.atomic():
         saved = SavedAudience.objects.create(owner=owner, name=name, expression=expression, description=description)
         saved.regions.set(districts)

@@ -18,6 +18,7 @@ import pyarrow as pa
 from django.db import transaction
 from pyroaring import BitMap
 
+from microarea.models import MicroArea
 from microarea.services.coverage import cell_coverage
 from tagging.bitmaps import to_bitmap
 from tagging.lake import store
@@ -34,8 +35,6 @@ AREA_LOOKBACK_DAYS = 30  # "first seen" in an area: no event at its cells in thi
 def check_event_trigger(*, campaign: Campaign, user, kind: str, micro_area=None) -> None:
     """A new event rule goes on a frozen or running campaign; an area rule names a micro-area of the campaign's
     districts that the user sees. Admin's form checks a rule with it; the API adds one with add_event_trigger."""
-    from microarea.models import MicroArea
-
     if campaign.status in (Campaign.Status.DRAFT, Campaign.Status.CLOSED):
         raise CampaignRefused(f"the campaign is {campaign.status}: rules go on frozen or running campaigns",
                               field="campaign")

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from tagging.bitmaps import merge_bitmaps, to_bitmap, write_bitmaps
 from tagging.expressions import Type
@@ -34,7 +35,6 @@ from tagging.stages.features import (
 )
 
 from .. import propensity
-from django.utils.translation import gettext_lazy as _
 
 STAGE = "propensity"
 BITMAPS = "propensity_bitmaps"

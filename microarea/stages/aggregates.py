@@ -19,13 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+from django.utils.translation import gettext_lazy as _
 
 from tagging.lake.store import connect
 from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, stage_files, stage_sql, write_atomically
 from tagging.stages.features import product_feature
 
 from ..packing import h3_parent_sql
-from django.utils.translation import gettext_lazy as _
 
 RESOLUTIONS = (9, 8, 7)
 BASES = ("home", "work")

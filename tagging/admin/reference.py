@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from ..models import (
     AuditEvent,
@@ -26,7 +27,6 @@ from ..models import (
 )
 from ..services.accounts import assign_role, role_of
 from ..services.snapshots import MAX_WINDOW_DAYS, SnapshotRefused, cancel_run, start_snapshot_run
-from django.utils.translation import gettext_lazy as _
 
 
 class RegionScopedAdmin(admin.ModelAdmin):

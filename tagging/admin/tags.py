@@ -8,6 +8,7 @@ from django.http import JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from ..api.throttles import UserRate
 from ..expressions import ExpressionError
@@ -16,7 +17,6 @@ from ..selectors import tag_counts, tag_history
 from ..services.tags import check_definition, import_member_list, preview_rule, save_tag_definition
 from ..stages.features import catalogue
 from .reference import ReadOnlyAdmin, ReadOnlyInline
-from django.utils.translation import gettext_lazy as _
 
 
 class TagDefinitionForm(forms.ModelForm):

@@ -3,10 +3,10 @@ limited to the user's districts."""
 
 from django.contrib import admin
 from django.db.models import F, Sum, Window
+from django.utils.translation import gettext_lazy as _
 
 from ..models import HandsetSwitch, TerminalShare
 from .reference import ReadOnlyAdmin, RegionScopedAdmin
-from django.utils.translation import gettext_lazy as _
 
 
 @admin.register(TerminalShare)

@@ -9,9 +9,9 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Q, Value
 from django.db.models.functions import Concat, Substr
+from django.utils.translation import gettext_lazy as _
 
 from ..privacy import mask_msisdn
-from django.utils.translation import gettext_lazy as _
 
 
 class RegionQuerySet(models.QuerySet):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from .reference import Region, Snapshot, SnapshotRun
-from django.utils.translation import gettext_lazy as _
 
 # A tag's code is a name in the expression language, so it must be an identifier.
 tag_code_validator = RegexValidator(

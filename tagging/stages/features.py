@@ -14,12 +14,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+from django.utils.translation import gettext_lazy as _
 
 from ..expressions import Symbol, Type
 from ..lake.sql import empty_relation
 from ..lake.store import files_sql, read_sql
 from . import PartitionWork, Stage, register_stage, write_atomically
-from django.utils.translation import gettext_lazy as _
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 from pyroaring import BitMap
 
 from .. import segments
@@ -23,7 +24,6 @@ from ..bitmaps import merge_bitmaps, to_bitmap, write_bitmaps
 from ..lake.store import files_sql
 from . import PartitionWork, Stage, register_stage, stage_files, write_atomically
 from .features import FEATURE_SOURCES, feature_table_sql
-from django.utils.translation import gettext_lazy as _
 
 BITMAPS = "tag_bitmaps"  # per-partition bitmap files, beside the stage's wide files
 SEGMENT_SAMPLE = 30_000  # subscribers the k-means sees (plenty for 8 centroids in 8 dimensions); all are assigned

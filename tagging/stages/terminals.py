@@ -19,13 +19,13 @@ from pathlib import Path
 
 import duckdb
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from ..expressions import Type
 from ..lake.sql import empty_relation
 from ..lake.store import connect, read_sql
 from . import PartitionWork, Stage, register_stage, stage_sql, write_atomically
 from .features import Feature, FeatureSource, features_from, register_feature_source
-from django.utils.translation import gettext_lazy as _
 
 DEVICES = "terminal_devices"  # per-partition handset chains, beside the stage's feature files
 KNOCKOFF_REASONS = {

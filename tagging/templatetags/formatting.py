@@ -19,7 +19,7 @@ def _english() -> bool:
 def named(thing) -> str:
     """A region's, product's or tag's name in the page's language: the English name where the page is English and
     one was given, the Chinese name otherwise."""
-    return (getattr(thing, "name_en", "") or thing.name) if _english() else thing.name
+    return in_language(thing.name, getattr(thing, "name_en", ""))
 
 
 @register.simple_tag
