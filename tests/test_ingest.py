@@ -268,6 +268,17 @@ def test_a_failed_database_write_leaves_no_lake_file(small_city, data_dir, monke
     assert not Product.objects.exists()
 
 
+def test_a_folder_missing_a_dataset_is_refused_before_anything_is_ingested(small_city, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    for name in ["regions.csv", "products.csv"]:  # the rest of the city is missing
+        shutil.copy(small_city / name, tmp_path / name)
+    with pytest.raises(CommandError, match=r"has no tac_catalogue\.csv or tac_catalogue\.parquet"):
+        call_command("ingest_city", str(tmp_path))
+    assert not IngestBatch.objects.exists() and not Region.objects.exists()
+    assert not any(store.dataset_dir("regions").glob("batch=*.parquet"))
+
+
 def test_ingest_command_exit_status_and_report(city_references, tmp_path, capsys):
     from django.core.management import CommandError, call_command
 
