@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from . import geography, handsets
+from . import geography, handsets, online, social
 
 CHINA_MOBILE_PREFIXES = np.array([134, 135, 136, 137, 138, 139, 147, 150, 151, 152, 157, 158, 159, 178, 182, 183, 184, 187, 188, 195, 198])
 DEFAULT_END_DATE = date(2026, 10, 31)
@@ -39,6 +39,17 @@ PRODUCTS = [
     ("cloud_drive", "和彩云", "Cloud drive", "content", 10, -2.3, (0.5, 0.2, 0.5, 0.0, 0.0, 0.0)),
     ("hd_voice", "高清通话", "HD voice (VoLTE)", "voice", 0, -0.6, (0.3, 0.0, 0.0, 0.0, 0.0, 0.8)),
 ]
+# Directional data packs (定向流量包) sell to heavy users of an app's category: (category, weight on its latent interest).
+PRODUCTS += [
+    ("douyin_pack", "抖音定向流量包", "Douyin data pack", "data", 9, -2.6, (0.0, 0.2, 0.3, 0.0, 0.0, 0.0)),
+    ("video_pack", "腾讯视频定向流量包", "Tencent Video data pack", "data", 15, -2.8, (0.1, 0.1, 0.3, 0.0, 0.0, 0.0)),
+    ("game_pack", "游戏定向流量包", "Mobile games data pack", "data", 12, -3.0, (0.0, 0.2, 0.2, 0.0, 0.0, 0.0)),
+]
+PRODUCT_INTEREST = {"douyin_pack": ("short_video", 0.9), "video_pack": ("video", 0.9), "game_pack": ("game", 1.0),
+                    "video_vip": ("video", 0.8)}
+# The network effect: a product's logit rises by this much times the share of one's close circle (family and close
+# friends on-net) holding it. The published MMS case found contacts' use the strongest predictor of take-up.
+NETWORK_EFFECT = {"video_vip": 2.5, "family_plan": 3.0, "5g_plan": 1.2, "cloud_drive": 1.5}
 # How a contacted subscriber responds to a campaign for a product: logit = BASE + WEIGHT * propensity logit.
 RESPONSE_MODEL = {"base_logit": -1.2, "propensity_weight": 0.9, "uncontacted_base_logit": -2.6}
 
@@ -98,8 +109,17 @@ def simulate_city(params: CityParameters, out_dir: Path, *, progress: Progress =
     progress("handsets")
     phones = _handsets(rng, params, people, catalogue["tac"], model_of_tac)
 
+    progress("households, circles and interests")
+    competitor_caller = people.profile == PROFILES.index("competitor_caller")
+    circles = social.build_social(np.random.default_rng([params.seed, 7]), n=people.n, groups=people.groups, home=people.home,
+                                  competitor_caller=competitor_caller, age=people.age)
+    more = np.random.default_rng([params.seed, 8])
+    # A second line on another network (dual-SIM): competitor callers, and some others.
+    second_line = competitor_caller | (more.random(people.n) < 0.08)
+    interests = online.plant_interests(more, traits=people.traits, age=people.age, second_line=second_line)
+
     progress("products")
-    writer.raw("subscriptions", _subscriptions(rng, params, people, phones, writer))
+    writer.raw("subscriptions", _subscriptions(rng, params, people, phones, writer, circles, interests))
 
     progress("usage_daily")
     active = _active_days(rng, params, people)
@@ -113,6 +133,9 @@ def simulate_city(params: CityParameters, out_dir: Path, *, progress: Progress =
         events, observations = _events_and_observations(rng, params, people, phones, network, active, epoch0)
         writer.raw("events", events)
         writer.raw("imei_observations", observations)
+
+    progress("app usage and call records")
+    _behaviour(params, people, circles, interests, active, writer, epoch0, second_line)
 
     progress("ground truth")
     _write_truth(writer, params, people, phones, network)
@@ -141,6 +164,10 @@ class _Writer:
         else:
             pacsv.write_csv(table, self.out_dir / f"{name}.csv", pacsv.WriteOptions(quoting_style="needed"))
 
+    def stream(self, name: str) -> "_Stream":
+        """A raw dataset written block by block (the rows of all subscribers would not fit in memory at once)."""
+        return _Stream(self, name)
+
     def reference(self, name: str, columns: dict[str, np.ndarray]) -> None:
         table = pa.table({k: pa.array(v) for k, v in columns.items()})
         self.rows[name] = table.num_rows
@@ -148,6 +175,28 @@ class _Writer:
 
     def truth(self, name: str, columns: dict[str, np.ndarray]) -> None:
         pq.write_table(pa.table({k: pa.array(v) for k, v in columns.items()}), self.out_dir / "truth" / f"{name}.parquet")
+
+
+class _Stream:
+    def __init__(self, writer: _Writer, name: str):
+        self.writer, self.name, self.sink = writer, name, None
+        writer.rows[name] = 0
+
+    def write(self, columns: dict) -> None:
+        table = pa.table({k: pa.array(v, from_pandas=True) for k, v in columns.items()})
+        if self.sink is None:
+            path = self.writer.out_dir / f"{self.name}.{self.writer.file_format}"
+            self.sink = pq.ParquetWriter(path, table.schema) if self.writer.file_format == "parquet" else \
+                pacsv.CSVWriter(path, table.schema, write_options=pacsv.WriteOptions(quoting_style="needed"))
+        self.sink.write_table(table)
+        self.writer.rows[self.name] += table.num_rows
+
+    def __enter__(self) -> "_Stream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.sink is not None:
+            self.sink.close()
 
 
 def _regions_table() -> dict[str, np.ndarray]:
@@ -175,6 +224,7 @@ class _People:
     off_from: np.ndarray  # a long power-off: days [off_from, off_to), empty for most
     off_to: np.ndarray
     subscriber_table: dict
+    groups: social.HomeGroups
 
 
 PROFILES = ["ordinary", "voice_centric", "data_centric", "sms_heavy", "night_active", "traveller", "competitor_caller", "declining", "growing", "silent"]
@@ -216,6 +266,9 @@ def _people(rng: np.random.Generator, params: CityParameters, places, network) -
     off_from = np.where(long_off, rng.integers(0, max(days - 3, 1), n), days)
     off_to = np.where(long_off, np.minimum(off_from + rng.integers(3, 11, n), days), days)
 
+    # Households and flatmates share a home (and move together): a stream of its own, so the draws above stay.
+    groups = social.home_groups(np.random.default_rng([params.seed, 6]), n)
+    home, new_home, move_day = home[groups.head], new_home[groups.head], move_day[groups.head]
     final_home = np.where((move_day < days)[:, None], new_home, home)
     district = geography.district_of(final_home)
     region_code = np.array([d[0] for d in geography.DISTRICTS])[district]
@@ -243,7 +296,7 @@ def _people(rng: np.random.Generator, params: CityParameters, places, network) -
         n=n, msisdn=msisdn, age=age, traits=traits, profile=profile, activity=activity, status=status,
         home=home, new_home=new_home, move_day=move_day, work=work, works=works,
         home_cell=network.serving_cell(home), new_home_cell=network.serving_cell(new_home),
-        work_cell=network.serving_cell(work), off_from=off_from, off_to=off_to, subscriber_table=table,
+        work_cell=network.serving_cell(work), off_from=off_from, off_to=off_to, subscriber_table=table, groups=groups,
     )
 
 
@@ -359,8 +412,17 @@ def _propensity_logits(people: _People) -> np.ndarray:
     return intercepts[None, :] + people.traits @ weights.T
 
 
-def _subscriptions(rng, params: CityParameters, people: _People, phones: _Phones, writer: _Writer) -> dict:
+def _subscriptions(rng, params: CityParameters, people: _People, phones: _Phones, writer: _Writer,
+                   circles: social.Social, interests: online.Interests) -> dict:
     logits = _propensity_logits(people)
+    codes = [p[0] for p in PRODUCTS]
+    for code, (category, weight) in PRODUCT_INTEREST.items():
+        logits[:, codes.index(code)] += weight * np.clip(interests.latent[:, online.INTEREST_CATEGORIES.index(category)], -3, 3)
+    # The network effect: who holds a product at first, then the close circle's share of that lifting everyone's odds.
+    first = rng.random(logits.shape) < 1 / (1 + np.exp(-logits))
+    effect = np.array([NETWORK_EFFECT.get(code, 0.0) for code in codes])
+    circle_share = circles.close_circle_share(people.n, first[:, effect > 0])
+    logits[:, effect > 0] += effect[effect > 0] * circle_share
     probability = 1 / (1 + np.exp(-logits))
     held = rng.random(logits.shape) < probability
     # Adoption during the window follows the same propensity, shifted down: the labels of issue 6.
@@ -599,6 +661,61 @@ def _events_and_observations(rng, params, people: _People, phones: _Phones, netw
         "imei": np.concatenate(imeis)[order],
     }
     return events, observations
+
+
+# Rows of app usage and call records are drawn per block of this many subscribers, each block from a stream of its
+# own (seed, dataset, block): memory stays flat in city size, and the same seed gives the same files.
+BLOCK = 4096
+
+
+def _behaviour(params: CityParameters, people: _People, circles: social.Social, interests: online.Interests,
+               active: np.ndarray, writer: _Writer, epoch0: int, second_line: np.ndarray) -> None:
+    """The app catalogue, daily app usage and call records, block by block; their truth."""
+    writer.raw("app_catalogue", online.catalogue_table())
+    start = np.array(params.start_date, dtype="datetime64[D]")
+    ties = circles.ties
+    tie_order = np.argsort(ties.a, kind="stable")
+    tie_starts = np.searchsorted(ties.a[tie_order], np.arange(people.n + 1))
+    with writer.stream("app_usage_daily") as apps, writer.stream("call_records") as calls:
+        for block, lo in enumerate(range(0, people.n, BLOCK)):
+            hi = min(lo + BLOCK, people.n)
+            apps.write(online.app_usage(np.random.default_rng([params.seed, 9, block]), interests=interests, lo=lo, hi=hi,
+                                        active=active, msisdn=people.msisdn, start_date=start))
+            calls.write(social.call_records(np.random.default_rng([params.seed, 10, block]), social=circles, lo=lo, hi=hi,
+                                            tie_order=tie_order, tie_starts=tie_starts, msisdn=people.msisdn, active=active,
+                                            competitor_caller=second_line, epoch0=epoch0, days=params.days))
+    _write_behaviour_truth(writer, people, circles, interests, second_line)
+
+
+def _write_behaviour_truth(writer: _Writer, people: _People, circles: social.Social, interests: online.Interests,
+                           second_line: np.ndarray) -> None:
+    n, categories = people.n, online.INTEREST_CATEGORIES
+    writer.truth("interests", {
+        "msisdn": np.repeat(people.msisdn, len(categories)), "category": np.tile(np.array(categories), n),
+        "latent": interests.latent.ravel().round(4), "interested": interests.interested.ravel(),
+    })
+    groups = circles.groups
+    ties = circles.ties
+    close = np.isin(ties.kind, ["family", "close"])
+    weight = np.where(close, ties.weekly, 0.0)
+    off = (ties.network != "cmcc").astype(float)
+    close_weight = np.bincount(ties.a, weights=weight, minlength=n) + np.bincount(np.maximum(ties.b, 0), weights=np.where(ties.b >= 0, weight, 0), minlength=n)
+    off_weight = np.bincount(ties.a, weights=weight * off, minlength=n)
+    writer.truth("people", {
+        "msisdn": people.msisdn, "home_group": groups.group, "flatmates": groups.flat,
+        "household_onnet_size": np.where(groups.flat, 1, np.bincount(groups.group)[groups.group]),
+        "shared_phone": interests.shared_with >= 0, "tethers": interests.tethers,
+        "unclassified_share": interests.unclassified.round(4), "second_line": second_line,
+        "spam_caller": np.isin(np.arange(n), circles.spam_people),
+        "close_circle_weekly_calls": close_weight.round(3),
+        "close_circle_off_net_share": np.where(close_weight > 0, off_weight / np.maximum(close_weight, 1e-9), np.nan).round(4),
+        "off_net_heavy_circle": (close_weight > 0) & (off_weight > 0.5 * close_weight),
+    })
+    on = ties.b >= 0
+    writer.truth("ties", {
+        "msisdn": people.msisdn[ties.a], "peer": np.where(on, people.msisdn[np.maximum(ties.b, 0)], ties.outside),
+        "peer_network": ties.network, "kind": ties.kind, "weekly_calls": ties.weekly.round(3),
+    })
 
 
 def _write_truth(writer: _Writer, params, people: _People, phones: _Phones, network) -> None:

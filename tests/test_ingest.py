@@ -60,7 +60,9 @@ def test_every_dataset_of_a_city_lands_in_the_lake(small_city, data_dir):
     expected = {name: len(Path(small_city / f"{name}.csv").read_text(encoding="utf-8").splitlines()) - 1 for name in counts}
     assert counts == expected
     for batch in IngestBatch.objects.accepted():
-        assert duckdb.execute(f"SELECT count(*) FROM read_parquet('{batch.lake_path}')").fetchone()[0] == batch.rows_accepted
+        # Call records keep a row per end that is a subscriber: a record between two of them is two rows.
+        records = "count(*) FILTER (WHERE direction = 'out' OR peer_id IS NULL)" if batch.dataset == "call_records" else "count(*)"
+        assert duckdb.execute(f"SELECT {records} FROM read_parquet('{batch.lake_path}')").fetchone()[0] == batch.rows_accepted
     assert Subscriber.objects.count() == expected["subscribers"]
     assert Subscription.objects.count() == expected["subscriptions"]
     assert Region.objects.get(code="440604").parent.code == "4406"

@@ -11,7 +11,8 @@ from pathlib import Path
 import duckdb
 from django.conf import settings
 
-from ..privacy import mask_numbers
+from ..privacy import hmac_pads, mask_numbers
+from .parties import party_rows_sql
 from .schemas import Dataset
 from .sql import quote
 from .staging import FileProblem, RowError, Source, earlier_keys, encoding_reason, reference_keys, subscriber_ids
@@ -28,6 +29,8 @@ class Outcome:
 
 def detailed_problems(con: duckdb.DuckDBPyConnection, spec: Dataset, source: Source) -> Outcome:
     """The detailed pass over a file with problems: every bad row with its line, column and reason."""
+    if spec.parties:
+        subscriber_ids(con)  # the records' checks look both ends up
     try:
         con.execute(f"CREATE TEMP TABLE staged AS {staging_sql(spec, source.sql(spec, native=False), detailed=True)}")
     except duckdb.Error as exc:
@@ -58,15 +61,19 @@ def detailed_problems(con: duckdb.DuckDBPyConnection, spec: Dataset, source: Sou
               for r, first in con.execute(f"{duplicates} ORDER BY rid LIMIT {limit}").fetchall()]
     earlier = earlier_keys(con, spec, "staged")
     if earlier:
-        ids = subscriber_ids(con) if spec.keyed_by_subscriber else None
-        lake_key = ["subscriber_id" if k == "msisdn" and ids else k for k in spec.key]
-        keyed = f"(SELECT s.rowid AS rid, s.*, m.subscriber_id FROM staged s LEFT JOIN {ids} m USING (msisdn))" if ids \
-            else "(SELECT rowid AS rid, * FROM staged)"
+        params = {}
+        if spec.parties:
+            keyed = f"({party_rows_sql(spec, '(SELECT rowid AS rid, * FROM staged)', subscriber_ids(con), batch='s.rid')})"
+            params = dict(zip(("ipad", "opad"), hmac_pads(settings.PSEUDONYM_KEY)))
+        elif spec.keyed_by_subscriber:
+            keyed = f"(SELECT s.rowid AS rid, s.*, m.subscriber_id FROM staged s LEFT JOIN {subscriber_ids(con)} m USING (msisdn))"
+        else:
+            keyed = "(SELECT rowid AS rid, * FROM staged)"
         again = (f"SELECT s.rid, min(e._batch) AS batch FROM {keyed} s JOIN {earlier} e "
-                 f"USING ({', '.join(quote(k) for k in lake_key)}) GROUP BY s.rid")
-        con.execute(f"INSERT INTO bad_rows SELECT rid FROM ({again})")
+                 f"USING ({', '.join(quote(k) for k in spec.lake_key)}) GROUP BY s.rid")
+        con.execute(f"INSERT INTO bad_rows SELECT rid FROM ({again})", params)
         found += [(r, "+".join(spec.key), f"already ingested in batch #{batch}")
-                  for r, batch in con.execute(f"{again} ORDER BY rid LIMIT {limit}").fetchall()]
+                  for r, batch in con.execute(f"{again} ORDER BY rid LIMIT {limit}", params).fetchall()]
     for reference in spec.references:
         target = reference_keys(con, spec, reference, staged="staged")
         if reference.sql is None:

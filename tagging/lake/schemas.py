@@ -17,7 +17,7 @@ class Kind(str, Enum):
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str  # msisdn | int | decimal | date | timestamp | text | bool | enum | digits
+    type: str  # msisdn | phone (any network's number) | int | decimal | date | timestamp | text | bool | enum | digits
     required: bool = True
     minimum: float | None = None
     maximum: float | None = None
@@ -28,7 +28,7 @@ class Column:
 @dataclass(frozen=True)
 class Reference:
     column: str  # the column an error names
-    target: str  # region | product | subscriber | cell | campaign | campaign_contact
+    target: str  # region | product | subscriber | cell | app | campaign | campaign_contact
     message: str
     # The value looked up when it is not the column itself: a compound key over the typed row, where an
     # MSISDN is the subscriber_id the lake stores.
@@ -66,6 +66,11 @@ class Dataset:
     # The database table that mirrors the dataset for the web pages and admin (app_label.Model), if any: the
     # mirror's writer is registered under this name (tagging/lake/mirror.py).
     mirror: str | None = None
+    # (caller, callee): the dataset records communication between two numbers of any network. The lake keeps one
+    # row per end that is the operator's subscriber, as a switch writes an originating and a terminating record:
+    # the subscriber's id, the direction, and the other end as a keyed pseudonym (and its subscriber id when it is
+    # one): a number outside the operator is never written in clear (tagging/lake/parties.py).
+    parties: tuple[str, str] | None = None
     description: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -79,7 +84,15 @@ class Dataset:
     @property
     def keyed_by_subscriber(self) -> bool:
         """Facts about a subscriber are stored by dense subscriber id, sorted, never by MSISDN."""
-        return "msisdn" in self.column_names and not self.assigns_subscriber_ids
+        return ("msisdn" in self.column_names and not self.assigns_subscriber_ids) or self.parties is not None
+
+    @property
+    def lake_key(self) -> tuple[str, ...]:
+        """The key as the lake stores it: by subscriber id (and, for communication, by direction and peer)."""
+        if self.parties:
+            others = tuple(k for k in self.key if k not in self.parties)
+            return ("subscriber_id", "direction", "peer", *others)
+        return tuple("subscriber_id" if k == "msisdn" and self.keyed_by_subscriber else k for k in self.key)
 
 
 def _count(name: str, maximum: float = 1e6) -> Column:
@@ -91,6 +104,10 @@ def _amount(name: str, maximum: float = 1e6) -> Column:
 
 
 MSISDN = Column("msisdn", "msisdn")
+# The DPI signature library's categories; operator_* are the operators' own apps (a competitor's app says
+# something about where the subscriber's other line is).
+APP_CATEGORIES = ("video", "short_video", "game", "shopping", "social", "news", "finance", "travel", "navigation", "music",
+                  "reading", "education", "operator_cmcc", "operator_cu", "operator_ct", "other")
 SUBSCRIBER_REF = Reference("msisdn", "subscriber", "unknown subscriber: ingest it in subscribers first")
 CELL_REF = Reference("cell_key", "cell", "unknown cell: ingest it in cells first")
 EARLIEST_DATE = "DATE '1990-01-01'"
@@ -283,6 +300,62 @@ DATASETS: dict[str, Dataset] = {
             description="Radio cells in OpenCelliD format; cell_key = radio-mcc-net-area-cell.",
         ),
         Dataset(
+            "app_catalogue",
+            Kind.MASTER,
+            (
+                Column("app_id", "text", length=32),
+                Column("name", "text", length=64),
+                Column("name_en", "text", required=False, length=64),
+                Column("category", "enum", choices=APP_CATEGORIES),
+            ),
+            key=("app_id",),
+            checks=(RowCheck("app_id", "NOT regexp_full_match(app_id, '[A-Za-z0-9_.\\-]+')",
+                             "app id must be letters, digits, _, . or -"),),
+            description="The DPI signature library's apps: what traffic flows are classified as, and each app's category.",
+        ),
+        Dataset(
+            "app_usage_daily",
+            Kind.FACT,
+            (
+                MSISDN,
+                Column("date", "date"),
+                Column("app_id", "text", length=32),
+                _count("sessions", 100_000),
+                _count("seconds", 86_400),
+                _count("bytes_up", 1e13),
+                _count("bytes_down", 1e13),
+            ),
+            key=("msisdn", "date", "app_id"),
+            references=(SUBSCRIBER_REF, Reference("app_id", "app", "unknown app: ingest it in app_catalogue first")),
+            checks=(RowCheck("date", f"date < {EARLIEST_DATE} OR date > current_date", "date out of range (future or before 1990)"),),
+            period="date",
+            description="What a subscriber did online: sessions, time and bytes per app and day, from the DPI/xDR records.",
+        ),
+        Dataset(
+            "call_records",
+            Kind.FACT,
+            (
+                Column("caller", "phone"),
+                Column("callee", "phone"),
+                Column("start_time", "timestamp"),
+                _count("seconds", 86_400),
+                Column("kind", "enum", choices=("voice", "sms")),
+            ),
+            key=("caller", "callee", "start_time", "kind"),
+            checks=(
+                RowCheck("callee", "callee = caller", "a call to oneself"),
+                RowCheck("start_time", f"start_time < {EARLIEST_DATE} OR start_time > now() + INTERVAL 1 DAY",
+                         "start time out of range (future or before 1990)"),
+                # subscriber_ids: the lake's (msisdn, subscriber_id), a view every pass over these records opens.
+                RowCheck("caller", "caller NOT IN (SELECT msisdn FROM subscriber_ids) AND callee NOT IN (SELECT msisdn FROM subscriber_ids)",
+                         "neither the caller nor the callee is a subscriber of the operator"),
+            ),
+            period="start_time",
+            parties=("caller", "callee"),
+            description="Calls and SMS between numbers of any network (the switch's CDRs); the other end of a subscriber's "
+                        "record is stored as a keyed pseudonym and its network, never as a number.",
+        ),
+        Dataset(
             "contact_results",
             Kind.FACT,
             (
@@ -307,5 +380,5 @@ DATASETS: dict[str, Dataset] = {
 # The order a whole city folder is ingested in: references before what refers to them.
 INGEST_ORDER = [
     "regions", "products", "tac_catalogue", "cells", "subscribers", "subscriptions", "usage_daily",
-    "stays", "events", "imei_observations",
+    "stays", "events", "imei_observations", "app_catalogue", "app_usage_daily", "call_records",
 ]

@@ -15,6 +15,7 @@ from django.conf import settings
 from ..models import Product, Region
 from ..privacy import hmac_pads, pseudonym_sql
 from . import store
+from .parties import party_rows_sql
 from .schemas import Column, Dataset, Kind, Reference
 from .sql import empty_relation, files_sql, literal, parquet, quote
 from .validation import checked_by_statistics, csv_column_types, staging_sql
@@ -25,6 +26,7 @@ REFERENCE_SOURCES: dict[str, Callable[[], list[str] | str]] = {
     "region": lambda: list(Region.objects.values_list("code", flat=True)),
     "product": lambda: list(Product.objects.values_list("code", flat=True)),
     "cell": lambda: f"SELECT cell_key AS key FROM {store.current_sql('cells') or empty_relation(cell_key='VARCHAR')}",
+    "app": lambda: f"SELECT app_id AS key FROM {store.current_sql('app_catalogue') or empty_relation(app_id='VARCHAR')}",
 }
 
 
@@ -151,11 +153,18 @@ def write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: Source,
     the checks afterwards read the small, typed Parquet file instead of the raw file again.
     """
     staging.parent.mkdir(parents=True, exist_ok=True)
+    if spec.parties:
+        subscriber_ids(con)  # the records' checks look both ends up
     rows_sql = f"({staging_sql(spec, source.sql(spec, native=native), native=native)})"
     columns = ", ".join(f"s.{quote(c)}" for c in spec.column_names if c != "msisdn" or not spec.keyed_by_subscriber)
     batch = f"CASE WHEN s._bad THEN -1 ELSE {batch_id} END::BIGINT AS _batch"
     params = {}
-    if spec.assigns_subscriber_ids:
+    if spec.parties:
+        ipad, opad = hmac_pads(settings.PSEUDONYM_KEY)
+        params = {"ipad": ipad, "opad": opad}
+        lake_key = ", ".join(quote(k) for k in spec.lake_key)
+        select = f"SELECT * FROM ({party_rows_sql(spec, rows_sql, subscriber_ids(con), batch=batch)}) ORDER BY {lake_key}"
+    elif spec.assigns_subscriber_ids:
         known = subscriber_ids(con)
         max_id = con.execute(f"SELECT coalesce(max(subscriber_id), 0) FROM {known}").fetchone()[0]
         # New subscribers get the next dense ids (in MSISDN order, so a re-run assigns the same); known ones keep theirs.
@@ -181,7 +190,7 @@ def write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: Source,
         raise FileProblem(f"cannot be read as {spec.name}: {str(exc).splitlines()[0]}") from None
 
     written_file = parquet(staging)
-    key = [quote("subscriber_id" if k == "msisdn" and spec.keyed_by_subscriber else k) for k in spec.key]
+    key = [quote(k) for k in spec.lake_key]
     # Sorted by key, a repeated key is a row equal to the one before it (facts are written sorted, so
     # this sort is nearly free).
     repeats = " AND ".join(f"{k} = lag({k}) OVER w" for k in key)
@@ -192,7 +201,9 @@ def write_staging(con: duckdb.DuckDBPyConnection, spec: Dataset, source: Source,
             target = reference_keys(con, spec, reference, staged=written_file)
             checks.append(f"count(*) FILTER (WHERE {reference.value_sql} IS NOT NULL AND "
                           f"{reference.value_sql} NOT IN (SELECT key FROM {target}))")
-    rows, *counts = con.execute(f"SELECT count(*), {', '.join(checks)} FROM {written}").fetchone()
+    # A record between two subscribers is kept as two rows (one per end): count the file's records.
+    records = "count(*) FILTER (WHERE direction = 'out' OR peer_id IS NULL)" if spec.parties else "count(*)"
+    rows, *counts = con.execute(f"SELECT {records}, {', '.join(checks)} FROM {written}").fetchone()
     # Bad rows were written with _batch = -1, unknown subscribers with no id; the footer tells.
     limits = [*checked_by_statistics(spec, native=native), Column("_batch", "int", minimum=0)]
     if spec.keyed_by_subscriber:
@@ -246,7 +257,7 @@ def earlier_keys(con: duckdb.DuckDBPyConnection, spec: Dataset, rows: str) -> st
     paths = [b.lake_path for b in store.accepted_batches(spec.name, period=(first, last))]
     if not paths:
         return None
-    lake_key = ", ".join(quote("subscriber_id" if k == "msisdn" and spec.keyed_by_subscriber else k) for k in spec.key)
+    lake_key = ", ".join(quote(k) for k in spec.lake_key)
     return (f"(SELECT {lake_key}, _batch FROM read_parquet({files_sql(paths)}, union_by_name = true) "
             f"WHERE {day} BETWEEN DATE '{first}' AND DATE '{last}')")
 

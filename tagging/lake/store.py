@@ -74,8 +74,7 @@ def read_sql(dataset: str, paths: list[str], *, columns: str = "*") -> str:
     if spec.kind.value == "fact" or len(paths) == 1:
         return f"(SELECT {columns} FROM {source})"
     # The lake keeps subscribers by dense id, never by MSISDN: the key names the id where it names the MSISDN.
-    keys = ("subscriber_id",) if spec.assigns_subscriber_ids else tuple(
-        "subscriber_id" if k == "msisdn" and spec.keyed_by_subscriber else k for k in spec.key)
+    keys = ("subscriber_id",) if spec.assigns_subscriber_ids else spec.lake_key
     key = ", ".join(quote(k) for k in keys)
     return (
         f"(SELECT {columns} FROM {source} "

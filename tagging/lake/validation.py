@@ -6,6 +6,7 @@ rejected file gets a second, detailed pass that names each problem.
 
 from __future__ import annotations
 
+from ..numbering import network_sql, normalised_sql
 from .schemas import Column, Dataset
 from .sql import literal, quote
 
@@ -26,6 +27,8 @@ def typed_expression(column: Column) -> str:
         case "msisdn":
             # Accept the country code (+86 / 86) in front, as some exports write it.
             return f"CASE WHEN length({v}) > 11 AND (starts_with({v}, '+86') OR starts_with({v}, '86')) THEN right({v}, 11) ELSE {v} END"
+        case "phone":
+            return normalised_sql(v)
         case "int":
             return f"TRY_CAST({v} AS BIGINT)"
         case "decimal":
@@ -50,6 +53,9 @@ def _type_error(column: Column) -> tuple[str, str] | None:
     match column.type:
         case "msisdn":
             return f"NOT regexp_full_match({t}, '1[3-9][0-9]{{9}}')", "not an 11-digit mobile number: "
+        case "phone":  # the reason never repeats the number: call records name people outside the operator
+            return (f"{network_sql(t)} IS NULL",
+                    "not a phone number (a mobile number, a landline with its area code, a service or an international number)")
         case "int":
             return f"{t} IS NULL", "not a whole number: "
         case "decimal":
@@ -111,7 +117,8 @@ def _problems(dataset: Dataset, *, native: bool, detailed: bool) -> list[tuple[s
             type_error = _type_error(column)
             if type_error:
                 condition, reason = type_error
-                problems.append((f"{v} IS NOT NULL AND ({condition})", f"{label} || {literal(reason)} || {v}"))
+                shown = f" || {v}" if reason.endswith(": ") else ""
+                problems.append((f"{v} IS NOT NULL AND ({condition})", f"{label} || {literal(reason)}{shown}"))
         if column.minimum is not None:
             problems.append((f"{t} < {column.minimum}", f"{label} || 'below the minimum {column.minimum:g}: ' || {v}"))
         if column.maximum is not None:

@@ -146,7 +146,9 @@ def _ingest(spec: Dataset, path: Path, batch: IngestBatch, checksum: str | Futur
     text_path = path
     con = store.connect()
     try:
-        if encoding.lower().replace("_", "-") not in {"utf-8", "utf8"}:
+        # Communication records are plain ASCII in any encoding, and a transcoded copy would hold numbers outside
+        # the operator in clear: they are read as they are.
+        if encoding.lower().replace("_", "-") not in {"utf-8", "utf8"} and not spec.parties:
             text_path = utf8_copy(path, encoding, batch.id)
         source = Source.open(con, spec, text_path)
         # Fast path: one pass types, flags and writes every row; only a file with problems pays for

@@ -31,7 +31,7 @@ class Command(BaseCommand):
             signalling=not options["no_signalling"],
         )
         started = time.monotonic()
-        steps, done = 8 if params.signalling else 6, 0
+        steps, done = 10 if params.signalling else 8, 0
 
         def progress(step: str) -> None:
             nonlocal done

@@ -1,0 +1,262 @@
+"""Who lives with whom and who calls whom in the simulated city: households, flatmates, friend circles, spam callers,
+and the call records they leave at the switch.
+
+Every share planted here is a documented choice (docs/simulation.md, "Behaviour data"), most resting on a
+published figure: China's 2020 census (2.62 people per household), the operators' 2024 subscriber counts (China
+Mobile about 56% of mobile lines), the CNNIC and MIIT reports on spam calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# China Mobile's share of the country's mobile lines (1,004 M of 1,790 M at the end of 2024, MIIT): the chance
+# that a contact of an ordinary subscriber is on-net.
+MARKET_SHARE = 0.56
+# Numbers of other networks, by their share of the off-net contacts (China Unicom and China Telecom about 23% and
+# 23% of lines, China Broadnet and virtual operators about 2% each; landlines about 8% of the contacts people call).
+OFF_NET_BLOCKS = {
+    "cu": ([130, 131, 132, 155, 156, 166, 175, 176, 185, 186], 0.42),
+    "ct": ([133, 153, 173, 177, 180, 181, 189, 191, 199], 0.42),
+    "cbn": ([192], 0.03),
+    "mvno": ([162, 167, 170, 171], 0.03),
+    "fixed": ([757], 0.10),  # Foshan landlines, 0757 + 8 digits
+}
+# On-net members of one household: China's households average 2.62 people (2020 census); with 56% of lines on
+# China Mobile a household has on average about 1.5 members on-net; the rest of the family is off-net.
+HOUSEHOLD_ONNET_SIZES = ([1, 2, 3, 4, 5], [0.40, 0.33, 0.18, 0.07, 0.02])
+FLATMATE_SHARE = 0.06  # people in a shared flat (合租) with 2-4 unrelated flatmates on-net
+OFF_NET_FAMILY_MEAN = 0.9  # off-net members per household (Poisson)
+# Expected calls per week on a tie. Families talk mostly over WeChat and similar apps: only about half of the
+# on-net family pairs appear in a week's call records.
+WEEKLY_CALLS = {"family": 0.7, "close": 4.0, "friend": 0.6, "flatmate": 0.05}
+CLOSE_FRIEND_SHARE = 0.35  # of a person's friend ties, the close ones (frequent, two-way)
+SPAM_SHARE = 1 / 2000  # spam and telemarketing numbers (骚扰电话) per subscriber, most off-net
+SPAM_CALLS_PER_DAY = (150, 600)
+SPAM_ANSWERED = 0.15  # answered, and then for seconds
+
+
+@dataclass
+class HomeGroups:
+    """Per person: the home group (household or flat) they share a home with, and its kind."""
+
+    group: np.ndarray  # group index per person (a person alone is a group of one)
+    head: np.ndarray  # the person whose home the group shares
+    flat: np.ndarray  # bool per person: the group is flatmates, not a family
+    off_net_family: np.ndarray  # per group: off-net members of the household
+
+
+def home_groups(rng: np.random.Generator, n: int) -> HomeGroups:
+    """Consecutive people form households and flats (the simulator's order is unrelated to numbers or ids)."""
+    sizes, shares = HOUSEHOLD_ONNET_SIZES
+    drawn = rng.choice(sizes, size=n, p=shares)
+    flat = rng.random(n) < FLATMATE_SHARE / 3  # groups (averaging 3 people) that are flats
+    drawn = np.where(flat, rng.integers(2, 5, n), drawn)
+    ends = np.cumsum(drawn)
+    count = int(np.searchsorted(ends, n)) + 1
+    starts = np.concatenate([[0], ends[: count - 1]])
+    group = np.repeat(np.arange(count), np.diff(np.concatenate([starts, [n]])))
+    group_is_flat = flat[:count] & (np.diff(np.concatenate([starts, [n]])) > 1)
+    return HomeGroups(group=group, head=starts[group], flat=group_is_flat[group],
+                      off_net_family=np.where(group_is_flat, 0, rng.poisson(OFF_NET_FAMILY_MEAN, count)))
+
+
+@dataclass
+class Ties:
+    """Who calls whom. On-net ties join two people; off-net ties join a person to an outside number."""
+
+    a: np.ndarray  # person
+    b: np.ndarray  # person, or -1 for an outside number
+    outside: np.ndarray  # the outside number ('' for on-net ties)
+    network: np.ndarray  # the outside number's network ('cmcc' for on-net ties)
+    kind: np.ndarray  # family | close | friend | flatmate
+    weekly: np.ndarray  # expected calls per week
+    sms_share: np.ndarray  # of the tie's contacts, the share by SMS
+
+
+@dataclass
+class Social:
+    groups: HomeGroups
+    ties: Ties
+    off_net_share: np.ndarray  # per person: the chance a new friend is off-net
+    spam_people: np.ndarray  # people whose line is a spam caller
+    spam_outside: np.ndarray  # outside spam numbers
+
+    def close_circle_share(self, n: int, holds: np.ndarray) -> np.ndarray:
+        """(n, k): per person, the share of their close on-net circle (family and close friends) holding each of the
+        k columns of `holds` (n, k); 0 without a close on-net circle."""
+        t = self.ties
+        close = (t.b >= 0) & np.isin(t.kind, ["family", "close"])
+        a, b = t.a[close], t.b[close]
+        ends, peers = np.concatenate([a, b]), np.concatenate([b, a])
+        size = np.bincount(ends, minlength=n).astype(float)
+        totals = np.stack([np.bincount(ends, weights=holds[peers, j].astype(float), minlength=n) for j in range(holds.shape[1])], axis=1)
+        return np.where(size[:, None] > 0, totals / np.maximum(size, 1)[:, None], 0.0)
+
+
+def outside_numbers(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers of other networks and landlines, with their network."""
+    names = list(OFF_NET_BLOCKS)
+    network = rng.choice(len(names), size=count, p=[OFF_NET_BLOCKS[k][1] for k in names])
+    numbers = np.empty(count, dtype=object)
+    for i, name in enumerate(names):
+        chosen = network == i
+        prefixes = np.array(OFF_NET_BLOCKS[name][0])[rng.integers(0, len(OFF_NET_BLOCKS[name][0]), chosen.sum())]
+        if name == "fixed":
+            numbers[chosen] = np.char.add("0", (prefixes.astype(np.int64) * 10**8 + rng.integers(2 * 10**7, 9 * 10**7, chosen.sum())).astype(str))
+        else:
+            numbers[chosen] = (prefixes.astype(np.int64) * 10**8 + rng.integers(0, 10**8, chosen.sum())).astype(str)
+    return numbers.astype(str), np.array(names)[network]
+
+
+def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: np.ndarray, competitor_caller: np.ndarray,
+                 age: np.ndarray) -> Social:
+    """Households' ties, flatmates', friend circles (mostly local) and spam callers."""
+    parts = []
+
+    def add(a, b, outside, network, kind, weekly, sms_share):
+        parts.append((a, b, outside, network, np.full(len(a), kind), weekly, sms_share))
+
+    # Families and flats: every on-net pair of a group, and each household's off-net members with all of it.
+    order = np.arange(n)
+    for offset in range(1, 5):
+        j = order + offset
+        same = (j < n) & (groups.group[np.minimum(j, n - 1)] == groups.group)
+        a, b = order[same], j[same]
+        flat = groups.flat[a]
+        for kind, chosen in (("family", ~flat), ("flatmate", flat)):
+            add(a[chosen], b[chosen], np.full(chosen.sum(), ""), np.full(chosen.sum(), "cmcc"), kind,
+                rng.gamma(2.0, WEEKLY_CALLS[kind] / 2.0, chosen.sum()), np.full(chosen.sum(), 0.05))
+    heads = np.flatnonzero(np.arange(n) == groups.head)
+    members_off = groups.off_net_family[groups.group[heads]]
+    owner_group = np.repeat(groups.group[heads], members_off)
+    numbers, networks = outside_numbers(rng, len(owner_group))
+    # Each off-net family member is a tie of every on-net member of the household.
+    group_size = np.bincount(groups.group)
+    first = np.searchsorted(groups.group, owner_group)
+    reps = group_size[owner_group]
+    member = np.repeat(first, reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
+    add(member, np.full(len(member), -1), np.repeat(numbers, reps), np.repeat(networks, reps), "family",
+        rng.gamma(2.0, WEEKLY_CALLS["family"] / 2.0, len(member)), np.full(len(member), 0.05))
+
+    # Friends: a heavy-tailed number per person (median about 9, a few social hubs with 40+), mostly local.
+    friends = np.clip(np.round(rng.lognormal(np.log(9) - 0.15 * np.clip(age - 45, 0, None) / 10, 0.55, n)), 1, 150).astype(int)
+    # Competitor callers are people whose circle lives on other networks; most people's circle is on-net at the
+    # operator's market share, with personal variation.
+    off_net_share = np.clip(np.where(competitor_caller, rng.beta(8, 2, n), rng.beta(10 * (1 - MARKET_SHARE), 10 * MARKET_SHARE, n)), 0.02, 0.98)
+    person = np.repeat(np.arange(n), friends)
+    off = rng.random(len(person)) < off_net_share[person]
+    # On-net friends: a person near in space (people sorted by a 1 km grid of their home), or anyone (one in four).
+    grid = (np.floor(home[:, 0] * 100).astype(np.int64) * 100_000 + np.floor(home[:, 1] * 100).astype(np.int64))
+    by_place = np.argsort(grid, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_place] = np.arange(n)
+    on = ~off
+    local = rng.random(on.sum()) < 0.75
+    near = rank[person[on]] + np.where(rng.random(on.sum()) < 0.5, -1, 1) * rng.integers(1, 120, on.sum())
+    anywhere = rng.integers(0, n, on.sum())
+    friend = np.where(local, by_place[np.clip(near, 0, n - 1)], anywhere)
+    keep = friend != person[on]
+    close = rng.random(len(person)) < CLOSE_FRIEND_SHARE
+    kind_on = np.where(close[on], "close", "friend")[keep]
+    a_on, b_on = person[on][keep], friend[keep]
+    weekly_on = rng.gamma(2.0, np.where(kind_on == "close", WEEKLY_CALLS["close"], WEEKLY_CALLS["friend"]) / 2.0)
+    parts.append((a_on, b_on, np.full(len(a_on), ""), np.full(len(a_on), "cmcc"), kind_on, weekly_on, rng.beta(1, 6, len(a_on))))
+    numbers, networks = outside_numbers(rng, int(off.sum()))
+    kind_off = np.where(close[off], "close", "friend")
+    weekly_off = rng.gamma(2.0, np.where(kind_off == "close", WEEKLY_CALLS["close"], WEEKLY_CALLS["friend"]) / 2.0)
+    parts.append((person[off], np.full(int(off.sum()), -1), numbers, networks, kind_off, weekly_off, rng.beta(1, 6, int(off.sum()))))
+
+    a, b, outside, network, kind, weekly, sms_share = (np.concatenate([p[i] for p in parts]) for i in range(7))
+    # One tie per on-net pair: a friend drawn twice, or a friend who is also family, keeps the first (strongest kind).
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    pair = np.where(b >= 0, lo.astype(np.int64) * n + hi, -1 - np.arange(len(a)))
+    _, first = np.unique(pair, return_index=True)
+    first.sort()
+    ties = Ties(a=a[first], b=b[first], outside=outside[first], network=network[first], kind=kind[first],
+                weekly=weekly[first], sms_share=sms_share[first])
+    spam_people = np.flatnonzero(rng.random(n) < SPAM_SHARE * 0.2)  # a fifth of the spam lines are on-net SIMs
+    spam_outside, _ = outside_numbers(rng, max(int(n * SPAM_SHARE * 0.8), 1))
+    return Social(groups=groups, ties=ties, off_net_share=off_net_share, spam_people=spam_people, spam_outside=spam_outside)
+
+
+# Service numbers that call subscribers: the operator's own (10086 care and offers), banks and utilities, and the
+# competitors' (10010, 10000) calling people who also hold one of their lines (win-back and offers).
+OWN_SERVICE = np.array(["10086", "1008611", "95588", "95533", "95555", "4008123123", "1065710086"])
+COMPETITOR_SERVICE = np.array(["10010", "10000", "10016", "10001"])
+
+
+def _formatted(rng: np.random.Generator, numbers: np.ndarray) -> np.ndarray:
+    """Numbers as switches write them: most national, some with +86 or 86 in front, landlines with a dash."""
+    roll = rng.random(len(numbers))
+    mobile = np.char.str_len(numbers) == 11
+    landline = np.char.startswith(numbers, "0") & (np.char.str_len(numbers) >= 11)
+    out = numbers.astype(object)
+    out[mobile & (roll < 0.05)] = np.char.add("+86", numbers[mobile & (roll < 0.05)])
+    out[mobile & (roll >= 0.05) & (roll < 0.07)] = np.char.add("86", numbers[mobile & (roll >= 0.05) & (roll < 0.07)])
+    dash = np.flatnonzero(landline & (roll < 0.3))
+    out[dash] = [f"{number[:4]}-{number[4:]}" for number in numbers[dash]]  # landlines are few
+    return out.astype(str)
+
+
+def call_records(rng: np.random.Generator, *, social: Social, lo: int, hi: int, tie_order: np.ndarray, tie_starts: np.ndarray,
+                 msisdn: np.ndarray, active: np.ndarray, competitor_caller: np.ndarray, epoch0: int, days: int) -> dict:
+    """The call records of people lo..hi (their ties' calls both ways, the spam and service calls they receive)."""
+    t = social.ties
+    n = len(msisdn)
+    ties = tie_order[tie_starts[lo]:tie_starts[hi]]
+    calls = rng.poisson(t.weekly[ties] * days / 7)
+    tie = np.repeat(ties, calls)
+    m = len(tie)
+    day = rng.integers(0, days, m)
+    family = t.kind[tie] == "family"
+    hour = np.where(family, rng.integers(18, 23, m), rng.integers(8, 24, m))
+    start = epoch0 + day * 86400 + hour * 3600 + rng.integers(0, 3600, m)
+    a, b = t.a[tie], t.b[tie]
+    a_first = rng.random(m) < 0.5
+    sms = rng.random(m) < t.sms_share[tie]
+    answered = rng.random(m) < 0.9
+    seconds = np.where(sms | ~answered, 0, np.round(rng.lognormal(np.where(family, np.log(80), np.log(130)), 0.9, m))).astype(np.int64)
+    # A call happens only on a day the subscriber's phone is on (and the on-net peer's).
+    on = active[a, day] & np.where(b >= 0, active[np.maximum(b, 0), day], True)
+    a_number = msisdn[a]
+    b_number = np.where(b >= 0, msisdn[np.maximum(b, 0)], t.outside[tie])
+    caller = np.where(a_first, a_number, b_number)[on]
+    callee = np.where(a_first, b_number, a_number)[on]
+    start, seconds, sms = start[on], seconds[on], sms[on]
+
+    # Spam and telemarketing: lines that call hundreds of numbers a day, few of which answer.
+    spam_pool = np.concatenate([msisdn[social.spam_people], social.spam_outside])
+    per_day = np.mean(SPAM_CALLS_PER_DAY) * len(spam_pool) * (hi - lo) / n
+    received = rng.poisson(per_day * days)
+    target = rng.integers(lo, hi, received)
+    spam_day = rng.integers(0, days, received)
+    spam_on = active[target, spam_day] & ~np.isin(target, social.spam_people)
+    target, spam_day = target[spam_on], spam_day[spam_on]
+    spam_seconds = np.where(rng.random(len(target)) < SPAM_ANSWERED, np.round(rng.lognormal(np.log(15), 0.7, len(target))), 0)
+
+    # Service numbers: the operator's and banks' on some days; the competitors' for those who hold one of their lines.
+    people = np.arange(lo, hi)
+    sub, sday = np.nonzero(active[lo:hi] & (rng.random((hi - lo, days)) < np.where(competitor_caller[lo:hi], 0.05, 0.012)[:, None]))
+    competitor = competitor_caller[lo:hi][sub] & (rng.random(len(sub)) < 0.6)
+    service = np.where(competitor, COMPETITOR_SERVICE[rng.integers(0, len(COMPETITOR_SERVICE), len(sub))],
+                       OWN_SERVICE[rng.integers(0, len(OWN_SERVICE), len(sub))])
+    service_sms = rng.random(len(sub)) < 0.5
+
+    caller = np.concatenate([caller, spam_pool[rng.integers(0, len(spam_pool), len(target))], service])
+    callee = np.concatenate([callee, msisdn[target], msisdn[people[sub]]])
+    start = np.concatenate([start, epoch0 + spam_day * 86400 + rng.integers(9 * 3600, 21 * 3600, len(target)),
+                            epoch0 + sday * 86400 + rng.integers(9 * 3600, 20 * 3600, len(sub))])
+    seconds = np.concatenate([seconds, spam_seconds.astype(np.int64),
+                              np.where(service_sms, 0, np.round(rng.lognormal(np.log(60), 0.6, len(sub)))).astype(np.int64)])
+    kind = np.concatenate([np.where(sms, "sms", "voice"), np.full(len(target), "voice"), np.where(service_sms, "sms", "voice")])
+    # Two records of one pair in the same second are one call: keep the first.
+    order = np.lexsort((callee, caller, start))
+    caller, callee, start, seconds, kind = caller[order], callee[order], start[order], seconds[order], kind[order]
+    repeat = np.zeros(len(caller), bool)
+    repeat[1:] = (caller[1:] == caller[:-1]) & (callee[1:] == callee[:-1]) & (start[1:] == start[:-1]) & (kind[1:] == kind[:-1])
+    keep = ~repeat
+    return {"caller": _formatted(rng, caller[keep]), "callee": _formatted(rng, callee[keep]), "start_time": start[keep],
+            "seconds": seconds[keep], "kind": kind[keep]}
