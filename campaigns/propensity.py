@@ -34,12 +34,31 @@ INPUTS: list[tuple[str, str, tuple[str, ...]]] = [
     ("five_g_handset", "coalesce(has_5g_handset, false)::INTEGER", ("has_5g_handset",)),
     ("log_handset_price", "ln(1 + greatest(coalesce(handset_price, 0), 0))", ("handset_price",)),
     ("handset_changes", "coalesce(handset_changes_12m, 0)", ("handset_changes_12m",)),
+    # What they do online: interests sell content and directional packs.
+    ("video_days", "coalesce(video_day_share, 0)", ("video_day_share",)),
+    ("short_video_days", "coalesce(short_video_day_share, 0)", ("short_video_day_share",)),
+    ("game_days", "coalesce(game_day_share, 0)", ("game_day_share",)),
+    ("log_app_data", "ln(1 + greatest(coalesce(app_mb_30d, 0), 0))", ("app_mb_30d",)),
+]
+# Whom they call: the circle (its size, its network, its place in the graph) and, per product, the share of the close
+# circle holding it (circle_<product>, graded 1-10; 0 without a close on-net circle): the network effect.
+CIRCLE_INPUTS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("log_circle_size", "ln(1 + coalesce(circle_size, 0))", ("circle_size",)),
+    ("circle_offnet_share", "coalesce(close_circle_offnet_share, 0)", ("close_circle_offnet_share",)),
+    ("centrality", "coalesce(centrality_percentile, 0) / 100", ("centrality_percentile",)),
+    ("household_size", "coalesce(household_size, 1)", ("household_size",)),
 ]
 
 
-def available_inputs(columns: set[str]) -> list[tuple[str, str]]:
-    """The inputs whose features the snapshot has (a city without handsets has no terminal columns)."""
-    return [(name, sql) for name, sql, needs in INPUTS if set(needs) <= columns]
+def available_inputs(columns: set[str], *, circle_grades: list[str] = (), circles: bool = True) -> list[tuple[str, str]]:
+    """The inputs whose features the snapshot has (a city without handsets has no terminal columns); with circles,
+    the call-circle inputs and the products' circle grades (`circle_grades`, the feature names) too. Without them:
+    what the models knew before call records, for comparison."""
+    inputs = [(name, sql) for name, sql, needs in INPUTS if set(needs) <= columns]
+    if circles:
+        inputs += [(name, sql) for name, sql, needs in CIRCLE_INPUTS if set(needs) <= columns]
+        inputs += [(grade, f"coalesce({grade}, 0)") for grade in circle_grades if grade in columns]
+    return inputs
 
 
 @dataclass(frozen=True)

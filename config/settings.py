@@ -324,6 +324,10 @@ TERMINAL_CLONE_MODELS = _env_int("TERMINAL_CLONE_MODELS", 3, minimum=2)
 LOCATION_NIGHT_HOURS = (_env_int("LOCATION_NIGHT_FROM", 21, minimum=0), _env_int("LOCATION_NIGHT_TO", 7, minimum=0))
 LOCATION_OFFICE_HOURS = (_env_int("LOCATION_OFFICE_FROM", 9, minimum=0), _env_int("LOCATION_OFFICE_TO", 18, minimum=0))
 LOCATION_MIN_DAYS = _env_int("LOCATION_MIN_DAYS", 3, minimum=1)
+# The operator this deployment serves: its numbers are on-net, the other networks' off-net (call circles, 网间通话).
+OPERATOR_NETWORK = os.environ.get("OPERATOR_NETWORK", "cmcc")
+if OPERATOR_NETWORK not in ("cmcc", "cu", "ct", "cbn"):
+    raise ImproperlyConfigured(f"OPERATOR_NETWORK must be cmcc, cu, ct or cbn, not {OPERATOR_NETWORK!r}.")
 # Areas (hexes, micro-areas) with fewer subscribers than this show no counts to sales users.
 AREA_MIN_COUNT = _env_int("AREA_MIN_COUNT", 5, minimum=1)
 # A micro-area holds at most this many res-9 hexes (~0.1 km² each: 200,000 is ~21,000 km², a large prefecture),

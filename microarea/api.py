@@ -184,11 +184,15 @@ class HexView(APIView):
         head = {"type": "FeatureCollection", "snapshot": str(snapshot.as_of_date), "resolution": int(resolution),
                 "metric": metric, "metric_label": str(HEX_METRICS[metric][2]), "basis": basis, "product": product,
                 "campaign": target_list.id if metric in LIST_METRICS else None}
-        return json_with_list(head, "features", (
-            f'{{"type":"Feature","id":"{row["h3"]}","geometry":{hex_polygon_json(row["h3"])},"properties":{{'
+        return json_with_list(head, "features", (_hex_feature(row) for row in rows))
+
+
+def _hex_feature(row: dict) -> str:
+    """One hex as GeoJSON text (written by hand: json.dumps of a large map is most of its time)."""
+    leading = f',"leading":{json.dumps(row["leading"], ensure_ascii=False)}' if "leading" in row else ""
+    return (f'{{"type":"Feature","id":"{row["h3"]}","geometry":{hex_polygon_json(row["h3"])},"properties":{{'
             f'"h3":"{row["h3"]}","subscribers":{_json_value(row["subscribers"])},"value":{_json_value(row["value"])},'
-            f'"suppressed":{_json_value(row["suppressed"])}}}}}'
-            for row in rows))
+            f'"suppressed":{_json_value(row["suppressed"])}{leading}}}}}')
 
 
 def valid_hex(cell: str) -> Response | None:

@@ -31,6 +31,9 @@ HEX_METRICS = {
     "demand": ("demand:{product}", False, _("Demand customers")),
     "potential": ("potential:{product}", False, _("Potential customers")),
     "five_g_share": ("five_g_handsets", True, _("5G-handset share")),
+    "offnet_circle_share": ("offnet_heavy_circle", True, _("Circle mostly off-net (share)")),
+    # The interest tag (the tag library's interest family) held by most subscribers of the hex, as its share.
+    "leading_interest": ("tag:*interest", True, _("Leading interest (share)")),
     "campaign_targets": ("targets", False, _("Campaign targets")),
 }
 PRODUCT_METRICS = {name for name, (counted, _, _) in HEX_METRICS.items() if "{product}" in counted}
@@ -102,6 +105,7 @@ def hex_metric(*, snapshot: Snapshot, user, resolution: int, metric: str, basis:
     counted, is_share, _ = HEX_METRICS[metric]
     wanted = counted.format(product=product)
     params = {"resolution": resolution, "basis": basis, "districts": districts}
+    interests = interest_tags() if metric == "leading_interest" else {}
     con = store.reader()
     try:
         if metric in LIST_METRICS:
@@ -114,10 +118,20 @@ def hex_metric(*, snapshot: Snapshot, user, resolution: int, metric: str, basis:
                 ), listed AS ({_listed_by_hex_sql(snapshot, target_list, basis, resolution)})
                 SELECT h3, subscribers, coalesce(listed, 0) FROM living LEFT JOIN listed USING (h3) ORDER BY h3
             """, params).fetchall()
+        elif metric == "leading_interest":
+            rows = con.execute(f"""
+                SELECT h3, max(value) FILTER (WHERE metric = 'subscribers') AS subscribers,
+                       coalesce(max(counted), 0), arg_max(metric, counted) FILTER (WHERE counted IS NOT NULL)
+                FROM (SELECT h3, metric, value, CASE WHEN metric <> 'subscribers' THEN value END AS counted FROM (
+                    SELECT h3, metric, sum(value) AS value FROM read_parquet('{path}')
+                    WHERE resolution = $resolution AND basis = $basis AND region_code IN (SELECT unnest($districts::VARCHAR[]))
+                      AND metric IN (SELECT unnest($metrics::VARCHAR[])) GROUP BY h3, metric))
+                GROUP BY h3 ORDER BY h3
+            """, {**params, "metrics": ["subscribers", *(f"tag:{code}" for code in interests)]}).fetchall()
         else:
             rows = con.execute(f"""
                 SELECT h3, sum(value) FILTER (WHERE metric = 'subscribers') AS subscribers,
-                       coalesce(sum(value) FILTER (WHERE metric = $wanted), 0) AS counted
+                       coalesce(sum(value) FILTER (WHERE metric = $wanted), 0) AS counted, NULL
                 FROM read_parquet('{path}')
                 WHERE resolution = $resolution AND basis = $basis AND region_code IN (SELECT unnest($districts::VARCHAR[]))
                   AND metric IN ('subscribers', $wanted)
@@ -126,7 +140,7 @@ def hex_metric(*, snapshot: Snapshot, user, resolution: int, metric: str, basis:
     finally:
         con.close()
     result = []
-    for cell, subscribers, count in rows:
+    for cell, subscribers, count, *leading in rows:
         subscribers = int(subscribers or 0)
         if subscribers < minimum:
             value, shown = None, None
@@ -134,8 +148,18 @@ def hex_metric(*, snapshot: Snapshot, user, resolution: int, metric: str, basis:
             value, shown = round(count / subscribers, 4), subscribers
         else:
             value, shown = int(count), subscribers
-        result.append({"h3": h3.int_to_str(int(cell)), "subscribers": shown, "value": value, "suppressed": value is None})
+        row = {"h3": h3.int_to_str(int(cell)), "subscribers": shown, "value": value, "suppressed": value is None}
+        if interests:  # which interest leads is shown only where the hex's counts are
+            code = (leading[0] or "")[4:] if value else ""
+            row["leading"] = {"code": code, "name": interests[code][0], "name_en": interests[code][1]} if code in interests else None
+        result.append(row)
     return result
+
+
+def interest_tags() -> dict[str, tuple[str, str]]:
+    """The tag library's interest family: code -> (name, English name)."""
+    return {code: (name, name_en) for code, name, name_en in TagDefinition.objects.filter(
+        category=TagDefinition.Category.INTEREST, enabled=True).values_list("code", "name", "name_en")}
 
 
 def _sums(snapshot: Snapshot, districts: list[str], hexes: np.ndarray) -> dict[str, dict[str, int]]:
@@ -247,6 +271,10 @@ def area_stats(*, snapshot: Snapshot, user, hexes: np.ndarray, product: Product 
     tagged = sorted(((m[4:], c) for m, c in home.items() if m.startswith("tag:") and c >= minimum), key=lambda t: (-t[1], t[0]))
     top_tags = [{"code": code, "name": names.get(code, (code, ""))[0], "name_en": names.get(code, (code, ""))[1],
                  "count": count, "share": _share(count, living, minimum)} for code, count in tagged[:TOP_TAGS]]
+    interests = interest_tags()
+    # Suppressed counts do not order the list either: they come last, by code.
+    leading = sorted(((code, home.get(f"tag:{code}", 0)) for code in interests),
+                     key=lambda t: (-(t[1] if t[1] >= minimum else 0), t[0]))
     return {
         "snapshot": {"id": snapshot.id, "date": str(snapshot.as_of_date)},
         "previous_snapshot": {"id": previous.id, "date": str(previous.as_of_date)} if previous else None,
@@ -255,6 +283,11 @@ def area_stats(*, snapshot: Snapshot, user, hexes: np.ndarray, product: Product 
         "subscribers": {"home": _suppressed(living, minimum), "work": _suppressed(work.get("subscribers", 0), minimum),
                         "home_change": change("subscribers")},
         "five_g_handset_share": _share(home.get("five_g_handsets", 0), living, minimum),
+        "offnet_circle_share": _share(home.get("offnet_heavy_circle", 0), living, minimum),
+        # The interest family, most held first (counts as every count here: suppressed below the minimum).
+        "interests": [{"code": code, "name": interests[code][0], "name_en": interests[code][1],
+                       "count": _suppressed(count, minimum), "share": _share(count, living, minimum)}
+                      for code, count in leading],
         "product": classes,
         "target_list": ({"id": target_list.id, "label": target_list.label,
                          "targets": _suppressed(_listed_in(snapshot, districts, hexes, target_list), minimum)}

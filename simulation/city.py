@@ -110,12 +110,11 @@ def simulate_city(params: CityParameters, out_dir: Path, *, progress: Progress =
     phones = _handsets(rng, params, people, catalogue["tac"], model_of_tac)
 
     progress("households, circles and interests")
-    competitor_caller = people.profile == PROFILES.index("competitor_caller")
-    circles = social.build_social(np.random.default_rng([params.seed, 7]), n=people.n, groups=people.groups, home=people.home,
-                                  competitor_caller=competitor_caller, age=people.age)
     more = np.random.default_rng([params.seed, 8])
-    # A second line on another network (dual-SIM): competitor callers, and some others.
-    second_line = competitor_caller | (more.random(people.n) < 0.08)
+    # A line on another network too (dual-SIM): competitor callers, and some others. Their circles live mostly there.
+    second_line = (people.profile == PROFILES.index("competitor_caller")) | (more.random(people.n) < 0.08)
+    circles = social.build_social(np.random.default_rng([params.seed, 7]), n=people.n, groups=people.groups, home=people.home,
+                                  second_line=second_line, age=people.age)
     interests = online.plant_interests(more, traits=people.traits, age=people.age, second_line=second_line)
 
     progress("products")
@@ -418,13 +417,13 @@ def _subscriptions(rng, params: CityParameters, people: _People, phones: _Phones
     codes = [p[0] for p in PRODUCTS]
     for code, (category, weight) in PRODUCT_INTEREST.items():
         logits[:, codes.index(code)] += weight * np.clip(interests.latent[:, online.INTEREST_CATEGORIES.index(category)], -3, 3)
-    # The network effect: who holds a product at first, then the close circle's share of that lifting everyone's odds.
-    first = rng.random(logits.shape) < 1 / (1 + np.exp(-logits))
+    held = rng.random(logits.shape) < 1 / (1 + np.exp(-logits))
+    # The network effect: the share of one's close circle holding a product at the window's start lifts the odds of
+    # taking it up (the truth's logit, which campaigns' responses follow, includes it).
     effect = np.array([NETWORK_EFFECT.get(code, 0.0) for code in codes])
-    circle_share = circles.close_circle_share(people.n, first[:, effect > 0])
+    circle_share = circles.close_circle_share(people.n, held[:, effect > 0])
     logits[:, effect > 0] += effect[effect > 0] * circle_share
     probability = 1 / (1 + np.exp(-logits))
-    held = rng.random(logits.shape) < probability
     # Adoption during the window follows the same propensity, shifted down: the labels of issue 6.
     adopt = ~held & (rng.random(logits.shape) < 1 / (1 + np.exp(-(logits - 3.2))) * min(params.days / 30, 2))
     subscriber, product = np.nonzero(held | adopt)
@@ -707,10 +706,13 @@ def _write_behaviour_truth(writer: _Writer, people: _People, circles: social.Soc
         "shared_phone": interests.shared_with >= 0, "tethers": interests.tethers,
         "unclassified_share": interests.unclassified.round(4), "second_line": second_line,
         "spam_caller": np.isin(np.arange(n), circles.spam_people),
+        "circle_off_net_tendency": circles.off_net_share.round(4),
         "close_circle_weekly_calls": close_weight.round(3),
         "close_circle_off_net_share": np.where(close_weight > 0, off_weight / np.maximum(close_weight, 1e-9), np.nan).round(4),
         "off_net_heavy_circle": (close_weight > 0) & (off_weight > 0.5 * close_weight),
     })
+    writer.truth("spam_numbers", {"number": np.concatenate([people.msisdn[circles.spam_people], circles.spam_outside]),
+                                  "on_net": np.arange(len(circles.spam_people) + len(circles.spam_outside)) < len(circles.spam_people)})
     on = ties.b >= 0
     writer.truth("ties", {
         "msisdn": people.msisdn[ties.a], "peer": np.where(on, people.msisdn[np.maximum(ties.b, 0)], ties.outside),

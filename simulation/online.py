@@ -1,7 +1,7 @@
 """What the simulated city's subscribers do online: the DPI signature library's apps, each subscriber's latent
 interests, and the daily app usage the operator's xDR records show, with the noise they really have.
 
-Noise planted (shares documented in docs/simulation.md, "Behaviour data"): traffic DPI cannot classify
+Noise planted (shares documented in docs/simulated-city.md, "Behaviour data"): traffic DPI cannot classify
 (encrypted, VPN: 10-20% of a subscriber's bytes), installed apps pushing and updating in the background without
 being used, phones shared by two family members, tethered laptops.
 """
@@ -59,7 +59,15 @@ SHARED_PHONE_SHARE = 0.05  # phones two family members use (a child on a parent'
 TETHERING_SHARE = 0.03  # subscribers who tether a laptop on some days
 UNCLASSIFIED_BYTES = (0.10, 0.20)  # share of a subscriber's bytes DPI cannot classify (encrypted, VPN)
 INSTALLED_UNUSED = 0.35  # of the categories one is not interested in, the share with an app installed that pushes
-CASUAL_USE = 0.05  # chance a day of opening an app of a category one is not interested in
+# How often one uses a category: interested people from 2 days a week to daily, others now and then (up to about one
+# day in eight); per person and category.
+INTERESTED_USE = (0.15, 0.95)
+CASUAL_USE_MAX = 0.2
+# Mini-programs: part of the games, shopping, reading and video some people use runs inside WeChat, which DPI sees as
+# social traffic (mini-programs carry much of China's casual games and shopping).
+IN_WECHAT = {"game": 0.5, "shopping": 0.5, "reading": 0.5, "video": 0.3}
+IN_WECHAT_PEOPLE = 0.2
+MISSING_DAYS = 0.03  # subscriber-days without xDR records (probe outages, records lost in transfer)
 
 
 def catalogue_table() -> dict[str, np.ndarray]:
@@ -74,6 +82,8 @@ class Interests:
     tethers: np.ndarray  # bool
     unclassified: np.ndarray  # share of bytes DPI cannot classify
     competitor_app: np.ndarray  # app index of a competitor operator's app one uses (-1 when none)
+    use_rate: np.ndarray  # (n, categories): chance a day of using the category
+    in_wechat: np.ndarray  # (n, categories): share of the use that runs inside WeChat (mini-programs)
 
     @property
     def interested(self) -> np.ndarray:
@@ -97,15 +107,23 @@ def plant_interests(rng: np.random.Generator, *, traits: np.ndarray, age: np.nda
     shared_with = np.where(shared, rng.integers(0, n, n), -1)
     competitor_apps = np.flatnonzero(np.isin(APP_CATEGORY, ["operator_cu", "operator_ct"]))
     competitor_app = np.where(second_line & (rng.random(n) < 0.7), competitor_apps[rng.integers(0, len(competitor_apps), n)], -1)
+    interested = latent > INTEREST_CUT
+    low, high = INTERESTED_USE
+    use_rate = np.where(interested, low + (high - low) * rng.beta(3, 1.5, latent.shape),
+                        CASUAL_USE_MAX * rng.beta(1, 4, latent.shape)).astype(np.float32)
+    in_wechat = np.zeros(latent.shape, dtype=np.float32)
+    for category, share in IN_WECHAT.items():
+        j = INTEREST_CATEGORIES.index(category)
+        in_wechat[:, j] = np.where(rng.random(n) < IN_WECHAT_PEOPLE, share, 0.0)
     return Interests(latent=latent, favourite=favourite, shared_with=shared_with, tethers=rng.random(n) < TETHERING_SHARE,
-                     unclassified=rng.uniform(*UNCLASSIFIED_BYTES, n), competitor_app=competitor_app)
+                     unclassified=rng.uniform(*UNCLASSIFIED_BYTES, n), competitor_app=competitor_app,
+                     use_rate=use_rate, in_wechat=in_wechat)
 
 
 def app_usage(rng: np.random.Generator, *, interests: Interests, lo: int, hi: int, active: np.ndarray, msisdn: np.ndarray,
               start_date: np.datetime64) -> dict:
     """Daily app usage of people lo..hi: one row per (subscriber, day, app) with any traffic."""
-    days = active.shape[1]
-    sub, day = np.nonzero(active[lo:hi])
+    sub, day = np.nonzero(active[lo:hi] & (rng.random((hi - lo, active.shape[1])) >= MISSING_DAYS))
     sub += lo
     k = len(CATEGORIES)
     interested = interests.interested[sub]
@@ -114,14 +132,22 @@ def app_usage(rng: np.random.Generator, *, interests: Interests, lo: int, hi: in
     # A shared phone carries its second user's interests too.
     interested_any = interested | (shared[:, None] & interests.interested[np.maximum(other, 0)])
     intensity = np.exp(np.clip(interests.latent[sub], -3, 3) * 0.25)
-    uses = np.where(interested_any, rng.random((len(sub), k)) < 0.8, rng.random((len(sub), k)) < CASUAL_USE)
+    rate = interests.use_rate[sub]
+    rate = np.where(shared[:, None], np.maximum(rate, interests.use_rate[np.maximum(other, 0)]), rate)
+    uses = rng.random((len(sub), k)) < rate
     seconds_median = np.array([c[3] for c in CATEGORIES.values()])
-    seconds = np.where(interested_any, rng.lognormal(np.log(seconds_median)[None, :], 0.7) * intensity,
+    seconds = np.where(interested_any, rng.lognormal(np.log(seconds_median)[None, :], 0.7, (len(sub), k)) * intensity,
                        rng.lognormal(np.log(90), 0.8, (len(sub), k)))
     seconds = np.where(uses, np.minimum(np.round(seconds), 6 * 3600), 0).astype(np.int64)
     # Installed, not used: background pushes (a few KB, no time) and now and then an update (tens of MB).
     installed = ~interested_any & (rng.random((len(sub), k)) < INSTALLED_UNUSED)
     background = installed & ~uses & (rng.random((len(sub), k)) < 0.25)
+    # Mini-programs: that part of the time is WeChat's.
+    social = INTEREST_CATEGORIES.index("social")
+    in_wechat = np.round(seconds * interests.in_wechat[sub]).astype(np.int64)
+    seconds -= in_wechat
+    seconds[:, social] += in_wechat.sum(axis=1)
+    uses[:, social] |= in_wechat.sum(axis=1) > 0
     rate = np.array([c[4] for c in CATEGORIES.values()])
     bytes_down = seconds * rate[None, :] * rng.lognormal(0, 0.4, (len(sub), k))
     update = background & (rng.random((len(sub), k)) < 0.05)

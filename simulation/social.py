@@ -1,7 +1,7 @@
 """Who lives with whom and who calls whom in the simulated city: households, flatmates, friend circles, spam callers,
 and the call records they leave at the switch.
 
-Every share planted here is a documented choice (docs/simulation.md, "Behaviour data"), most resting on a
+Every share planted here is a documented choice (docs/simulated-city.md, "Behaviour data"), most resting on a
 published figure: China's 2020 census (2.62 people per household), the operators' 2024 subscriber counts (China
 Mobile about 56% of mobile lines), the CNNIC and MIIT reports on spam calls.
 """
@@ -28,7 +28,9 @@ OFF_NET_BLOCKS = {
 # China Mobile a household has on average about 1.5 members on-net; the rest of the family is off-net.
 HOUSEHOLD_ONNET_SIZES = ([1, 2, 3, 4, 5], [0.40, 0.33, 0.18, 0.07, 0.02])
 FLATMATE_SHARE = 0.06  # people in a shared flat (合租) with 2-4 unrelated flatmates on-net
-OFF_NET_FAMILY_MEAN = 0.9  # off-net members per household (Poisson)
+# Off-net members per household (Poisson): families cluster on one network too (Birke and Swann 2006), so a
+# household whose members hold lines elsewhere has most of its other members there.
+OFF_NET_FAMILY_MEAN = {False: 0.35, True: 2.0}
 # Expected calls per week on a tie. Families talk mostly over WeChat and similar apps: only about half of the
 # on-net family pairs appear in a week's call records.
 WEEKLY_CALLS = {"family": 0.7, "close": 4.0, "friend": 0.6, "flatmate": 0.05}
@@ -45,7 +47,6 @@ class HomeGroups:
     group: np.ndarray  # group index per person (a person alone is a group of one)
     head: np.ndarray  # the person whose home the group shares
     flat: np.ndarray  # bool per person: the group is flatmates, not a family
-    off_net_family: np.ndarray  # per group: off-net members of the household
 
 
 def home_groups(rng: np.random.Generator, n: int) -> HomeGroups:
@@ -59,8 +60,7 @@ def home_groups(rng: np.random.Generator, n: int) -> HomeGroups:
     starts = np.concatenate([[0], ends[: count - 1]])
     group = np.repeat(np.arange(count), np.diff(np.concatenate([starts, [n]])))
     group_is_flat = flat[:count] & (np.diff(np.concatenate([starts, [n]])) > 1)
-    return HomeGroups(group=group, head=starts[group], flat=group_is_flat[group],
-                      off_net_family=np.where(group_is_flat, 0, rng.poisson(OFF_NET_FAMILY_MEAN, count)))
+    return HomeGroups(group=group, head=starts[group], flat=group_is_flat[group])
 
 
 @dataclass
@@ -111,7 +111,7 @@ def outside_numbers(rng: np.random.Generator, count: int) -> tuple[np.ndarray, n
     return numbers.astype(str), np.array(names)[network]
 
 
-def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: np.ndarray, competitor_caller: np.ndarray,
+def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: np.ndarray, second_line: np.ndarray,
                  age: np.ndarray) -> Social:
     """Households' ties, flatmates', friend circles (mostly local) and spam callers."""
     parts = []
@@ -130,7 +130,8 @@ def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: 
             add(a[chosen], b[chosen], np.full(chosen.sum(), ""), np.full(chosen.sum(), "cmcc"), kind,
                 rng.gamma(2.0, WEEKLY_CALLS[kind] / 2.0, chosen.sum()), np.full(chosen.sum(), 0.05))
     heads = np.flatnonzero(np.arange(n) == groups.head)
-    members_off = groups.off_net_family[groups.group[heads]]
+    members_off = np.where(groups.flat[heads], 0, rng.poisson(np.where(second_line[heads], OFF_NET_FAMILY_MEAN[True],
+                                                                       OFF_NET_FAMILY_MEAN[False])))
     owner_group = np.repeat(groups.group[heads], members_off)
     numbers, networks = outside_numbers(rng, len(owner_group))
     # Each off-net family member is a tie of every on-net member of the household.
@@ -143,19 +144,23 @@ def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: 
 
     # Friends: a heavy-tailed number per person (median about 9, a few social hubs with 40+), mostly local.
     friends = np.clip(np.round(rng.lognormal(np.log(9) - 0.15 * np.clip(age - 45, 0, None) / 10, 0.55, n)), 1, 150).astype(int)
-    # Competitor callers are people whose circle lives on other networks; most people's circle is on-net at the
-    # operator's market share, with personal variation.
-    off_net_share = np.clip(np.where(competitor_caller, rng.beta(8, 2, n), rng.beta(10 * (1 - MARKET_SHARE), 10 * MARKET_SHARE, n)), 0.02, 0.98)
+    # Circles cluster on networks (families and friends pick the network their people are on: Birke and Swann 2006,
+    # "Network effects and the choice of mobile phone operator"): most subscribers' friends are mostly on-net, and
+    # those holding a line on another network too have their circle mostly there. Overall, about 1 - MARKET_SHARE
+    # of the friends of the whole base are off-net.
+    off_net_share = np.where(second_line, rng.beta(6, 1.2, n), rng.beta(1.5, 4.2, n))
     person = np.repeat(np.arange(n), friends)
     off = rng.random(len(person)) < off_net_share[person]
-    # On-net friends: a person near in space (people sorted by a 1 km grid of their home), or anyone (one in four).
-    grid = (np.floor(home[:, 0] * 100).astype(np.int64) * 100_000 + np.floor(home[:, 1] * 100).astype(np.int64))
+    # On-net friends: someone living within a few km (people sorted by a 5 km grid of their home), or anyone in the
+    # city (one in four). Friends rarely share a building: the chance of a tie falls with distance, not within metres
+    # (Lambiotte et al. 2008, "Geographical dispersal of mobile communication networks", Physica A 387).
+    grid = (np.floor(home[:, 0] * 20).astype(np.int64) * 100_000 + np.floor(home[:, 1] * 20).astype(np.int64))
     by_place = np.argsort(grid, kind="stable")
     rank = np.empty(n, dtype=np.int64)
     rank[by_place] = np.arange(n)
     on = ~off
     local = rng.random(on.sum()) < 0.75
-    near = rank[person[on]] + np.where(rng.random(on.sum()) < 0.5, -1, 1) * rng.integers(1, 120, on.sum())
+    near = rank[person[on]] + np.where(rng.random(on.sum()) < 0.5, -1, 1) * rng.integers(1, 600, on.sum())
     anywhere = rng.integers(0, n, on.sum())
     friend = np.where(local, by_place[np.clip(near, 0, n - 1)], anywhere)
     keep = friend != person[on]
@@ -212,7 +217,9 @@ def call_records(rng: np.random.Generator, *, social: Social, lo: int, hi: int, 
     m = len(tie)
     day = rng.integers(0, days, m)
     family = t.kind[tie] == "family"
-    hour = np.where(family, rng.integers(18, 23, m), rng.integers(8, 24, m))
+    # Families call while apart (days: at work, at school, on the way home), not at night when they are home together;
+    # friends call from morning to late evening.
+    hour = np.where(family, rng.integers(7, 20, m), rng.integers(8, 24, m))
     start = epoch0 + day * 86400 + hour * 3600 + rng.integers(0, 3600, m)
     a, b = t.a[tie], t.b[tie]
     a_first = rng.random(m) < 0.5

@@ -5,11 +5,22 @@ Thresholds are per 30 days, so they hold whatever the snapshot window. Order mat
 the tags its rule uses.
 """
 
-BASIC, CONSUMPTION, BEHAVIOUR, NEED, LIFECYCLE, VALUE, TERMINAL = (
-    "basic", "consumption", "behaviour", "need", "lifecycle", "value", "terminal")
+BASIC, CONSUMPTION, BEHAVIOUR, NEED, LIFECYCLE, VALUE, TERMINAL, INTEREST, CIRCLE, INTERNETWORK = (
+    "basic", "consumption", "behaviour", "need", "lifecycle", "value", "terminal", "interest", "circle", "internetwork")
+
+
+def _interest(code: str, name: str, name_en: str, category: str, share: float, why: str) -> dict:
+    """An interest tag: the category's apps in real use (a minute or more) on a share of the days with any app
+    traffic. Days, not bytes: an installed app that pushes and updates moves bytes without anyone using it. The
+    thresholds were chosen on one simulated city (seed 11) and are measured on another (tests/test_behaviour.py)."""
+    return _tag(code, name, name_en, INTEREST, f"{category}_day_share >= {share} and app_days >= 5",
+                f"{why} Rule: {category} apps used (a minute or more) on {share:.0%} or more of the days with app "
+                "traffic, at least 5 such days.")
 
 
 def _tag(code: str, name: str, name_en: str, category: str, expression: str, description: str) -> dict:
+    # An entry may add "requires": the product codes its rule names, without which it is not installed (an operator
+    # that sells no Douyin pack gets no tag about it).
     return {"code": code, "name": name, "name_en": name_en, "category": category, "kind": "rule",
             "expression": expression, "enabled": True, "description": description}
 
@@ -141,6 +152,73 @@ STARTING_TAGS = [
     _tag("knockoff_user", "山寨机用户", "Knock-off handset user", TERMINAL, "is_knockoff",
          "The handset in use is a knock-off (山寨机): unknown TAC, failed check digit, wrong brand or a cloned "
          "TAC. Handset features may be wrong for them; genuine-handset trade-in offers."),
+    # --- interests (上网轨迹): what subscribers do online, from DPI/xDR app usage
+    _interest("video_lover", "视频达人", "Video lover", "video", 0.3,
+              "Long-form video (Tencent Video, iQIYI, Youku, Migu) several days a week: video memberships and "
+              "directional video data packs."),
+    _interest("short_video_fan", "短视频达人", "Short-video fan", "short_video", 0.25,
+              "Douyin, Kuaishou and the like most days: the Douyin directional pack and data upgrades."),
+    _interest("mobile_gamer", "手游玩家", "Mobile gamer", "game", 0.25,
+              "Plays mobile games (Honor of Kings, Peacekeeper Elite...) regularly: game data packs, low-latency 5G."),
+    _interest("online_shopper", "网购达人", "Online shopper", "shopping", 0.25,
+              "Shops on Taobao, JD or Pinduoduo regularly: payment-linked offers and e-commerce co-marketing."),
+    _interest("finance_user", "理财用户", "Finance app user", "finance", 0.25,
+              "Banking, payment and investment apps regularly: financial co-marketing, the operator's payment services."),
+    _interest("travel_planner", "出行达人", "Travel app user", "travel", 0.25,
+              "Trip.com, 12306 and ride-hailing regularly: roaming packs, travel insurance and partner offers."),
+    _interest("driver", "有车一族", "Driver (navigation-heavy)", "navigation", 0.25,
+              "Navigation apps most weeks, the mark of a car owner: in-car data, car insurance and ETC partner offers."),
+    _interest("music_lover", "音乐达人", "Music lover", "music", 0.25,
+              "Streams music regularly: music memberships and the colour ring-back tone."),
+    _interest("reader", "阅读爱好者", "Reader", "reading", 0.25,
+              "Reads novels and books on the phone regularly: reading memberships (和阅读)."),
+    _interest("education_parent", "在线教育用户", "Online education user", "education", 0.25,
+              "Homework and tutoring apps regularly, usually parents of school children: family and broadband offers."),
+    _interest("news_reader", "资讯达人", "News reader", "news", 0.25,
+              "News apps regularly: content partnerships; SMS and push news services."),
+    _tag("competitor_app_user", "使用异网运营商APP", "Uses a competitor operator's app", INTEREST, "competitor_app_days >= 2",
+         "Opened China Unicom's or China Telecom's own app on two days or more: they very likely hold a line there "
+         "(dual SIM). Retention and a second-line offer before they move their main number."),
+    _tag("douyin_heavy_no_pack", "抖音重度用户未订定向流量包", "Heavy Douyin user without its data pack", NEED,
+         'short_video_top_app == "douyin" and short_video_minutes_30d >= 1200 and not has_douyin_pack',
+         "Twenty hours a month or more of short video, mostly Douyin, without the Douyin directional pack: the pack "
+         "makes that traffic cheap, the classic app-tag sale (定向流量包).") | {"requires": ("douyin_pack",)},
+    _tag("tencent_video_heavy_no_pack", "腾讯视频重度用户未订定向流量包", "Heavy Tencent Video user without its data pack", NEED,
+         'video_top_app == "tencent_video" and video_minutes_30d >= 900 and not has_video_pack',
+         "Fifteen hours a month or more of long video, mostly Tencent Video, without the Tencent Video directional pack.") | {"requires": ("video_pack",)},
+    _tag("gamer_no_pack", "手游玩家未订游戏定向流量包", "Mobile gamer without the game data pack", NEED,
+         "mobile_gamer and not has_game_pack",
+         "A regular mobile gamer without the game directional pack: games want low latency and data that does not run out.") | {"requires": ("game_pack",)},
+    # --- call circles (交往圈): whom subscribers call, from call records
+    _tag("social_butterfly", "社交达人", "Large circle", CIRCLE, "circle_size >= 25",
+         "Twenty-five or more people with contacts both ways in the window: word of mouth travels through them; "
+         "referral campaigns and group offers."),
+    _tag("opinion_leader", "意见领袖", "Opinion leader", CIRCLE, "centrality_percentile >= 95 and circle_size >= 10",
+         "Among the 5% most central in the on-net call graph (PageRank over two-way ties: a spam line calling "
+         "thousands has none) with ten or more people in the circle: seed them first when a product spreads by "
+         "word of mouth (the published MMS case: contacts' use was the strongest predictor of take-up)."),
+    _tag("family_circle_member", "家庭圈成员", "Family-circle member", CIRCLE, "in_household",
+         "Lives with other subscribers of the operator (same home cell at night, in contact, not calling each "
+         "other at night): family network, shared data and converged broadband offers."),
+    _tag("household_no_family_plan", "三人以上家庭未办家庭网", "Household of three without a family plan", CIRCLE,
+         "household_size >= 3 and not has_family_plan",
+         "Three or more of the operator's subscribers in one household and no family network: the family plan "
+         "binds the whole household at once."),
+    _tag("offnet_circle", "异网交往圈", "Circle mostly off-net", CIRCLE, "close_circle_offnet_share > 0.5",
+         "More than half of the close circle's contacts are with other networks or landlines: the circle's pull is "
+         "elsewhere, a churn risk since number portability; on-net family and friend offers pull it back."),
+    # --- inter-network calling (网间通话)
+    _tag("offnet_frequent", "异网高频交往", "Frequent calls to other networks", INTERNETWORK,
+         "competitor_peers >= 5 and offnet_contact_share >= 0.4",
+         "Five or more people on competing mobile networks in the circle and 40% or more of the contacts off-net: "
+         "inter-network settlement costs, and a circle a competitor can win."),
+    _tag("offnet_rising", "异网通话占比上升", "Rising off-net share", INTERNETWORK, "offnet_share_change >= 0.15",
+         "The off-net share of contacts rose by 15 points or more from the previous period to this one: people they "
+         "talk to moved, or they are moving their life to another line."),
+    _tag("competitor_service_contacted", "竞争对手客服来电", "Called by a competitor's service number", INTERNETWORK,
+         "competitor_service_contacts >= 1",
+         "Called or texted by 10010, 10000 or another competitor's service number: a competitor is courting them "
+         "(or they already hold a line there); a retention call now."),
     # --- potential customers of a product: the top three deciles of its propensity model, or (also in a
     # run that fitted none, whose deciles are empty) its audience rule
     _tag("five_g_potential", "5G潜在客户", "5G plan potential", NEED,

@@ -113,9 +113,10 @@ def subscriber_tag_timeline(*, subscriber_id: int, limit: int = 12) -> list[dict
     return timeline
 
 
-def subscriber_features(*, subscriber_id: int, snapshot: Snapshot | None = None) -> dict | None:
-    """The subscriber's feature row in a snapshot (the current one by default), or None."""
-    from .stages.features import FEATURE_SOURCES, catalogue, feature_table_sql
+def subscriber_features(*, subscriber_id: int, snapshot: Snapshot | None = None, behaviour: bool = False) -> dict | None:
+    """The subscriber's feature row in a snapshot (the current one by default), or None. What they do online and whom
+    they call (BEHAVIOUR_SOURCES) only with `behaviour`: for users with tagging.view_behaviour."""
+    from .stages.features import BEHAVIOUR_SOURCES, FEATURE_SOURCES, catalogue, feature_table_sql
 
     snapshot = snapshot or Snapshot.objects.current()
     if snapshot is None:
@@ -133,7 +134,7 @@ def subscriber_features(*, subscriber_id: int, snapshot: Snapshot | None = None)
     if row is None:
         return None
     # Catalogue features only: a source's working columns (the handset's IMEI, say) stay out of profiles.
-    shown = {f.name for f in catalogue()}
+    shown = {f.name for f in catalogue() if behaviour or f.source not in BEHAVIOUR_SOURCES}
     return {name: (round(value, 4) if isinstance(value, float) else value)
             for name, value in zip(columns, row) if name in shown}
 
@@ -175,3 +176,63 @@ def subscriber_contacts(*, subscriber_id: int, limit: int = 50) -> list[dict]:
         con.close()
     return [{"campaign": campaign, "contacted_at": at.isoformat(), "channel": channel, "outcome": outcome}
             for campaign, at, channel, outcome in rows]
+
+
+def behaviour_summary(features: dict) -> dict:
+    """What a profile shows of a subscriber's behaviour (from their behaviour features): the top app categories by
+    time, the circle's size and network, the household."""
+    from .stages.apps import CATEGORY_LABELS, INTEREST_CATEGORIES
+
+    minutes = {c: features.get(f"{c}_minutes_30d") or 0 for c in INTEREST_CATEGORIES}
+    top = sorted((c for c in minutes if minutes[c] > 0), key=lambda c: -minutes[c])[:3]
+    return {
+        "top_categories": [{"category": c, "name": CATEGORY_LABELS[c][0], "name_en": CATEGORY_LABELS[c][1],
+                            "minutes_30d": round(minutes[c])} for c in top],
+        "circle_size": features.get("circle_size"),
+        "close_circle_size": features.get("close_circle_size"),
+        "circle_onnet_share": features.get("circle_onnet_share"),
+        "household_size": features.get("household_size"),
+    }
+
+
+CIRCLE_LISTING_LIMIT = 200  # peers listed, most contacts first: a circle, not a call log
+
+
+def subscriber_circle(*, subscriber_id: int, snapshot: Snapshot) -> dict:
+    """The subscriber's circle in the snapshot's window: each peer with contacts both ways, on-net peers masked,
+    off-net ones as their network and pseudonym (never a number), with contacts and seconds; and how many numbers
+    only called in (spam, telemarketing, wrong numbers) or were only called."""
+    from datetime import timedelta
+
+    from .models import Subscriber
+    from .stages.circles import CLOSE_PER_WEEK
+
+    run = snapshot.run
+    paths = list(IngestBatch.objects.filter(id__in=run.lake_batches.get("call_records", [])).values_list("lake_path", flat=True))
+    start = run.as_of_date - timedelta(days=run.window_days - 1)
+    empty = {"window": [str(start), str(run.as_of_date)], "peers": [], "circle_size": 0, "one_way_numbers": 0}
+    if not paths:
+        return empty
+    con = store.reader()
+    try:
+        rows = con.execute(
+            f"SELECT peer, any_value(peer_id), any_value(peer_network), count(*) AS contacts, "
+            f"count(*) FILTER (WHERE direction = 'out'), count(*) FILTER (WHERE direction = 'in'), coalesce(sum(seconds), 0) "
+            f"FROM read_parquet({store.files_sql(paths)}) WHERE subscriber_id = $id "
+            f"AND start_time >= $start::TIMESTAMPTZ AND start_time < $end::TIMESTAMPTZ + INTERVAL 1 DAY GROUP BY peer "
+            f"ORDER BY contacts DESC, peer",
+            {"id": subscriber_id, "start": str(start), "end": str(run.as_of_date)},
+        ).fetchall()
+    finally:
+        con.close()
+    two_way = [r for r in rows if r[4] and r[5]]
+    shown = two_way[:CIRCLE_LISTING_LIMIT]
+    masked = {s.id: s.msisdn_masked for s in Subscriber.objects.filter(id__in=[r[1] for r in shown if r[1] is not None])}
+    close_from = CLOSE_PER_WEEK * run.window_days / 7
+    peers = [{
+        "peer": masked.get(peer_id, "-") if peer_id is not None else f"{network}:{peer:015x}",
+        "on_net": peer_id is not None, "network": network, "contacts": contacts, "outgoing": outgoing,
+        "incoming": incoming, "seconds": seconds, "close": contacts >= close_from,
+    } for peer, peer_id, network, contacts, outgoing, incoming, seconds in shown]
+    return {**empty, "peers": peers, "circle_size": len(two_way), "one_way_numbers": len(rows) - len(two_way),
+            "listed": len(peers)}

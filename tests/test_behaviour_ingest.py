@@ -144,4 +144,4 @@ def test_call_records_already_ingested_are_refused(subscribers, tmp_path, data_d
     batch = ingest_file(dataset="call_records", path=write(tmp_path, "calls2.csv", again))
     assert_rejected_and_nothing_changed(batch, data_dir, files, line=2, column="caller+callee+start_time+kind",
                                         reason_part="already ingested in batch")
-    assert duckdb.execute(f"SELECT count(*) FROM {store.current_sql('call_records')}").fetchone()[0] == 1
+    assert duckdb.execute(f"SELECT count(*) FROM {store.current_sql('call_records')}").fetchall()[0][0] == 1

@@ -429,21 +429,21 @@ def test_the_lifecycle_runs_frozen_running_closed_and_a_closed_campaign_exports_
 
 
 def test_a_random_control_group_is_drawn_from_everyone_eligible_and_exported_with_the_targets(city):
-    campaign = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM,
-                                              control_share="0.2"), user=city["manager"], seed=5)
+    campaign = freeze_campaign(campaign=draft(city, "young_subscriber", control_kind=Campaign.ControlKind.RANDOM,
+                                              control_share="0.5"), user=city["manager"], seed=5)
     rows = duckdb.connect().sql(f"""
-        SELECT t."group", count(*), count(*) FILTER (WHERE list_contains(t.reasons, 'high_value'))
+        SELECT t."group", count(*), count(*) FILTER (WHERE list_contains(t.reasons, 'young_subscriber'))
         FROM read_parquet('{targets_path(campaign)}') t GROUP BY 1""").fetchall()
     counts = {group: (n, matched) for group, n, matched in rows}
     # Targets are the audience less those drawn; the random group is mostly outside the audience.
     assert counts["target"][0] == counts["target"][1] == campaign.counts["targets"]
-    assert counts["control"][0] == campaign.counts["control"] == round(campaign.counts["eligible"] * 0.2)
+    assert counts["control"][0] == campaign.counts["control"] == round(campaign.counts["eligible"] * 0.5)
     assert counts["control"][1] < counts["control"][0] / 2
     # Nobody already holding the campaign's product is in either group.
     assert campaign.counts["excluded"]["holds_product"] > 0
     assert duckdb.connect().sql(f"SELECT count(*) FROM {frozen_rows(campaign, city['run'])} WHERE has_5g_plan").fetchall() == [(0,)]
-    again = freeze_campaign(campaign=draft(city, "high_value", control_kind=Campaign.ControlKind.RANDOM,
-                                           control_share="0.2"), user=city["manager"], seed=5)
+    again = freeze_campaign(campaign=draft(city, "young_subscriber", control_kind=Campaign.ControlKind.RANDOM,
+                                           control_share="0.5"), user=city["manager"], seed=5)
     same = "SELECT subscriber_id FROM read_parquet('{}') WHERE \"group\" = 'control' ORDER BY 1"
     con = duckdb.connect()
     assert con.execute(same.format(targets_path(campaign))).fetchall() == con.execute(same.format(targets_path(again))).fetchall()

@@ -62,7 +62,7 @@ def test_every_dataset_of_a_city_lands_in_the_lake(small_city, data_dir):
     for batch in IngestBatch.objects.accepted():
         # Call records keep a row per end that is a subscriber: a record between two of them is two rows.
         records = "count(*) FILTER (WHERE direction = 'out' OR peer_id IS NULL)" if batch.dataset == "call_records" else "count(*)"
-        assert duckdb.execute(f"SELECT {records} FROM read_parquet('{batch.lake_path}')").fetchone()[0] == batch.rows_accepted
+        assert duckdb.execute(f"SELECT {records} FROM read_parquet('{batch.lake_path}')").fetchall()[0][0] == batch.rows_accepted
     assert Subscriber.objects.count() == expected["subscribers"]
     assert Subscription.objects.count() == expected["subscriptions"]
     assert Region.objects.get(code="440604").parent.code == "4406"
@@ -112,7 +112,7 @@ def test_a_later_subscribers_file_updates_and_keeps_ids(small_city, tmp_path):
     assert Subscriber.objects.get(msisdn="13912345678").id == Subscriber.objects.count()
     assert Subscriber.objects.get(msisdn=second).id  # untouched subscribers stay
     current = store.current_sql("subscribers")
-    assert duckdb.execute(f"SELECT count(*) FROM {current}").fetchone()[0] == Subscriber.objects.count()
+    assert duckdb.execute(f"SELECT count(*) FROM {current}").fetchall()[0][0] == Subscriber.objects.count()
 
 
 # --- bad input: a clear error naming the line/column/reason; nothing written; the batch rejected ---
@@ -212,7 +212,7 @@ def test_wrong_number_of_fields(city_references, tmp_path, data_dir):
 
 def test_stay_at_an_unknown_cell_and_a_time_without_zone(city_references, tmp_path, data_dir):
     msisdn = known_msisdns(city_references, 1)[0]
-    cell = duckdb.execute(f"SELECT radio||'-'||mcc||'-'||net||'-'||area||'-'||cell FROM read_csv('{city_references}/cells.csv') LIMIT 1").fetchone()[0]
+    cell = duckdb.execute(f"SELECT radio||'-'||mcc||'-'||net||'-'||area||'-'||cell FROM read_csv('{city_references}/cells.csv') LIMIT 1").fetchall()[0][0]
     text = ("msisdn,cell_key,start_time,end_time\n"
             f"{msisdn},{cell},2026-10-20T22:00:00+08:00,1792591200\n"
             f"{msisdn},LTE-460-0-1-1,1792591300,1792600000\n"
@@ -359,7 +359,7 @@ def test_rows_the_fast_parser_refuses_but_the_checks_accept_are_not_lost(city_re
     batch = ingest_file(dataset="usage_daily", path=write(tmp_path, "usage.csv", "\n".join([USAGE_HEADER, *rows]) + "\n"))
     assert batch.status == IngestBatch.Status.ACCEPTED, batch.errors
     assert batch.rows_accepted == 4
-    assert duckdb.execute(f"SELECT count(*), sum(sms) FROM read_parquet('{batch.lake_path}')").fetchone() == (4, 20)
+    assert duckdb.execute(f"SELECT count(*), sum(sms) FROM read_parquet('{batch.lake_path}')").fetchall()[0] == (4, 20)
 
 
 def test_dates_read_the_same_on_both_paths(city_references, tmp_path, data_dir):
@@ -384,7 +384,7 @@ def test_cells_out_of_range_or_twice_and_stays_ending_before_they_start(city_ref
     assert any(e["line"] == 4 and e["column"] == "lon" for e in cells.errors), cells.errors
     assert any(e["line"] == 5 and "duplicate key: same as line 2" in e["reason"] for e in cells.errors), cells.errors
     msisdn = known_msisdns(city_references, 1)[0]
-    cell = duckdb.execute(f"SELECT radio||'-'||mcc||'-'||net||'-'||area||'-'||cell FROM read_csv('{city_references}/cells.csv') LIMIT 1").fetchone()[0]
+    cell = duckdb.execute(f"SELECT radio||'-'||mcc||'-'||net||'-'||area||'-'||cell FROM read_csv('{city_references}/cells.csv') LIMIT 1").fetchall()[0][0]
     stays = ingest_file(dataset="stays", path=write(tmp_path, "stays.csv", (
         "msisdn,cell_key,start_time,end_time\n"
         f"{msisdn},{cell},2026-10-20T22:00:00+08:00,2026-10-21T07:00:00+08:00\n"

@@ -30,8 +30,8 @@ def test_end_to_end_simulate_ingest_snapshot_publish(small_city, run_to_end):
     assert set(run.partitions.values_list("status", flat=True)) == {SnapshotPartition.Status.DONE}
 
     # The stage's output agrees with the raw usage file it was computed from.
-    totals = duckdb.execute(f"SELECT sum(voice_calls_total), sum(sms_total), count(*) FROM read_parquet('{snapshot_dir(run.id)}/features/*.parquet')").fetchone()
-    raw = duckdb.execute(f"SELECT sum(voice_calls), sum(sms) FROM read_csv('{small_city}/usage_daily.csv')").fetchone()
+    totals = duckdb.execute(f"SELECT sum(voice_calls_total), sum(sms_total), count(*) FROM read_parquet('{snapshot_dir(run.id)}/features/*.parquet')").fetchall()[0]
+    raw = duckdb.execute(f"SELECT sum(voice_calls), sum(sms) FROM read_csv('{small_city}/usage_daily.csv')").fetchall()[0]
     assert totals[:2] == raw and totals[2] == SMALL_CITY.subscribers
     assert snapshot.summary["features"]["subscribers"] == SMALL_CITY.subscribers
 
@@ -127,4 +127,5 @@ def test_run_snapshot_command_reports_progress(small_city, capsys, celery_worker
     ingest_city(small_city)
     call_command("run_snapshot", "--date", AS_OF.isoformat(), "--partition-size", "300")
     out = capsys.readouterr().out
-    assert "24/24" in out  # 4 id ranges x 6 stages and f"published snapshot as of {AS_OF}: 1,200 subscribers" in out
+    assert "36/36" in out  # 4 id ranges x 9 stages
+    assert f"published snapshot as of {AS_OF}: 1,200 subscribers" in out

@@ -24,6 +24,7 @@ from tagging.lake.store import read_sql
 from tagging.services.audiences import GRADES
 from tagging.services.snapshots import pinned_paths
 from tagging.stages import PartitionWork, Stage, register_stage, stage_files, write_atomically
+from tagging.stages.circles import circle_score_name
 from tagging.stages.features import (
     FEATURE_SOURCES,
     GRADED_UNIT,
@@ -68,8 +69,8 @@ def _training_data(con: duckdb.DuckDBPyConnection, run, previous) -> tuple[dict,
 
     table = feature_table_sql(_feature_files(previous.run_id))
     columns = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
-    inputs = propensity.available_inputs(columns)
     products = list(Product.objects.order_by("code").values_list("code", flat=True))
+    inputs = propensity.available_inputs(columns, circle_grades=[circle_score_name(code) for code in products])
     held = [product_feature(code) for code in products]
     active = con.execute(f"SELECT count(*) FROM {table} WHERE status = 'active'").fetchone()[0]
     step = max(1, -(-active // settings.PROPENSITY_TRAINING_ROWS))

@@ -8,7 +8,8 @@ h3, metric, value) that the map, the hex API and the micro-area stats read. A su
 and one work hex, so any set of res-9 hexes (a micro-area) sums exactly; counts stay per district, so
 what a user sees is summed over their districts only.
 
-Metrics: subscribers, handsets (a handset seen), five_g_handsets, users:<product>, demand:<product>,
+Metrics: subscribers, handsets (a handset seen), five_g_handsets, offnet_heavy_circle (the close circle's contacts
+mostly off-net), users:<product>, demand:<product>,
 potential:<product>, tag:<code>, brand:<brand>, tier:<tier>, network:<network>. The customer classes
 are disjoint: developed holds the product, demand does not and has the product's demand tag, potential
 has neither and has its potential tag.
@@ -31,6 +32,7 @@ RESOLUTIONS = (9, 8, 7)
 BASES = ("home", "work")
 TERMINAL_DIMENSIONS = ("brand", "tier", "network")
 HEXES = "hexes.parquet"  # the run's published hex aggregates, beside its stage folders
+OFFNET_HEAVY = 0.5  # a close circle whose contacts are more than half off-net (the offnet_circle tag's default rule)
 
 
 def hexes_path(run_id: int) -> Path:
@@ -54,11 +56,12 @@ def _counted(name: str, condition: str) -> str:
 
 
 def compute_aggregates(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
-    features, location, terminals, tags = (work.earlier_output(s) for s in ("features", "location", "terminals", "tags"))
+    features, location, terminals, tags, circles = (work.earlier_output(s) for s in ("features", "location", "terminals", "tags", "circles"))
     columns = {c[0] for c in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{features}')").fetchall()}
     tag_codes = [t["code"] for t in work.definitions.get("tags", [])]
     counts = ["count(*) AS subscribers", _counted("handsets", "handset_imei IS NOT NULL"),
-              _counted("five_g_handsets", "coalesce(has_5g_handset, false)")]
+              _counted("five_g_handsets", "coalesce(has_5g_handset, false)"),
+              _counted("offnet_heavy_circle", f"coalesce(close_circle_offnet_share > {OFFNET_HEAVY}, false)")]
     for product in work.definitions.get("aggregates", {}).get("products", []):
         held = product_feature(product["code"])
         if held not in columns:
@@ -75,9 +78,10 @@ def compute_aggregates(con: duckdb.DuckDBPyConnection, work: PartitionWork, targ
     write_atomically(con, f"""
         WITH everyone AS (
             SELECT f.region_code, l.home_h3, l.work_h3, f.* EXCLUDE (region_code), m.handset_imei, m.has_5g_handset,
-                   m.handset_brand, m.handset_tier, m.handset_network{''.join(f', t."{c}"' for c in tag_codes)}
+                   m.handset_brand, m.handset_tier, m.handset_network, c.close_circle_offnet_share{''.join(f', t."{c}"' for c in tag_codes)}
             FROM read_parquet('{features}') f JOIN read_parquet('{location}') l USING (subscriber_id)
             LEFT JOIN read_parquet('{terminals}') m USING (subscriber_id)
+            LEFT JOIN read_parquet('{circles}') c USING (subscriber_id)
             LEFT JOIN read_parquet('{tags}') t USING (subscriber_id)
             WHERE f.status <> 'closed' AND (l.home_h3 IS NOT NULL OR l.work_h3 IS NOT NULL)
         ), placed AS ({placed}),

@@ -136,7 +136,8 @@
                        fillColor: colourOf(f.properties.value, breaks) }),
       onEachFeature: (f, layer) => {
         const p = f.properties;
-        layer.bindTooltip(() => h("div", {}, h("b", {}, p.h3), h("br"), `${metrics[metric].label}: ${value(metric, p.value)}`, h("br"),
+        const leading = p.leading ? ` (${named(p.leading)})` : "";
+        layer.bindTooltip(() => h("div", {}, h("b", {}, p.h3), h("br"), `${metrics[metric].label}: ${value(metric, p.value)}${leading}`, h("br"),
           `${gettext("Subscribers")}: ${count(p.subscribers)}`), { sticky: true });
         layer.on("click", () => openHex(p.h3));
       },

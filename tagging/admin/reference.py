@@ -167,18 +167,46 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
                            "; ".join(change) or "no change since the snapshot before",
                            reverse("subscriber-profile", args=[subscriber.id]))
 
+    def get_fields(self, request, obj=None):
+        # What they do online and whom they call: analysts only (sales staff see it as counts and map layers).
+        return self.fields + (["behaviour_now"] if request.user.has_perm("tagging.view_behaviour") else [])
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @staticmethod
+    def _feature_table(values: dict, features) -> str:
+        rows = ((f.label, f.name, "-" if values.get(f.name) is None else values[f.name], f.unit)
+                for f in features if f.name in values)
+        return format_html("<table>{}</table>", format_html_join(
+            "", "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>", rows))
+
     @admin.display(description=_("features"))
     def features_now(self, subscriber):
+        """Every feature but what they do online and whom they call (behaviour_now, for analysts)."""
         from ..selectors import subscriber_features
         from ..stages.features import catalogue
 
         values = subscriber_features(subscriber_id=subscriber.id)
+        return self._feature_table(values, catalogue()) if values else "-"
+
+    @admin.display(description=_("online and circle"))
+    def behaviour_now(self, subscriber):
+        from ..selectors import behaviour_summary, subscriber_features
+        from ..stages.features import BEHAVIOUR_SOURCES, catalogue
+
+        values = subscriber_features(subscriber_id=subscriber.id, behaviour=True)
         if not values:
             return "-"
-        rows = ((f.label, f.name, "-" if values.get(f.name) is None else values[f.name], f.unit)
-                for f in catalogue() if f.name in values)
-        return format_html("<table>{}</table>", format_html_join(
-            "", "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>", rows))
+        summary = behaviour_summary(values)
+        top = ", ".join(f"{c['name']} {c['name_en']} ({c['minutes_30d']} min/30d)" for c in summary["top_categories"]) or "-"
+        share = summary["circle_onnet_share"]
+        return format_html(
+            "{}: {}<br>{}: {} ({}: {}; {}: {})<br>{}: {}<br><a href=\"{}\">{}</a>",
+            _("top app categories"), top, _("circle"), summary["circle_size"], _("close"), summary["close_circle_size"],
+            _("on-net"), "-" if share is None else f"{share:.0%}", _("household"), summary["household_size"],
+            reverse("subscriber-circle", args=[subscriber.id]), _("circle listing (JSON, audited)")) + \
+            self._feature_table(values, [f for f in catalogue() if f.source in BEHAVIOUR_SOURCES])
 
 
 @admin.register(Product)

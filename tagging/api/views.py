@@ -7,13 +7,22 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from ..expressions import ExpressionError
 from ..models import AuditEvent, IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscriber, TagDefinition
-from ..selectors import subscriber_contacts, subscriber_features, subscriber_tag_timeline, tag_difference, tag_history
+from ..selectors import (
+    behaviour_summary,
+    subscriber_circle,
+    subscriber_contacts,
+    subscriber_features,
+    subscriber_tag_timeline,
+    tag_difference,
+    tag_history,
+)
 from ..services.audiences import SnapshotBitmaps, preview_audience, profile_audience
 from ..services.audit import record_event
 from ..services.snapshots import SnapshotRefused, cancel_run, start_snapshot_run
@@ -68,14 +77,35 @@ class SubscriberViewSet(viewsets.ReadOnlyModelViewSet):
         current = Snapshot.objects.current()
         now = next((entry for entry in timeline if current and entry["snapshot"] == current.id), None)
         tags = TagDefinition.objects.filter(code__in=now["tags"] if now else [])
+        behaviour = request.user.has_perm("tagging.view_behaviour")
+        features = subscriber_features(subscriber_id=subscriber.id, snapshot=current, behaviour=behaviour)
         return Response({
             "subscriber": serializers.SubscriberDetailSerializer(subscriber).data,
             "snapshot": str(current.as_of_date) if current else None,
             "tags": [{"code": t.code, "name": t.name, "name_en": t.name_en, "category": t.category} for t in tags],
             "timeline": timeline,
-            "features": subscriber_features(subscriber_id=subscriber.id, snapshot=current),
+            "features": features,
+            # What they do online and whom they call: analysts only.
+            **({"behaviour": behaviour_summary(features)} if behaviour and features else {}),
             "contacts": subscriber_contacts(subscriber_id=subscriber.id),
         })
+
+    @extend_schema(responses=dict)
+    @action(detail=True)
+    def circle(self, request, pk=None):
+        """The subscriber's call circle in the current snapshot's window (analysts only; every listing is written to
+        the audit log): on-net peers masked, off-net peers as their network and a pseudonym, never a number."""
+        if not request.user.has_perm("tagging.view_circle"):
+            raise PermissionDenied("listing a call circle needs the view_circle permission (analysts)")
+        subscriber = self.get_object()
+        current = Snapshot.objects.current()
+        if current is None:
+            raise NotFound("no published snapshot yet")
+        circle = subscriber_circle(subscriber_id=subscriber.id, snapshot=current)
+        record_event(kind=AuditEvent.Kind.CIRCLE_VIEWED, request=request, user=request.user,
+                     detail={"subscriber": subscriber.id, "snapshot": current.id, "peers_listed": circle.get("listed", 0)})
+        return Response({"subscriber": serializers.SubscriberSerializer(subscriber).data,
+                         "snapshot": str(current.as_of_date), **circle})
 
     @extend_schema(responses=dict)
     @action(detail=True)

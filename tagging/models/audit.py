@@ -1,5 +1,5 @@
-"""The security audit log (等保): sign-ins, failed sign-ins, lockouts, API tokens issued and every change of a
-staff member's role or regions. Append-only; analysts read it in admin."""
+"""The security audit log (等保): sign-ins, failed sign-ins, lockouts, API tokens issued, every change of a staff
+member's role or regions, and every listing of a subscriber's call circle. Append-only; analysts read it in admin."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ class AuditEvent(models.Model):
         LOCKED_OUT = "locked_out", _("Locked out")
         TOKEN_ISSUED = "token_issued", _("API token issued")
         ROLE_CHANGED = "role_changed", _("Role or regions changed")
+        CIRCLE_VIEWED = "circle_viewed", _("Call circle listed")
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)

@@ -152,6 +152,10 @@ class Subscriber(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["region", "status"])]
+        # What subscribers do online and whom they call is for analysts: sales staff see it as counts and map layers,
+        # field teams not at all. A circle listing (its peers) is audited.
+        permissions = [("view_behaviour", "May see a subscriber's interests and call-circle features"),
+                       ("view_circle", "May list a subscriber's call circle (each listing is audited)")]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.msisdn_masked}"

@@ -232,9 +232,11 @@ def install_starting_catalogue(*, author=None) -> int:
     from ..catalogue import PRODUCT_CLASSES, STARTING_TAGS
 
     existing = set(TagDefinition.objects.values_list("code", flat=True))
+    products = set(Product.objects.values_list("code", flat=True))
     added = 0
     for entry in STARTING_TAGS:
-        if entry["code"] in existing:
+        entry = dict(entry)
+        if entry["code"] in existing or not set(entry.pop("requires", ())) <= products:
             continue
         save_tag_definition(tag=TagDefinition(**entry), author=author, note="starting catalogue")
         added += 1

@@ -63,6 +63,9 @@ def features_from(rows: list[tuple], source: str) -> list[Feature]:
     return [Feature(name, kind, unit, label, description, source) for name, kind, unit, label, description in rows]
 
 
+# Features from these datasets say what a subscriber does online and whom they call: analysts only (view_behaviour).
+BEHAVIOUR_SOURCES = {"app_usage_daily", "call_records"}
+
 GRADED_UNIT = "decile"  # a feature in this unit is a graded score, with a bitmap per grade for audiences
 
 
