@@ -13,7 +13,7 @@ class MicroareaConfig(AppConfig):
         from tagging.services.audiences import AUDIENCE_FUNCTIONS
 
         from .audiences import area_audience, hex_audience
-        from .stages import aggregates, households, location  # noqa: F401
+        from .stages import aggregates, call_graph, location  # noqa: F401
 
         AUDIENCE_FUNCTIONS.update({"area": area_audience, "hex": hex_audience})
         grant_role_permissions("microarea", {

@@ -55,7 +55,7 @@ def test_interest_tags_find_the_planted_interests(published_city, small_city):
 def test_households_are_the_planted_families_not_flatmates(published_city, small_city):
     con = duckdb.connect()
     rows = with_truth(published_city, small_city, "t.home_group, t.flatmates",
-                      f"(SELECT h.*, l.home_known FROM {stage(published_city, 'households')} h "
+                      f"(SELECT h.*, l.home_known FROM {stage(published_city, 'call_graph')} h "
                       f"JOIN {stage(published_city, 'location')} l USING (subscriber_id))")
     con.execute(f"CREATE TABLE members AS SELECT * FROM {rows} WHERE home_known")
     truth = set(con.execute("SELECT a.subscriber_id, b.subscriber_id FROM members a JOIN members b ON a.home_group = b.home_group "
@@ -103,7 +103,8 @@ def test_spam_callers_are_neither_opinion_leaders_nor_in_anyones_circle(publishe
     spam_subscribers = con.execute(
         f"SELECT subscriber_id FROM {store.current_sql('subscribers')} WHERE msisdn IN (SELECT unnest($m::VARCHAR[]))",
         {"m": spam["number"].tolist()}).fetchall()
-    leaders = con.execute(f"SELECT subscriber_id FROM {circles} WHERE centrality_percentile >= 95 AND circle_size >= 10").fetchall()
+    leaders = con.execute(f"SELECT subscriber_id FROM {circles} JOIN {stage(published_city, 'call_graph')} USING (subscriber_id) "
+                          "WHERE centrality_percentile >= 95 AND circle_size >= 10").fetchall()
     assert leaders and not set(leaders) & set(spam_subscribers)
 
 
@@ -232,3 +233,23 @@ def test_the_map_colours_hexes_by_off_net_circles_and_leading_interest(published
         if top:
             assert held[cell][interest[cell]["leading"]["code"]] == top
     assert checked > 10 and any(p["value"] for p in share.values() if p["value"] is not None)
+
+
+def test_an_audience_of_video_lovers_whose_close_circle_holds_the_membership(published_city, staff):
+    from tagging.services.audiences import preview_audience
+
+    counts = {}
+    for grade in (8, 3):  # the analyst's audience, and one the small city surely has members of
+        expression = f'video_lover and not holds("video_vip") and circle_video_vip >= {grade}'
+        counted = preview_audience(expression=expression, user=staff["analyst"])["count"]
+        counts[grade] = duckdb.connect().execute(f"""
+            SELECT count(*) FROM {stage(published_city, 'tags')} t JOIN {stage(published_city, 'features')} f USING (subscriber_id)
+            JOIN {stage(published_city, 'circles')} c USING (subscriber_id)
+            WHERE t.video_lover AND NOT f.has_video_vip AND c.circle_video_vip >= {grade}""").fetchall()[0][0]
+        assert counted == counts[grade], grade
+    assert counts[3] > counts[8] >= 0 and counts[3] > 0
+    # The circle grade is a score like the propensity deciles: every subscriber with a close on-net circle has one.
+    graded = sum(preview_audience(expression=f"circle_video_vip == {grade}", user=staff["analyst"])["count"] for grade in range(1, 11))
+    with_circle = duckdb.connect().execute(f"SELECT count(*) FROM {stage(published_city, 'circles')} "
+                                           "WHERE circle_video_vip IS NOT NULL").fetchall()[0][0]
+    assert graded == with_circle

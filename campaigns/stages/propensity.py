@@ -17,11 +17,10 @@ import numpy as np
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from tagging.bitmaps import merge_bitmaps, to_bitmap, write_bitmaps
+from tagging.bitmaps import publish_graded_scores, write_graded_bitmaps
 from tagging.expressions import Type
 from tagging.lake.sql import empty_relation
 from tagging.lake.store import read_sql
-from tagging.services.audiences import GRADES
 from tagging.services.snapshots import pinned_paths
 from tagging.stages import PartitionWork, Stage, register_stage, stage_files, write_atomically
 from tagging.stages.circles import circle_score_name
@@ -149,14 +148,7 @@ def compute_propensity(con: duckdb.DuckDBPyConnection, work: PartitionWork, targ
     columns = ", ".join(f'{propensity.decile_sql(models[code]) if code in models else "NULL::UTINYINT"} '
                         f'AS "{score_name(code)}"' for code in codes)
     write_atomically(con, f"SELECT subscriber_id{', ' + columns if columns else ''} FROM {table}", target)
-    entries = []
-    if models:
-        data = con.execute(f"SELECT * FROM read_parquet('{target}')").fetchnumpy()
-        ids = np.asarray(data["subscriber_id"])
-        for code in models:
-            deciles = np.ma.filled(data[score_name(code)], 0)
-            entries += [("score", f"{score_name(code)}={grade}", to_bitmap(ids[deciles == grade])) for grade in GRADES]
-    write_bitmaps(entries, work.output_path(BITMAPS, work.index))
+    write_graded_bitmaps(con, target, [score_name(code) for code in models], work.output_path(BITMAPS, work.index))
     return {"subscribers": con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()[0],
             "models": len(models)}
 
@@ -164,13 +156,7 @@ def compute_propensity(con: duckdb.DuckDBPyConnection, work: PartitionWork, targ
 # --- publish ---------------------------------------------------------------------------------------------
 
 def publish_propensity(run, snapshot) -> dict:
-    from tagging.models import ScoreSnapshot
-
-    ScoreSnapshot.objects.bulk_create([
-        ScoreSnapshot(snapshot=snapshot, code=key.split("=")[0], grade=int(key.split("=")[1]),
-                      subscriber_count=len(bitmap), bitmap=bitmap.serialize())
-        for (_, key), bitmap in sorted(merge_bitmaps(stage_files(run.id, BITMAPS)).items())
-    ])
+    publish_graded_scores(run_id=run.id, stage=BITMAPS, snapshot=snapshot)
     return {"models": len(run.definitions.get("propensity", {}))}
 
 

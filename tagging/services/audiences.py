@@ -17,7 +17,7 @@ import numpy as np
 from django.conf import settings
 from pyroaring import BitMap, FrozenBitMap
 
-from ..bitmaps import to_bitmap
+from ..bitmaps import GRADES, to_bitmap
 from ..expressions import BitmapResolver, Expression, ExpressionError, Symbol, Type, parse
 from ..lake import store
 from ..models import Product, Region, RegionSnapshot, ScoreSnapshot, Snapshot, TagDefinition, TagSnapshot
@@ -152,7 +152,6 @@ class SnapshotBitmaps:
                 for code, name in self.districts.items()]
 
 
-GRADES = range(1, 11)  # graded scores are deciles
 _OPERATORS = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 

@@ -46,6 +46,12 @@ class PartitionWork:
     def window_start(self) -> date:
         return self.as_of - timedelta(days=self.window_days - 1)
 
+    @property
+    def trend_starts(self) -> tuple[date, date]:
+        """The first days of the previous and the current trend period (pinned by the features stage's prepare)."""
+        trend = self.definitions["trend"]
+        return date.fromisoformat(trend["previous"][0]), date.fromisoformat(trend["current"][0])
+
     def output_path(self, stage: str, index: int) -> Path:
         return snapshot_dir(self.run_id) / stage / f"part={index:05d}.parquet"
 

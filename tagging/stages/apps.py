@@ -7,7 +7,6 @@ and their shares, the top app, categories new this period, the operators' apps. 
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -65,13 +64,30 @@ def app_features() -> list[Feature]:
     return rows
 
 
+WORD = 64  # days per UBIGINT word of a day mask
+
+
+def _days_sql(mask, days: range, words: int) -> str:
+    """How many of `days` (numbered from the first day read) are set in a day mask; `mask(j)` gives word j's SQL."""
+    constants = [0] * words
+    for day in days:
+        constants[day // WORD] |= 1 << (day % WORD)
+    return " + ".join(f"bit_count(({mask(j)}) & {c}::UBIGINT)::INTEGER" for j, c in enumerate(constants)) or "0"
+
+
 def compute_apps(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
+    """One pass over the partition's rows groups them by (subscriber, app), keeping the days each app was in use as
+    bits of a few words; everything after works on those few rows per subscriber."""
     ids = work.ids_sql
     files = work.lake_files
-    trend = work.definitions["trend"]
-    previous_from, current_from = (date.fromisoformat(trend[k][0]) for k in ("previous", "current"))
+    previous_from, current_from = work.trend_starts
     earliest = min(work.window_start, previous_from)
-    days = work.definitions.get("usage_days", work.window_days)
+    span = (work.as_of - earliest).days + 1
+    words = (span + WORD - 1) // WORD
+    window = range((work.window_start - earliest).days, span)
+    current = range((current_from - earliest).days, span)
+    previous = range((previous_from - earliest).days, (current_from - earliest).days)
+    scale = 30.0 / work.definitions.get("usage_days", work.window_days)
     usage = (
         f"(SELECT subscriber_id, date, app_id, seconds, bytes_up + bytes_down AS bytes FROM read_parquet({files_sql(files['app_usage_daily'])}) "
         f"WHERE {ids} AND date BETWEEN DATE '{earliest}' AND DATE '{work.as_of}')"
@@ -80,70 +96,63 @@ def compute_apps(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Pa
     )
     apps = (f"(SELECT app_id, category FROM {read_sql('app_catalogue', files['app_catalogue'])})" if files.get("app_catalogue")
             else empty_relation(app_id="VARCHAR", category="VARCHAR"))
-    window = f"date >= DATE '{work.window_start}'"
-    per_category = ",\n".join(
-        f"count(*) FILTER (WHERE category = '{c}' AND {window} AND seconds >= {USE_SECONDS}) AS {c}_days, "
-        f"coalesce(sum(seconds) FILTER (WHERE category = '{c}' AND {window}), 0) / 60.0 * {30.0 / days} AS {c}_minutes_30d, "
-        f"sum(bytes) FILTER (WHERE category = '{c}' AND {window}) AS {c}_bytes"
+    in_window = f"u.date >= DATE '{work.window_start}'"
+    # A day of use: a minute or more in one of the category's apps (the operators' own apps: any time in them). A
+    # day seen: any traffic at all, pushes and updates included.
+    used = f"CASE WHEN c.category LIKE 'operator_%' THEN u.seconds > 0 ELSE u.seconds >= {USE_SECONDS} END"
+    day = f"(u.date - DATE '{earliest}')"
+    masks = ", ".join(
+        f"bit_or(CASE WHEN {day} // {WORD} = {j} AND {condition} THEN 1::UBIGINT << ({day} % {WORD})::UBIGINT "
+        f"ELSE 0::UBIGINT END) AS {name}{j}"
+        for j in range(words) for name, condition in (("used", used), ("seen", "true")))
+    merged = ", ".join(f"bit_or({name}{j}) AS {name}{j}" for j in range(words) for name in ("used", "seen"))
+    days_used = _days_sql(lambda j: f"used{j}", window, words)
+    app_days = _days_sql(lambda j: f"bit_or(seen{j})", window, words)
+    interests = f"category IN ({', '.join(repr(c) for c in INTEREST_CATEGORIES)})"
+
+    def of(c: str, value: str) -> str:
+        return f"max({value}) FILTER (WHERE category = '{c}')"
+
+    per_category = ",\n                   ".join(
+        f"coalesce({of(c, days_used)}, 0) AS {c}_days, coalesce({of(c, days_used)}, 0) / NULLIF({app_days}, 0) AS {c}_day_share, "
+        f"coalesce({of(c, 'seconds')}, 0) / 60.0 * {scale} AS {c}_minutes_30d, "
+        f"coalesce({of(c, 'bytes')}, 0) / NULLIF(sum(bytes) FILTER (WHERE category <> 'other'), 0) AS {c}_byte_share, "
+        f"{of(c, 'top_app')} AS {c}_top_app"
         for c in INTEREST_CATEGORIES
     )
-    shares = ",\n".join(
-        f"coalesce(d.{c}_days, 0) AS {c}_days, coalesce(d.{c}_days, 0) / NULLIF(a.app_days, 0) AS {c}_day_share, "
-        f"coalesce(d.{c}_minutes_30d, 0) AS {c}_minutes_30d, "
-        f"coalesce(d.{c}_bytes, 0) / NULLIF(a.classified_bytes, 0) AS {c}_byte_share"
-        for c in INTEREST_CATEGORIES
-    )
-    interest_list = ", ".join(f"'{c}'" for c in INTEREST_CATEGORIES)
-    top_per_category = ", ".join(f"arg_max(app_id, seconds) FILTER (WHERE category = '{c}') AS {c}_top_app" for c in INTEREST_CATEGORIES)
+    # Counts are 0, not NULL, for a subscriber without traffic.
+    counted = ["app_days", "app_mb_30d", "categories_used", "new_categories", "competitor_app_days", "own_operator_app_days",
+               *(f"{c}_{what}" for c in INTEREST_CATEGORIES for what in ("days", "minutes_30d"))]
     select = f"""
-        WITH u AS (SELECT u.*, coalesce(c.category, 'other') AS category FROM {usage} u LEFT JOIN {apps} c USING (app_id)),
-        -- one row per subscriber, day and category: what "a day of use" is measured on
-        daily AS (SELECT subscriber_id, date, category, sum(seconds) AS seconds, sum(bytes) AS bytes FROM u GROUP BY ALL),
-        d AS (
-            SELECT subscriber_id, {per_category},
-                   count(*) FILTER (WHERE category IN ('operator_cu', 'operator_ct') AND {window} AND seconds > 0) AS competitor_app_days,
-                   count(*) FILTER (WHERE category = 'operator_cmcc' AND {window} AND seconds > 0) AS own_operator_app_days
-            FROM daily GROUP BY subscriber_id
-        ),
-        a AS (
-            SELECT subscriber_id, count(DISTINCT date) FILTER (WHERE {window}) AS app_days,
-                   sum(bytes) FILTER (WHERE {window}) AS all_bytes,
-                   sum(bytes) FILTER (WHERE {window} AND category <> 'other') AS classified_bytes,
-                   sum(bytes) FILTER (WHERE {window} AND category = 'other') AS other_bytes
-            FROM u GROUP BY subscriber_id
-        ),
-        top AS (
-            SELECT subscriber_id, arg_max(app_id, seconds) AS top_app, {top_per_category} FROM (
-                SELECT subscriber_id, app_id, category, sum(seconds) AS seconds FROM u WHERE {window} AND seconds > 0 GROUP BY ALL
-            ) GROUP BY subscriber_id
-        ),
-        categories AS (
-            SELECT subscriber_id,
-                   arg_max(category, seconds) FILTER (WHERE seconds > 0) AS top_category,
-                   count(*) FILTER (WHERE days >= 3) AS categories_used,
-                   count(*) FILTER (WHERE current_days >= 2 AND previous_days = 0) AS new_categories
-            FROM (
-                SELECT subscriber_id, category,
-                       sum(seconds) FILTER (WHERE {window}) AS seconds,
-                       count(*) FILTER (WHERE {window} AND seconds >= {USE_SECONDS}) AS days,
-                       count(*) FILTER (WHERE date >= DATE '{current_from}' AND seconds >= {USE_SECONDS}) AS current_days,
-                       count(*) FILTER (WHERE date >= DATE '{previous_from}' AND date < DATE '{current_from}' AND seconds >= {USE_SECONDS}) AS previous_days
-                FROM daily WHERE category IN ({interest_list}) GROUP BY ALL
-            ) GROUP BY subscriber_id
+        WITH per_app AS (
+            SELECT u.subscriber_id, u.app_id, coalesce(c.category, 'other') AS category,
+                   coalesce(sum(u.seconds) FILTER (WHERE {in_window}), 0) AS seconds,
+                   coalesce(sum(u.bytes) FILTER (WHERE {in_window}), 0) AS bytes, {masks}
+            FROM {usage} u LEFT JOIN {apps} c USING (app_id)
+            GROUP BY u.subscriber_id, u.app_id, c.category
+        ), per_category AS (
+            SELECT subscriber_id, category, sum(seconds) AS seconds, sum(bytes) AS bytes,
+                   arg_max(app_id, seconds) FILTER (WHERE seconds > 0) AS top_app, {merged}
+            FROM per_app GROUP BY subscriber_id, category
+        ), d AS (
+            SELECT subscriber_id, {app_days} AS app_days,
+                   sum(bytes) * {scale} / 1e6 AS app_mb_30d,
+                   sum(bytes) FILTER (WHERE category = 'other') / NULLIF(sum(bytes), 0) AS unclassified_share,
+                   arg_max(top_app, seconds) FILTER (WHERE seconds > 0) AS top_app,
+                   arg_max(category, seconds) FILTER (WHERE seconds > 0 AND {interests}) AS top_category,
+                   count(*) FILTER (WHERE {interests} AND {days_used} >= 3) AS categories_used,
+                   count(*) FILTER (WHERE {interests} AND {_days_sql(lambda j: f"used{j}", current, words)} >= 2
+                                    AND {_days_sql(lambda j: f"used{j}", previous, words)} = 0) AS new_categories,
+                   coalesce({_days_sql(lambda j: f"bit_or(used{j}) FILTER (WHERE category IN ('operator_cu', 'operator_ct'))", window, words)}, 0)
+                       AS competitor_app_days,
+                   coalesce({of('operator_cmcc', days_used)}, 0) AS own_operator_app_days,
+                   {per_category}
+            FROM per_category GROUP BY subscriber_id
         )
-        SELECT s.subscriber_id,
-               coalesce(a.app_days, 0) AS app_days,
-               coalesce(a.all_bytes, 0) / 1e6 * {30.0 / days} AS app_mb_30d,
-               coalesce(a.other_bytes, 0) / NULLIF(a.all_bytes, 0) AS unclassified_share,
-               top.top_app, categories.top_category, {', '.join(f'top.{c}_top_app' for c in INTEREST_CATEGORIES)},
-               coalesce(categories.categories_used, 0) AS categories_used,
-               coalesce(categories.new_categories, 0) AS new_categories,
-               coalesce(d.competitor_app_days, 0) AS competitor_app_days,
-               coalesce(d.own_operator_app_days, 0) AS own_operator_app_days,
-               {shares}
+        SELECT s.subscriber_id, d.* EXCLUDE (subscriber_id, {", ".join(counted)}),
+               {", ".join(f"coalesce(d.{name}, 0) AS {name}" for name in counted)}
         FROM (SELECT subscriber_id FROM {read_sql('subscribers', files['subscribers'])} WHERE {ids}) s
-        LEFT JOIN d USING (subscriber_id) LEFT JOIN a USING (subscriber_id)
-        LEFT JOIN top USING (subscriber_id) LEFT JOIN categories USING (subscriber_id)
+        LEFT JOIN d USING (subscriber_id)
     """
     write_atomically(con, select, target)
     rows, with_traffic = con.execute(f"SELECT count(*), count(*) FILTER (WHERE app_days > 0) FROM read_parquet('{target}')").fetchone()
