@@ -13,8 +13,9 @@ them up into centrality and households, which need the whole graph.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 from django.conf import settings
@@ -139,19 +140,28 @@ def compute_circles(con: duckdb.DuckDBPyConnection, work: PartitionWork, target:
         return f"sum({of}) FILTER (WHERE {condition} AND NOT spam) / NULLIF(sum({of}) FILTER (WHERE NOT spam), 0)"
 
     # Per (subscriber, peer) once, kept for the features and for the on-net pairs the call graph stage joins up.
+    # Times as local seconds since the epoch, compared as integers: converting every row's time to a zone (hour(),
+    # or a DATE against a TIMESTAMPTZ) costs more than the grouping itself.
+    offset = int(datetime.combine(work.as_of, time(12), tzinfo=ZoneInfo(settings.TIME_ZONE)).utcoffset().total_seconds())
+
+    def since(day: date) -> str:
+        return f"t >= {int(datetime.combine(day, time(0), tzinfo=timezone.utc).timestamp())}"
+
+    in_window = since(work.window_start)
+    night = f"(t // 3600 % 24 >= {night_from} OR t // 3600 % 24 < {night_to})"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE peers AS
-        WITH c AS (SELECT * FROM {calls}),
+        WITH c AS (SELECT subscriber_id, peer, peer_id, peer_network, direction, seconds,
+                          epoch(start_time)::BIGINT + {offset} AS t FROM {calls}),
         p AS (
             SELECT subscriber_id, peer, any_value(peer_id) AS peer_id, any_value(peer_network) AS peer_network,
-                   count(*) FILTER (WHERE start_time >= DATE '{work.window_start}') AS contacts,
-                   count(*) FILTER (WHERE start_time >= DATE '{work.window_start}' AND direction = 'out') AS outgoing,
-                   count(*) FILTER (WHERE start_time >= DATE '{work.window_start}' AND direction = 'in') AS incoming,
-                   coalesce(sum(seconds) FILTER (WHERE start_time >= DATE '{work.window_start}'), 0) AS seconds,
-                   count(*) FILTER (WHERE start_time >= DATE '{current_from}') AS current_contacts,
-                   count(*) FILTER (WHERE start_time >= DATE '{previous_from}' AND start_time < DATE '{current_from}') AS previous_contacts,
-                   count(*) FILTER (WHERE start_time >= DATE '{work.window_start}'
-                                    AND (hour(start_time) >= {night_from} OR hour(start_time) < {night_to})) AS night_contacts
+                   count(*) FILTER (WHERE {in_window}) AS contacts,
+                   count(*) FILTER (WHERE {in_window} AND direction = 'out') AS outgoing,
+                   count(*) FILTER (WHERE {in_window} AND direction = 'in') AS incoming,
+                   coalesce(sum(seconds) FILTER (WHERE {in_window}), 0) AS seconds,
+                   count(*) FILTER (WHERE {since(current_from)}) AS current_contacts,
+                   count(*) FILTER (WHERE {since(previous_from)} AND NOT {since(current_from)}) AS previous_contacts,
+                   count(*) FILTER (WHERE {in_window} AND {night}) AS night_contacts
             FROM c GROUP BY subscriber_id, peer
         )
         SELECT *, outgoing > 0 AND incoming > 0 AS two_way,
