@@ -92,16 +92,33 @@ def tag_overview(*, code: str, user) -> dict:
     return {"history": history, "by_region": by_region, "difference": difference}
 
 
-def subscriber_tag_timeline(*, subscriber_id: int, limit: int = 12) -> list[dict]:
-    """The subscriber's tags in each of the last snapshots, oldest first, with what was gained and lost."""
+# Tags saying what a subscriber does online and whom they call: shown per subscriber only to analysts
+# (tagging.view_behaviour), like the features they stand on.
+BEHAVIOUR_TAG_CATEGORIES = (TagDefinition.Category.INTEREST, TagDefinition.Category.CIRCLE, TagDefinition.Category.INTERNETWORK)
+
+
+def behaviour_terms() -> set[str]:
+    """Tag codes and graded scores that say what a subscriber does online or whom they call."""
+    from .models import Product
+    from .stages.circles import circle_score_name
+
+    return (set(TagDefinition.objects.filter(category__in=BEHAVIOUR_TAG_CATEGORIES).values_list("code", flat=True))
+            | {circle_score_name(code) for code in Product.objects.values_list("code", flat=True)})
+
+
+def subscriber_tag_timeline(*, subscriber_id: int, limit: int = 12, behaviour: bool = False) -> list[dict]:
+    """The subscriber's tags in each of the last snapshots, oldest first, with what was gained and lost; the behaviour
+    tags (BEHAVIOUR_TAG_CATEGORIES) only with `behaviour`."""
     from .services.audiences import load_bitmap, snapshot_index
 
     snapshots = list(Snapshot.objects.order_by("-as_of_date", "-id")[:limit])[::-1]
     names = dict(TagDefinition.objects.values_list("code", "name"))
+    hidden = set() if behaviour else behaviour_terms()
     timeline, before = [], None
     for snapshot in snapshots:
         stamp = snapshot.published_at.timestamp()
-        held = {code for code, pk in snapshot_index(snapshot.id, stamp)["tag"].items() if subscriber_id in load_bitmap("tag", pk, stamp)}
+        held = {code for code, pk in snapshot_index(snapshot.id, stamp)["tag"].items()
+                if code not in hidden and subscriber_id in load_bitmap("tag", pk, stamp)}
         timeline.append({
             "snapshot": snapshot.id, "as_of_date": str(snapshot.as_of_date), "tags": sorted(held),
             "gained": sorted(held - before) if before is not None else [],

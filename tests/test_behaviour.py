@@ -141,6 +141,7 @@ def api_as(user):
 def test_an_analyst_sees_interests_circle_and_household_on_the_profile(published_city, staff):
     subscriber = someone_with_a_circle(published_city)
     profile = api_as(staff["analyst"]).get(f"/api/v1/subscribers/{subscriber}/profile/").json()
+    assert {t["category"] for t in profile["tags"]} & {"interest", "circle", "internetwork"}
     assert {"circle_size", "video_day_share", "household_size", "circle_video_vip"} <= set(profile["features"])
     behaviour = profile["behaviour"]
     assert behaviour["circle_size"] >= 2 and behaviour["household_size"] >= 1 and 0 < behaviour["circle_onnet_share"] < 1
@@ -157,6 +158,10 @@ def test_sales_staff_and_field_teams_see_no_behaviour_on_a_profile(published_cit
     assert response.status_code == 200
     hidden = {f.name for f in catalogue() if f.source in BEHAVIOUR_SOURCES}
     assert "behaviour" not in response.json() and not hidden & set(response.json()["features"])
+    # Nor the interest, circle and inter-network tags they hold, now or in the timeline.
+    assert not {t["category"] for t in response.json()["tags"]} & {"interest", "circle", "internetwork"}
+    behaviour_tags = set(TagDefinition.objects.filter(category__in=["interest", "circle", "internetwork"]).values_list("code", flat=True))
+    assert not behaviour_tags & {code for entry in response.json()["timeline"] for code in entry["tags"] + entry["lost"]}
     assert "arpu_30d" in response.json()["features"]
     assert client.get(f"/api/v1/subscribers/{subscriber}/circle/").status_code == 403
 
@@ -253,3 +258,31 @@ def test_an_audience_of_video_lovers_whose_close_circle_holds_the_membership(pub
     with_circle = duckdb.connect().execute(f"SELECT count(*) FROM {stage(published_city, 'circles')} "
                                            "WHERE circle_video_vip IS NOT NULL").fetchall()[0][0]
     assert graded == with_circle
+
+
+def test_a_field_teams_export_names_no_behaviour_reason(published_city, staff):
+    """A campaign on a behaviour audience: the field team gets its targets, but not which interest or circle term
+    each matched (analysts would)."""
+    from datetime import date
+
+    from campaigns.models import Campaign
+    from campaigns.services.campaigns import freeze_campaign
+    from tagging.models import Product, Region, StaffProfile
+
+    from .factories import staff_user
+
+    chancheng = Region.objects.get(code="440604")
+    manager = staff_user(StaffProfile.Role.ADMIN, chancheng, username="bm")
+    campaign = Campaign.objects.create(
+        name="家庭网", product=Product.objects.get(code="family_plan"), audience="family_circle_member or long_tenure",
+        channel=Campaign.Channel.OUTBOUND_CALL, start_date=date(2026, 11, 1), end_date=date(2026, 11, 30), owner=manager)
+    campaign.regions.set([chancheng])
+    campaign = freeze_campaign(campaign=campaign, user=manager, seed=3)
+
+    def reasons(user) -> list[str]:
+        body = b"".join(api_as(user).get(f"/api/v1/campaigns/{campaign.id}/targets/").streaming_content).decode()
+        return [line.rsplit(",", 1)[1] for line in body.splitlines()[1:]]
+
+    field = reasons(staff_user(StaffProfile.Role.FIELD, chancheng, username="bf"))
+    assert field and not any("family_circle_member" in r for r in field) and any("long_tenure" in r for r in field)
+    assert any("family_circle_member" in r for r in reasons(manager))

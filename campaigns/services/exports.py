@@ -26,6 +26,7 @@ from microarea.selectors import visible_districts
 from tagging.lake import store
 from tagging.lake.sql import empty_relation
 from tagging.models import Region
+from tagging.selectors import behaviour_terms
 
 from ..models import Campaign, ContactBlackout, ExportLog, ExportQuota
 from .campaigns import campaign_districts, contact_barred, contacted_sql, residents_sql, target_list_sql, targets_path
@@ -153,7 +154,12 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     # Both sides keep to the range of ids asked ($low, $high), so that each range reads only its slice.
     subscribers = f"(SELECT * FROM {store.current_sql('subscribers')} WHERE subscriber_id >= $low AND subscriber_id < $high)"
     where.append("t.subscriber_id >= $low AND t.subscriber_id < $high")
-    sql = (f"SELECT t.subscriber_id, s.msisdn::VARCHAR AS msisdn, t.region_code, array_to_string(t.reasons, '; ') AS reasons "
+    # Which interest, circle or inter-network term a target matched is for analysts only (tagging.view_behaviour).
+    reasons = "t.reasons"
+    if not user.has_perm("tagging.view_behaviour"):
+        reasons = "list_filter(t.reasons, lambda r: NOT list_contains($hidden::VARCHAR[], split_part(r, '=', 1)))"
+        params["hidden"] = sorted(behaviour_terms())
+    sql = (f"SELECT t.subscriber_id, s.msisdn::VARCHAR AS msisdn, t.region_code, array_to_string({reasons}, '; ') AS reasons "
            f"FROM {target_list_sql(campaign)} t JOIN {subscribers} s USING (subscriber_id) "
            f"WHERE {' AND '.join(where)} AND NOT coalesce(s.marketing_opt_out, false)")
     return _planned(Export(user, ExportLog.Kind.CAMPAIGN, campaign, districts, COLUMNS, sql, params, (0, -1), 0,

@@ -152,6 +152,7 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
         """The tags held in the current snapshot, and what changed since the one before (the API's profile)."""
         from ..selectors import subscriber_tag_timeline
 
+        # Behaviour tags are behaviour_now's, for analysts.
         timeline = subscriber_tag_timeline(subscriber_id=subscriber.id, limit=2)
         if not timeline:
             return "-"
@@ -192,17 +193,20 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
 
     @admin.display(description=_("online and circle"))
     def behaviour_now(self, subscriber):
-        from ..selectors import behaviour_summary, subscriber_features
+        from ..selectors import behaviour_summary, behaviour_terms, subscriber_features, subscriber_tag_timeline
         from ..stages.features import BEHAVIOUR_SOURCES, catalogue
 
         values = subscriber_features(subscriber_id=subscriber.id, behaviour=True)
         if not values:
             return "-"
         summary = behaviour_summary(values)
+        timeline = subscriber_tag_timeline(subscriber_id=subscriber.id, limit=1, behaviour=True)
+        held = sorted(set(timeline[-1]["tags"]) & behaviour_terms()) if timeline else []
         top = ", ".join(f"{c['name']} {c['name_en']} ({c['minutes_30d']} min/30d)" for c in summary["top_categories"]) or "-"
         share = summary["circle_onnet_share"]
         return format_html(
-            "{}: {}<br>{}: {} ({}: {}; {}: {})<br>{}: {}<br><a href=\"{}\">{}</a>",
+            "{}: {}<br>{}: {}<br>{}: {} ({}: {}; {}: {})<br>{}: {}<br><a href=\"{}\">{}</a>",
+            _("tags"), ", ".join(held) or "-",
             _("top app categories"), top, _("circle"), summary["circle_size"], _("close"), summary["close_circle_size"],
             _("on-net"), "-" if share is None else f"{share:.0%}", _("household"), summary["household_size"],
             reverse("subscriber-circle", args=[subscriber.id]), _("circle listing (JSON, audited)")) + \

@@ -73,11 +73,11 @@ class SubscriberViewSet(viewsets.ReadOnlyModelViewSet):
         """The subscriber's profile (masked): tags now, the tag timeline over snapshots, features, and the
         campaign contacts recorded with their outcomes."""
         subscriber = self.get_object()
-        timeline = subscriber_tag_timeline(subscriber_id=subscriber.id)
+        behaviour = request.user.has_perm("tagging.view_behaviour")
+        timeline = subscriber_tag_timeline(subscriber_id=subscriber.id, behaviour=behaviour)
         current = Snapshot.objects.current()
         now = next((entry for entry in timeline if current and entry["snapshot"] == current.id), None)
         tags = TagDefinition.objects.filter(code__in=now["tags"] if now else [])
-        behaviour = request.user.has_perm("tagging.view_behaviour")
         features = subscriber_features(subscriber_id=subscriber.id, snapshot=current, behaviour=behaviour)
         return Response({
             "subscriber": serializers.SubscriberDetailSerializer(subscriber).data,
