@@ -150,7 +150,9 @@ def test_a_subscriber_profile_shows_tags_timeline_and_features_masked_and_scoped
     theirs = Subscriber.objects.exclude(region__code=CHANCHENG).first()
     profile = sales.get(f"/api/v1/subscribers/{mine.id}/profile/").json()
     assert profile["subscriber"]["msisdn"] == mine.msisdn_masked and mine.msisdn not in str(profile)
-    held = {code for code, pk in TagSnapshot.objects.filter(snapshot=published).values_list("tag__code", "id")
+    # Sales staff see every tag held but the behaviour families (interest, circle, inter-network: analysts only).
+    held = {code for code, pk in TagSnapshot.objects.filter(snapshot=published).exclude(
+                tag__category__in=["interest", "circle", "internetwork"]).values_list("tag__code", "id")
             if mine.id in BitMap.deserialize(bytes(TagSnapshot.objects.get(id=pk).bitmap))}
     assert {t["code"] for t in profile["tags"]} == held
     assert len(profile["timeline"]) == 2 and profile["timeline"][-1]["tags"] == sorted(held)
