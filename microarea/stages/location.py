@@ -14,9 +14,8 @@ The microarea app registers this stage, and its features for tag rules, into the
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import duckdb
 from django.conf import settings
@@ -26,7 +25,7 @@ from tagging.expressions import Type
 from tagging.lake.sql import empty_relation
 from tagging.lake.store import read_sql
 from tagging.models.reference import in_data_dir, relative_to_data
-from tagging.stages import PartitionWork, Stage, register_stage, write_atomically
+from tagging.stages import PartitionWork, Stage, local_offset_seconds, register_stage, write_atomically
 from tagging.stages.features import Feature, FeatureSource, features_from, register_feature_source
 
 from ..packing import (
@@ -96,13 +95,6 @@ def _hours(start: int, end: int) -> range:
     return range(start, end) if start < end else range(start, end + 24)
 
 
-def _local_offset_seconds(day) -> int:
-    """The UTC offset of TIME_ZONE at noon of `day`: local hours are counted with it over the window
-    (no daylight saving in China; elsewhere, hours near a change are one off)."""
-    noon = datetime.combine(day, time(12), tzinfo=ZoneInfo(settings.TIME_ZONE))
-    return int(noon.utcoffset().total_seconds())
-
-
 def _hex_choice(scores: str, hours: str) -> str:
     """Per subscriber, the res-9 hex holding the most hours of `scores` among the footprints of the cells they
     were spent at, inside the res-8 hex holding the most: the res-8 choice is the better one (a sector spans
@@ -132,7 +124,7 @@ def compute_location(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     min_days = settings.LOCATION_MIN_DAYS
     night = set(h % 24 for h in _hours(*settings.LOCATION_NIGHT_HOURS))
     office = set(h % 24 for h in _hours(*settings.LOCATION_OFFICE_HOURS))
-    offset = _local_offset_seconds(work.as_of)
+    offset = local_offset_seconds(work.as_of)
     first_day = (work.window_start - date(1970, 1, 1)).days  # local day numbers since 1970-01-01 (a Thursday)
     days, first_hour = work.window_days, first_day * 24
     hours, words = days * 24, (days * 24 + WORD - 1) // WORD

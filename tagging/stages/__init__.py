@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
@@ -96,6 +97,13 @@ def stage_files(run_id: int, stage: str) -> list[str]:
 def stage_sql(run_id: int, stage: str) -> str:
     """A run's stage output as one relation (all its partitions); the stage must have written its files."""
     return f"read_parquet({literal(snapshot_dir(run_id) / stage / 'part=*.parquet')})"
+
+
+def local_offset_seconds(day: date) -> int:
+    """The UTC offset of TIME_ZONE at noon of `day`: local hours are counted with it over a window (no daylight
+    saving in China; elsewhere, hours near a change are one off)."""
+    noon = datetime.combine(day, time(12), tzinfo=ZoneInfo(settings.TIME_ZONE))
+    return int(noon.utcoffset().total_seconds())
 
 
 # Snapshot files are written once and read a few times within their life: Snappy writes a wide feature

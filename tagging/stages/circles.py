@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import duckdb
 from django.conf import settings
@@ -26,7 +25,7 @@ from ..expressions import Type
 from ..lake.sql import empty_relation, literal
 from ..lake.store import connect, files_sql, read_sql
 from ..models.reference import in_data_dir, relative_to_data
-from . import PartitionWork, Stage, register_stage, snapshot_dir, write_atomically
+from . import PartitionWork, Stage, local_offset_seconds, register_stage, snapshot_dir, write_atomically
 from .features import GRADED_UNIT, Feature, FeatureSource, product_feature, register_feature_source
 
 STAGE = "circles"
@@ -76,8 +75,8 @@ def circle_features() -> list[Feature]:
     return features
 
 
-def _window_calls(work_or_run_files: dict, start: date, end: date, where: str = "true") -> str:
-    files = work_or_run_files.get("call_records")
+def _window_calls(lake_files: dict, start: date, end: date, where: str = "true") -> str:
+    files = lake_files.get("call_records")
     if not files:
         return empty_relation(subscriber_id="BIGINT", direction="VARCHAR", peer="BIGINT", peer_id="BIGINT",
                               peer_network="VARCHAR", start_time="TIMESTAMPTZ", seconds="BIGINT", kind="VARCHAR")
@@ -142,7 +141,7 @@ def compute_circles(con: duckdb.DuckDBPyConnection, work: PartitionWork, target:
     # Per (subscriber, peer) once, kept for the features and for the on-net pairs the call graph stage joins up.
     # Times as local seconds since the epoch, compared as integers: converting every row's time to a zone (hour(),
     # or a DATE against a TIMESTAMPTZ) costs more than the grouping itself.
-    offset = int(datetime.combine(work.as_of, time(12), tzinfo=ZoneInfo(settings.TIME_ZONE)).utcoffset().total_seconds())
+    offset = local_offset_seconds(work.as_of)
 
     def since(day: date) -> str:
         return f"t >= {int(datetime.combine(day, time(0), tzinfo=timezone.utc).timestamp())}"
@@ -173,8 +172,7 @@ def compute_circles(con: duckdb.DuckDBPyConnection, work: PartitionWork, target:
     write_atomically(con, "SELECT subscriber_id, peer_id, contacts, two_way, night_contacts FROM peers "
                           "WHERE peer_id IS NOT NULL AND contacts > 0", work.output_path(PAIRS, work.index))
     select = f"""
-        WITH p2 AS (SELECT * FROM peers),
-        agg AS (
+        WITH agg AS (
             SELECT subscriber_id,
                    count(*) FILTER (WHERE contacts > 0) AS peers_total,
                    count(*) FILTER (WHERE two_way) AS circle_size,
@@ -192,11 +190,11 @@ def compute_circles(con: duckdb.DuckDBPyConnection, work: PartitionWork, target:
                    - sum(previous_contacts) FILTER (WHERE {offnet} AND NOT {service} AND NOT spam) / NULLIF(sum(previous_contacts) FILTER (WHERE NOT spam), 0)
                        AS offnet_share_change,
                    coalesce(sum(contacts) FILTER (WHERE {competitor_service}), 0) AS competitor_service_contacts
-            FROM p2 GROUP BY subscriber_id
+            FROM peers GROUP BY subscriber_id
         ),
         cs AS (
             SELECT p.subscriber_id{', ' + shares if shares else ''}
-            FROM p2 p LEFT JOIN {held} h ON h.peer_id = p.peer_id WHERE p.close AND p.peer_id IS NOT NULL GROUP BY p.subscriber_id
+            FROM peers p LEFT JOIN {held} h ON h.peer_id = p.peer_id WHERE p.close AND p.peer_id IS NOT NULL GROUP BY p.subscriber_id
         )
         SELECT s.subscriber_id, coalesce(agg.peers_total, 0) AS peers_total, coalesce(agg.circle_size, 0) AS circle_size,
                coalesce(agg.close_circle_size, 0) AS close_circle_size, agg.circle_onnet_share, agg.close_circle_offnet_share,
