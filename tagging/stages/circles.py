@@ -26,7 +26,7 @@ from ..lake.sql import empty_relation, literal
 from ..lake.store import connect, files_sql, read_sql
 from ..models.reference import in_data_dir, relative_to_data
 from . import PartitionWork, Stage, local_offset_seconds, register_stage, snapshot_dir, write_atomically
-from .features import GRADED_UNIT, Feature, FeatureSource, product_feature, register_feature_source
+from .features import GRADED_UNIT, Feature, FeatureSource, held_masks_sql, product_feature, register_feature_source
 
 STAGE = "circles"
 BITMAPS = "circle_bitmaps"
@@ -95,16 +95,12 @@ def prepare_circles(run) -> dict:
     files = pinned_paths(run.lake_batches)
     codes = list(Product.objects.order_by("code").values_list("code", flat=True))
     target = snapshot_dir(run.id) / STAGE / "holdings.parquet"
-    words = max((len(codes) + 63) // 64, 1)
-    cases = " ".join(f"WHEN {literal(code)} THEN {i}" for i, code in enumerate(codes))
-    bits = ", ".join(f"bit_or(CASE WHEN idx // 64 = {w} THEN 1::UBIGINT << (idx % 64)::UBIGINT ELSE 0::UBIGINT END) AS held{w}"
-                     for w in range(words))
-    subscriptions = (f"(SELECT subscriber_id, CASE product_code {cases} END AS idx FROM {read_sql('subscriptions', files['subscriptions'])} "
-                     f"WHERE start_date <= DATE '{run.as_of_date}' AND (end_date IS NULL OR end_date >= DATE '{run.as_of_date}'))"
-                     if files.get("subscriptions") and codes else empty_relation(subscriber_id="BIGINT", idx="INTEGER"))
+    select = (held_masks_sql(read_sql("subscriptions", files["subscriptions"]), codes, run.as_of_date)
+              if files.get("subscriptions") and codes else
+              f"SELECT * FROM {empty_relation(subscriber_id='BIGINT', mask_0='UBIGINT')}")
     con = connect()
     try:
-        write_atomically(con, f"SELECT subscriber_id, {bits} FROM {subscriptions} WHERE idx IS NOT NULL GROUP BY subscriber_id", target)
+        write_atomically(con, select, target)
     finally:
         con.close()
     return {"circles": {"holdings": relative_to_data(target), "products": codes}}
@@ -126,9 +122,9 @@ def compute_circles(con: duckdb.DuckDBPyConnection, work: PartitionWork, target:
     pinned = work.definitions.get("circles", {})
     codes, holdings = pinned.get("products", []), pinned.get("holdings")
     held = (f"(SELECT subscriber_id AS peer_id, * EXCLUDE (subscriber_id) FROM read_parquet({literal(in_data_dir(holdings))}))"
-            if holdings else empty_relation(peer_id="BIGINT", **{f"held{w}": "UBIGINT" for w in range(max((len(codes) + 63) // 64, 1))}))
+            if holdings else empty_relation(peer_id="BIGINT", **{f"mask_{w}": "UBIGINT" for w in range(max((len(codes) + 63) // 64, 1))}))
     shares = ", ".join(
-        f"avg(coalesce((h.held{i // 64} >> {i % 64}) & 1, 0)::INTEGER) AS share_{i}" for i in range(len(codes)))
+        f"avg(coalesce((h.mask_{i // 64} >> {i % 64}) & 1, 0)::INTEGER) AS share_{i}" for i in range(len(codes)))
     grades = ", ".join(
         f"CASE WHEN cs.share_{i} IS NOT NULL THEN least(10, 1 + floor(cs.share_{i} * 10))::UTINYINT END AS {circle_score_name(code)}"
         for i, code in enumerate(codes)

@@ -187,6 +187,21 @@ def usage_days(*, as_of: date, window_days: int, usage_from: date | None, usage_
     return covered if 1 <= covered <= window_days else window_days
 
 
+def held_masks_sql(subscriptions: str, codes: list[str], as_of: date, where: str = "true") -> str:
+    """SELECT of (subscriber_id, mask_0, mask_1...): the products each subscriber of `subscriptions` (a lake relation)
+    holds on `as_of`, bit i of the masks standing for codes[i]. UBIGINT words (a shift by an integer would make them
+    HUGEINT, which Parquet stores as DOUBLE)."""
+    words = max((len(codes) + 63) // 64, 1)
+    cases = " ".join(f"WHEN '{code}' THEN {i}" for i, code in enumerate(codes))
+    masks = ", ".join(
+        f"bit_or(CASE WHEN idx // 64 = {w} THEN 1::UBIGINT << (idx % 64)::UBIGINT ELSE 0::UBIGINT END) AS mask_{w}"
+        for w in range(words)
+    )
+    return (f"SELECT subscriber_id, {masks} FROM (SELECT subscriber_id, CASE product_code {cases} END AS idx "
+            f"FROM {subscriptions} WHERE {where} AND start_date <= DATE '{as_of}' "
+            f"AND (end_date IS NULL OR end_date >= DATE '{as_of}')) WHERE idx IS NOT NULL GROUP BY subscriber_id")
+
+
 def _products_held(con: duckdb.DuckDBPyConnection, work: PartitionWork, ids: str) -> tuple[str, str]:
     """Columns and join for the products held on the as-of date: one bit per product, OR-ed per subscriber.
 
@@ -200,17 +215,8 @@ def _products_held(con: duckdb.DuckDBPyConnection, work: PartitionWork, ids: str
     rows = con.execute(f"SELECT code, category, monthly_fee_yuan FROM {products} ORDER BY code").fetchall()
     words = (len(rows) + 63) // 64
     index = {code: i for i, (code, _, _) in enumerate(rows)}
-    cases = " ".join(f"WHEN '{code}' THEN {i}" for code, i in index.items())
-    masks = ", ".join(
-        f"bit_or(CASE WHEN idx // 64 = {w} THEN 1::UBIGINT << (idx % 64) ELSE 0::UBIGINT END) AS mask_{w}"
-        for w in range(words)
-    )
-    product_join = (
-        f" LEFT JOIN (SELECT subscriber_id, {masks} FROM (SELECT subscriber_id, CASE product_code {cases} END AS idx "
-        f"FROM {read_sql('subscriptions', files['subscriptions'])} WHERE {ids} AND start_date <= DATE '{work.as_of}' "
-        f"AND (end_date IS NULL OR end_date >= DATE '{work.as_of}')) WHERE idx IS NOT NULL GROUP BY subscriber_id) p "
-        f"USING (subscriber_id)"
-    )
+    masks = held_masks_sql(read_sql("subscriptions", files["subscriptions"]), list(index), work.as_of, ids)
+    product_join = f" LEFT JOIN ({masks}) p USING (subscriber_id)"
 
     def held(i: int) -> str:
         return f"coalesce((p.mask_{i // 64} >> {i % 64}) & 1::UBIGINT = 1::UBIGINT, false)"
