@@ -6,6 +6,7 @@ once. The same seed gives byte-identical files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -120,18 +121,9 @@ def simulate_city(params: CityParameters, out_dir: Path, *, progress: Progress =
     progress("products")
     writer.raw("subscriptions", _subscriptions(rng, params, people, phones, writer, circles, interests))
 
-    progress("usage_daily")
+    progress("usage_daily, stays, events and imei_observations")
     active = _active_days(rng, params, people)
-    writer.raw("usage_daily", _usage_daily(rng, params, people, active))
-
-    if params.signalling:
-        progress("stays")
-        writer.raw("stays", _stays(rng, params, people, network, places, active, epoch0))
-
-        progress("events and imei_observations")
-        events, observations = _events_and_observations(rng, params, people, phones, network, active, epoch0)
-        writer.raw("events", events)
-        writer.raw("imei_observations", observations)
+    _usage_and_signalling(params, people, phones, network, places, active, writer, epoch0)
 
     progress("app usage and call records")
     _behaviour(params, people, circles, interests, active, writer, epoch0, second_line)
@@ -395,7 +387,9 @@ def _handset_history(rng, params, people: _People, preferred, enthusiast, model_
         earliest = np.where(keep, earliest, 0)  # once one is out of reach, so are the ones before it
     history = {k: np.concatenate(v) for k, v in columns.items()}
     past = history["last_day"] < -1  # the first entry of each subscriber is the current handset itself
-    history = {k: v[past] for k, v in history.items()}
+    # By subscriber, so that a block of subscribers finds its handsets by a binary search.
+    order = np.flatnonzero(past)[np.argsort(history["subscriber"][past], kind="stable")]
+    history = {k: v[order] for k, v in history.items()}
     first_tac = np.searchsorted(model_of_tac, history["model"])
     count = np.bincount(model_of_tac, minlength=len(handsets.MODELS))[history["model"]]
     tac = first_tac + (rng.random(len(first_tac)) * count).astype(int)
@@ -475,8 +469,38 @@ def _weekend(params: CityParameters) -> np.ndarray:
     return np.isin((days + 3) % 7, [5, 6])
 
 
-def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarray) -> dict:
-    sub, day = np.nonzero(active)
+# Rows are drawn per block of this many subscribers, each block from a stream of its own (seed, dataset, block):
+# memory stays flat in city size, and the same seed gives the same files.
+BLOCK = 4096
+
+
+def _usage_and_signalling(params: CityParameters, people: _People, phones: _Phones, network, places, active: np.ndarray,
+                          writer: _Writer, epoch0: int) -> None:
+    """usage_daily and (unless left out) stays, events and imei_observations, block by block."""
+    fee = np.char.rstrip(np.char.partition(people.subscriber_table["plan"], " ")[:, 2], "元").astype(float)
+    with contextlib.ExitStack() as files:
+        usage = files.enter_context(writer.stream("usage_daily"))
+        if params.signalling:
+            stays, events, observations = (files.enter_context(writer.stream(name)) for name in ("stays", "events", "imei_observations"))
+        for block, lo in enumerate(range(0, people.n, BLOCK)):
+            hi = min(lo + BLOCK, people.n)
+            usage.write(_usage_daily(np.random.default_rng([params.seed, 11, block]), params, people, active, fee, lo, hi))
+            if params.signalling:
+                stays.write(_stays(np.random.default_rng([params.seed, 12, block]), params, people, network, places, active, epoch0, lo, hi))
+                day_events, day_observations = _events_and_observations(
+                    np.random.default_rng([params.seed, 13, block]), params, people, phones, network, active, epoch0, lo, hi)
+                events.write(day_events)
+                observations.write(day_observations)
+
+
+def _block(days_of_block: np.ndarray, lo: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (subscriber, day) pairs set in a block's (subscribers, days) mask, subscribers numbered city-wide."""
+    sub, day = np.nonzero(days_of_block)
+    return sub + lo, day
+
+
+def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarray, fee: np.ndarray, lo: int, hi: int) -> dict:
+    sub, day = _block(active[lo:hi], lo)
     m = len(sub)
     profile, value = people.profile[sub], people.traits[sub, 0]
     is_ = lambda name: profile == PROFILES.index(name)  # noqa: E731
@@ -499,8 +523,7 @@ def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarra
     roaming_minutes = np.where(roaming_day, np.round(rng.gamma(2.0, 12.0, m), 1), 0.0)
     night_share = np.where(is_("night_active"), 0.45, 0.08)
     night_calls = rng.binomial(voice_calls, night_share)
-    fee = np.char.rstrip(np.char.partition(people.subscriber_table["plan"], " ")[:, 2], "元").astype(float)[sub]
-    charge = np.round(fee / 30 + 0.1 * np.maximum(voice_minutes - 10, 0) + 0.99 * roaming_minutes + 0.0005 * data_mb, 2)
+    charge = np.round(fee[sub] / 30 + 0.1 * np.maximum(voice_minutes - 10, 0) + 0.99 * roaming_minutes + 0.0005 * data_mb, 2)
     return {
         "msisdn": people.msisdn[sub],
         "date": np.array(params.start_date, dtype="datetime64[D]") + day,
@@ -518,13 +541,15 @@ def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarra
     }
 
 
-def _stays(rng, params: CityParameters, people: _People, network, places, active, epoch0: int) -> dict:
+def _stays(rng, params: CityParameters, people: _People, network, places, active, epoch0: int, lo: int, hi: int) -> dict:
     """Signalling stays: nights at home, weekday office hours at work, leisure elsewhere, with the
     noise real signalling has (a neighbouring cell instead of the serving one, missing observations)."""
     observed = np.array([0.55, 0.85, 0.97])[people.activity]
-    home_nb = network.serving_cell(people.home, neighbour=np.ones(people.n, bool))
-    new_home_nb = network.serving_cell(people.new_home, neighbour=np.ones(people.n, bool))
-    work_nb = network.serving_cell(people.work, neighbour=np.ones(people.n, bool))
+    everywhere = np.ones(hi - lo, bool)
+    # Each subscriber's neighbouring cells, indexed by the city-wide subscriber number less lo.
+    home_nb = network.serving_cell(people.home[lo:hi], neighbour=everywhere)
+    new_home_nb = network.serving_cell(people.new_home[lo:hi], neighbour=everywhere)
+    work_nb = network.serving_cell(people.work[lo:hi], neighbour=everywhere)
     weekday = ~_weekend(params)
     parts = []
 
@@ -533,29 +558,27 @@ def _stays(rng, params: CityParameters, people: _People, network, places, active
         parts.append((sub, epoch0 + day * 86400 + start_s, epoch0 + day * 86400 + end_s, np.where(noisy, neighbour_cell, cell)))
 
     # Nights: evening of day d to the morning of d+1, reported as two stays (a handover at some point).
-    sub, day = np.nonzero(active)
+    sub, day = _block(active[lo:hi], lo)
     moved = day >= people.move_day[sub]
     cell = np.where(moved, people.new_home_cell[sub], people.home_cell[sub])
-    neighbour = np.where(moved, new_home_nb[sub], home_nb[sub])
+    neighbour = np.where(moved, new_home_nb[sub - lo], home_nb[sub - lo])
     evening = (20 * 3600 + rng.integers(0, 3 * 3600 + 1800, len(sub)))
     morning = 86400 + 6 * 3600 + 1800 + rng.integers(0, 2 * 3600, len(sub))
     split = evening + ((morning - evening) * rng.uniform(0.2, 0.8, len(sub))).astype(np.int64)
-    for lo, hi in ((evening, split), (split, morning)):
+    for begin, end in ((evening, split), (split, morning)):
         seen = rng.random(len(sub)) < observed[sub]
-        emit(sub[seen], day[seen], lo[seen], hi[seen], cell[seen], neighbour[seen])
+        emit(sub[seen], day[seen], begin[seen], end[seen], cell[seen], neighbour[seen])
 
     # Weekday office hours for those who work: a morning and an afternoon stay.
-    at_work = active & people.works[:, None] & weekday[None, :]
-    sub, day = np.nonzero(at_work)
-    for lo, span in ((8 * 3600 + 1800, 3 * 3600), (13 * 3600 + 1800, 4 * 3600)):  # 08:30-12:30, 13:30-18:30
+    sub, day = _block(active[lo:hi] & people.works[lo:hi, None] & weekday[None, :], lo)
+    for begin, span in ((8 * 3600 + 1800, 3 * 3600), (13 * 3600 + 1800, 4 * 3600)):  # 08:30-12:30, 13:30-18:30
         seen = rng.random(len(sub)) < observed[sub]
-        start = lo + rng.integers(0, 3600, seen.sum())
-        emit(sub[seen], day[seen], start, start + span, people.work_cell[sub[seen]], work_nb[sub[seen]])
+        start = begin + rng.integers(0, 3600, seen.sum())
+        emit(sub[seen], day[seen], start, start + span, people.work_cell[sub[seen]], work_nb[sub[seen] - lo])
 
     # Leisure, errands, visits: a stay somewhere in the city on some days, never overlapping the
     # day's other stays (workers go after work, before the night at home starts at 20:00).
-    out = active & (rng.random(active.shape) < np.where(weekday, 0.25, 0.6)[None, :])
-    sub, day = np.nonzero(out)
+    sub, day = _block(active[lo:hi] & (rng.random((hi - lo, params.days)) < np.where(weekday, 0.25, 0.6)[None, :]), lo)
     where = geography.sample_positions(rng, places, len(sub), centre_bias=2.0)
     leisure_cell = network.serving_cell(where)
     after_work = people.works[sub] & weekday[day]
@@ -579,17 +602,18 @@ def _iso_local(epoch_seconds: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise(pc.strftime(local, format="%Y-%m-%dT%H:%M:%S"), pa.scalar("+08:00"), "")
 
 
-def _observations(params, people: _People, phones: _Phones, sub, day, imei, changed) -> dict:
+def _observations(rng, params, people: _People, phones: _Phones, sub, day, imei, changed, lo: int, hi: int) -> dict:
     """The window's daily observations, plus monthly sightings of every handset in use before it (the
     monthly terminal photo operators keep), from its first day to its last. Two thirds of the rows carry
     the brand and model the handset reports about itself (device management), which is how clones show."""
-    more = np.random.default_rng([params.seed, 5])
     reported = np.where(changed[:, None], phones.reported_after[sub], phones.reported_before[sub])
-    history = phones.history
+    rows = slice(*np.searchsorted(phones.history["subscriber"], [lo, hi]))
+    history = {k: v[rows] for k, v in phones.history.items() if k != "now_first_day"}
+    now_first = phones.history["now_first_day"]
     names = np.array([[m[0], m[1]] for m in handsets.MODELS])
-    before = np.flatnonzero(history["now_first_day"] < 0)
+    before = lo + np.flatnonzero(now_first[lo:hi] < 0)
     owner = np.concatenate([history["subscriber"], before])
-    first = np.concatenate([history["first_day"], history["now_first_day"][before]])
+    first = np.concatenate([history["first_day"], now_first[before]])
     last = np.concatenate([history["last_day"], np.full(len(before), -1)])
     handset_imei = np.concatenate([history["imei"], phones.imei_before[before]])
     handset_report = np.concatenate([names[history["model"]], phones.reported_before[before]])
@@ -603,7 +627,7 @@ def _observations(params, people: _People, phones: _Phones, sub, day, imei, chan
     days = np.concatenate([day, sighting_day])
     imeis = np.concatenate([imei, handset_imei[sighted]])
     reports = np.concatenate([reported, handset_report[sighted]])
-    quiet = more.random(len(subs)) < 1 / 3
+    quiet = rng.random(len(subs)) < 1 / 3
     return {
         "msisdn": people.msisdn[subs],
         "date": np.array(params.start_date, dtype="datetime64[D]") + days,
@@ -613,15 +637,15 @@ def _observations(params, people: _People, phones: _Phones, sub, day, imei, chan
     }
 
 
-def _events_and_observations(rng, params, people: _People, phones: _Phones, network, active, epoch0: int):
+def _events_and_observations(rng, params, people: _People, phones: _Phones, network, active, epoch0: int, lo: int, hi: int):
     days = params.days
-    sub, day = np.nonzero(active)
+    sub, day = _block(active[lo:hi], lo)
     changed = day >= phones.change_day[sub]
     imei_today = np.where(changed, phones.imei_after[sub], phones.imei_before[sub])
     home_today = np.where(day >= people.move_day[sub], people.new_home_cell[sub], people.home_cell[sub])
 
     seen = rng.random(len(sub)) < 0.92
-    observations = _observations(params, people, phones, sub[seen], day[seen], imei_today[seen], changed[seen])
+    observations = _observations(rng, params, people, phones, sub[seen], day[seen], imei_today[seen], changed[seen], lo, hi)
 
     kinds, times, cells, imeis, who = [], [], [], [], []
 
@@ -632,14 +656,14 @@ def _events_and_observations(rng, params, people: _People, phones: _Phones, netw
     lu = rng.random(len(sub)) < 0.3
     add("location_update", sub[lu], epoch0 + day[lu] * 86400 + rng.integers(7 * 3600, 22 * 3600, lu.sum()), network.cell_key[home_today[lu]], imei_today[lu])
     # A handset change is seen as an imei_change event on the day the new IMEI first attaches.
-    changers = np.flatnonzero(phones.change_day < days)
+    changers = lo + np.flatnonzero(phones.change_day[lo:hi] < days)
     t = epoch0 + phones.change_day[changers] * 86400 + rng.integers(9 * 3600, 21 * 3600, len(changers))
     add("imei_change", changers, t, network.cell_key[people.home_cell[changers]], phones.imei_after[changers])
     # Overnight power-off/on for some, and the long power-offs planted in _people.
     off = rng.random(len(sub)) < 0.03
     add("power_off", sub[off], epoch0 + day[off] * 86400 + 23 * 3600 + rng.integers(0, 3000, off.sum()), network.cell_key[home_today[off]], imei_today[off])
     add("power_on", sub[off], epoch0 + (day[off] + 1) * 86400 + 6 * 3600 + rng.integers(0, 3600, off.sum()), network.cell_key[home_today[off]], imei_today[off])
-    long_off = np.flatnonzero(people.off_from < days)
+    long_off = lo + np.flatnonzero(people.off_from[lo:hi] < days)
     imei_long = np.where(people.off_from[long_off] >= phones.change_day[long_off], phones.imei_after[long_off], phones.imei_before[long_off])
     add("power_off", long_off, epoch0 + people.off_from[long_off] * 86400 - 3600, network.cell_key[people.home_cell[long_off]], imei_long)
     back = long_off[people.off_to[long_off] < days]
@@ -660,11 +684,6 @@ def _events_and_observations(rng, params, people: _People, phones: _Phones, netw
         "imei": np.concatenate(imeis)[order],
     }
     return events, observations
-
-
-# Rows of app usage and call records are drawn per block of this many subscribers, each block from a stream of its
-# own (seed, dataset, block): memory stays flat in city size, and the same seed gives the same files.
-BLOCK = 4096
 
 
 def _behaviour(params: CityParameters, people: _People, circles: social.Social, interests: online.Interests,

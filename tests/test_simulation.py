@@ -115,3 +115,31 @@ def test_a_subscribers_stays_never_overlap(small_city):
         SELECT start_time, lag(end_time) OVER (PARTITION BY msisdn ORDER BY start_time) AS previous_end
         FROM read_csv('{small_city}/stays.csv')) WHERE start_time < previous_end""")[0][0]
     assert overlapping == 0
+
+
+def test_blocks_change_the_draws_never_who_is_there(tmp_path, monkeypatch, small_city):
+    """Drawn in blocks of 100 subscribers instead of one block for the city: every subscriber-day of usage, every
+    handset sighting before the window and every handset change is the same; the stays still never overlap."""
+    from simulation import city
+
+    monkeypatch.setattr(city, "BLOCK", 100)
+    blocks = tmp_path / "blocks"
+    simulate_city(SMALL_CITY, blocks)
+    start = json.loads((small_city / "truth" / "city.json").read_text())["start_date"]
+    queries = {
+        "usage_daily": "SELECT msisdn, date FROM read_csv('CITY/usage_daily.csv')",
+        "history": f"SELECT msisdn, date, imei FROM read_csv('CITY/imei_observations.csv', types={{'imei': 'VARCHAR'}}) WHERE date < '{start}'",
+        "changes": "SELECT msisdn, imei FROM read_csv('CITY/events.csv', types={'imei': 'VARCHAR'}) WHERE kind = 'imei_change'",
+    }
+    for name, sql in queries.items():
+        one, many = (sql.replace("CITY", str(folder)) for folder in (small_city, blocks))
+        assert q(f"SELECT count(*), count(DISTINCT x) FROM ({one}) x") == q(f"SELECT count(*), count(DISTINCT x) FROM ({many}) x"), name
+        assert q(f"SELECT count(*) FROM ({one})")[0][0] > 0, name
+        assert q(f"SELECT count(*) FROM (({one}) EXCEPT ({many}))")[0][0] == 0, name
+    assert q(f"SELECT count(DISTINCT msisdn) FROM read_csv('{blocks}/stays.csv')") == q(
+        f"SELECT count(DISTINCT msisdn) FROM read_csv('{small_city}/stays.csv')")
+    overlapping = q(f"""SELECT count(*) FROM (
+        SELECT start_time, lag(end_time) OVER (PARTITION BY msisdn ORDER BY start_time) AS previous_end
+        FROM read_csv('{blocks}/stays.csv')) WHERE start_time < previous_end""")[0][0]
+    assert overlapping == 0
+    assert digest(blocks)["subscribers.csv"] == digest(small_city)["subscribers.csv"]
