@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -167,6 +167,18 @@ class _Writer:
     def truth(self, name: str, columns: dict[str, np.ndarray]) -> None:
         pq.write_table(pa.table({k: pa.array(v) for k, v in columns.items()}), self.out_dir / "truth" / f"{name}.parquet")
 
+    def truth_in_parts(self, name: str, parts: Iterable[dict[str, np.ndarray]]) -> None:
+        """A truth table too large to hold as text at once (a row per subscriber and product, per tie), part by part."""
+        sink = None
+        try:
+            for columns in parts:
+                table = pa.table({k: pa.array(v) for k, v in columns.items()})
+                sink = sink or pq.ParquetWriter(self.out_dir / "truth" / f"{name}.parquet", table.schema)
+                sink.write_table(table)
+        finally:
+            if sink is not None:
+                sink.close()
+
 
 class _Stream:
     def __init__(self, writer: _Writer, name: str):
@@ -188,6 +200,14 @@ class _Stream:
     def __exit__(self, *exc) -> None:
         if self.sink is not None:
             self.sink.close()
+
+
+# Rows of a subscriber per part of a large truth table: a part's text columns stay a few hundred MB.
+TRUTH_PART = 100_000
+
+
+def _parts(n: int, size: int = TRUTH_PART) -> Iterable[slice]:
+    return (slice(lo, min(lo + size, n)) for lo in range(0, max(n, 1), size))
 
 
 def _regions_table() -> dict[str, np.ndarray]:
@@ -230,7 +250,7 @@ def _people(rng: np.random.Generator, params: CityParameters, places, network) -
     while len(number) < n:  # collisions are rare; top up until every subscriber has a unique number
         extra = rng.choice(CHINA_MOBILE_PREFIXES, size=n - len(number)).astype(np.int64) * 10**8 + rng.integers(0, 10**8, n - len(number))
         number = np.unique(np.concatenate([number, extra]))
-    msisdn = rng.permutation(number[:n]).astype(str)
+    msisdn = rng.permutation(number[:n]).astype("U11")
 
     age = np.clip(rng.gamma(7.0, 5.5, n) + 12, 16, 90).astype(int)
     youth = (40 - age) / 13.0
@@ -299,10 +319,16 @@ class _Phones:
     model_before: np.ndarray
     model_after: np.ndarray
     change_day: np.ndarray  # day index of the handset change, or days (none)
-    knockoff_reason: np.ndarray  # "" or unknown_tac / bad_check_digit / cloned_tac
-    reported_before: np.ndarray  # (n, 2) brand and model the current handset reports about itself
+    knockoff_reason: np.ndarray  # index into KNOCKOFF_REASONS
+    reported_before: np.ndarray  # the brand and model the current handset reports about itself: a row of REPORTED
     reported_after: np.ndarray
     history: dict  # earlier handsets: subscriber, imei, model, first_day, last_day (day indexes, negative)
+
+
+KNOCKOFF_REASONS = np.array(["", "unknown_tac", "bad_check_digit", "cloned_tac"])
+GENUINE, UNKNOWN_TAC, BAD_CHECK_DIGIT, CLONED_TAC = range(len(KNOCKOFF_REASONS))
+# (brand, model) a handset reports about itself: the catalogue's models, then clones' and unknown makers' names.
+REPORTED = np.array([[m[0], m[1]] for m in handsets.MODELS] + handsets.CLONED_REPORTS + handsets.UNKNOWN_MAKERS)
 
 
 def _handsets(rng, params: CityParameters, people: _People, tacs: np.ndarray, model_of_tac: np.ndarray) -> _Phones:
@@ -329,33 +355,32 @@ def _handsets(rng, params: CityParameters, people: _People, tacs: np.ndarray, mo
 
     # Knock-offs (山寨机): a TAC no catalogue lists, or an IMEI whose check digit is wrong.
     knockoff = rng.random(n) < 0.02
-    reason = np.where(knockoff, np.where(rng.random(n) < 0.5, "unknown_tac", "bad_check_digit"), "")
+    reason = np.where(knockoff, np.where(rng.random(n) < 0.5, UNKNOWN_TAC, BAD_CHECK_DIGIT), GENUINE).astype(np.uint8)
     tac_digits = tacs.astype(np.int64)
     unknown_tac = rng.integers(99_000_000, 99_999_999, n)
-    before_digits = np.where(reason == "unknown_tac", unknown_tac, tac_digits[tac_before])
-    imei_before = handsets.make_imeis(rng, before_digits, bad_check_digit=reason == "bad_check_digit")
+    before_digits = np.where(reason == UNKNOWN_TAC, unknown_tac, tac_digits[tac_before])
+    imei_before = handsets.make_imeis(rng, before_digits, bad_check_digit=reason == BAD_CHECK_DIGIT)
     imei_after = np.where(changes, handsets.make_imeis(rng, tac_digits[tac_after]), imei_before)
-    people.traits[:, 5] = handsets.FIVE_G[model_after] & (reason == "")
+    people.traits[:, 5] = handsets.FIVE_G[model_after] & (reason == GENUINE)
 
     # A stream of its own from here, so that adding handset history left every other dataset as it was.
     more = np.random.default_rng([params.seed, 4])
-    names = np.array([[m[0], m[1]] for m in handsets.MODELS])
-    reported_before, reported_after = names[model_before].copy(), names[model_after]
+    reported_before, reported_after = model_before.astype(np.int16), model_after.astype(np.int16)
     # Cloned TACs: a few popular models' TACs reused by knock-offs reporting models of their own.
-    cloned = (reason == "") & (more.random(n) < 0.008)
+    cloned = (reason == GENUINE) & (more.random(n) < 0.008)
     popular = np.argsort([-m[7] for m in handsets.MODELS], kind="stable")[:3]
     victims = np.searchsorted(model_of_tac, popular)  # the first TAC of each of three popular models
     victim = victims[more.integers(0, len(victims), n)]
-    fakes = np.array(handsets.CLONED_REPORTS)[more.integers(0, len(handsets.CLONED_REPORTS), n)]
+    fakes = len(handsets.MODELS) + more.integers(0, len(handsets.CLONED_REPORTS), n)
     imei_before = np.where(cloned, handsets.make_imeis(more, tac_digits[victim]), imei_before)
     imei_after = np.where(cloned & ~changes, imei_before, imei_after)
     reported_before[cloned] = fakes[cloned]
-    reason = np.where(cloned, "cloned_tac", reason)
-    unknown = reason == "unknown_tac"
-    reported_before[unknown] = np.array(handsets.UNKNOWN_MAKERS)[more.integers(0, len(handsets.UNKNOWN_MAKERS), unknown.sum())]
+    reason = np.where(cloned, CLONED_TAC, reason).astype(np.uint8)
+    unknown = reason == UNKNOWN_TAC
+    reported_before[unknown] = len(handsets.MODELS) + len(handsets.CLONED_REPORTS) + more.integers(0, len(handsets.UNKNOWN_MAKERS), unknown.sum())
     history = _handset_history(more, params, people, preferred, enthusiast, model_before, tac_digits, model_of_tac)
     return _Phones(
-        tac_index_before=np.where(reason == "unknown_tac", -1, np.where(cloned, victim, tac_before)), imei_before=imei_before,
+        tac_index_before=np.where(reason == UNKNOWN_TAC, -1, np.where(cloned, victim, tac_before)), imei_before=imei_before,
         imei_after=imei_after, model_before=model_before, model_after=model_after, change_day=change_day,
         knockoff_reason=reason, reported_before=reported_before, reported_after=reported_after, history=history,
     )
@@ -411,15 +436,15 @@ def _subscriptions(rng, params: CityParameters, people: _People, phones: _Phones
     codes = [p[0] for p in PRODUCTS]
     for code, (category, weight) in PRODUCT_INTEREST.items():
         logits[:, codes.index(code)] += weight * np.clip(interests.latent[:, online.INTEREST_CATEGORIES.index(category)], -3, 3)
-    held = rng.random(logits.shape) < 1 / (1 + np.exp(-logits))
+    # Drawn part by part (the same numbers as at once): a city of 10 M has 130 M of them.
+    held = _draw(rng, logits)
     # The network effect: the share of one's close circle holding a product at the window's start lifts the odds of
     # taking it up (the truth's logit, which campaigns' responses follow, includes it).
     effect = np.array([NETWORK_EFFECT.get(code, 0.0) for code in codes])
     circle_share = circles.close_circle_share(people.n, held[:, effect > 0])
     logits[:, effect > 0] += effect[effect > 0] * circle_share
-    probability = 1 / (1 + np.exp(-logits))
     # Adoption during the window follows the same propensity, shifted down: the labels of issue 6.
-    adopt = ~held & (rng.random(logits.shape) < 1 / (1 + np.exp(-(logits - 3.2))) * min(params.days / 30, 2))
+    adopt = ~held & _draw(rng, logits - 3.2, scale=min(params.days / 30, 2))
     subscriber, product = np.nonzero(held | adopt)
     window_start = np.array(params.start_date, dtype="datetime64[D]")
     join = people.subscriber_table["join_date"][subscriber]
@@ -433,23 +458,28 @@ def _subscriptions(rng, params: CityParameters, people: _People, phones: _Phones
     # Never before the start: a subscriber who joined during the window started their products then too.
     end = np.where(ends, np.maximum(window_start + rng.integers(0, params.days, len(subscriber)), start), np.datetime64("NaT"))
     codes = np.array([p[0] for p in PRODUCTS])
-    writer.truth(
-        "propensity",
-        {
-            "msisdn": np.repeat(people.msisdn, len(PRODUCTS)),
-            "product_code": np.tile(codes, people.n),
-            "logit": logits.ravel().round(4),
-            "probability": probability.ravel().round(4),
-            "held_at_start": held.ravel(),
-            "adopted_in_window": adopt.ravel(),
-        },
-    )
+    writer.truth_in_parts("propensity", ({
+        "msisdn": np.repeat(people.msisdn[rows], len(PRODUCTS)),
+        "product_code": np.tile(codes, len(people.msisdn[rows])),
+        "logit": logits[rows].ravel().round(4),
+        "probability": (1 / (1 + np.exp(-logits[rows].ravel()))).round(4),
+        "held_at_start": held[rows].ravel(),
+        "adopted_in_window": adopt[rows].ravel(),
+    } for rows in _parts(people.n)))
     return {
         "msisdn": people.msisdn[subscriber],
         "product_code": codes[product],
         "start_date": start,
         "end_date": end,
     }
+
+
+def _draw(rng: np.random.Generator, logits: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """True with probability scale * sigmoid(logit), row part by row part."""
+    drawn = np.empty(logits.shape, bool)
+    for rows in _parts(len(logits)):
+        drawn[rows] = rng.random(logits[rows].shape) < 1 / (1 + np.exp(-logits[rows])) * scale
+    return drawn
 
 
 def _active_days(rng, params: CityParameters, people: _People) -> np.ndarray:
@@ -606,17 +636,16 @@ def _observations(rng, params, people: _People, phones: _Phones, sub, day, imei,
     """The window's daily observations, plus monthly sightings of every handset in use before it (the
     monthly terminal photo operators keep), from its first day to its last. Two thirds of the rows carry
     the brand and model the handset reports about itself (device management), which is how clones show."""
-    reported = np.where(changed[:, None], phones.reported_after[sub], phones.reported_before[sub])
+    reported = np.where(changed, phones.reported_after[sub], phones.reported_before[sub])
     rows = slice(*np.searchsorted(phones.history["subscriber"], [lo, hi]))
     history = {k: v[rows] for k, v in phones.history.items() if k != "now_first_day"}
     now_first = phones.history["now_first_day"]
-    names = np.array([[m[0], m[1]] for m in handsets.MODELS])
     before = lo + np.flatnonzero(now_first[lo:hi] < 0)
     owner = np.concatenate([history["subscriber"], before])
     first = np.concatenate([history["first_day"], now_first[before]])
     last = np.concatenate([history["last_day"], np.full(len(before), -1)])
     handset_imei = np.concatenate([history["imei"], phones.imei_before[before]])
-    handset_report = np.concatenate([names[history["model"]], phones.reported_before[before]])
+    handset_report = np.concatenate([history["model"], phones.reported_before[before]])
     # Sightings every 30 days from the first day, and the last day itself.
     monthly = (last - first) // 30 + 1
     which = np.repeat(np.arange(len(first)), monthly)
@@ -626,12 +655,12 @@ def _observations(rng, params, people: _People, phones: _Phones, sub, day, imei,
     subs = np.concatenate([sub, owner[sighted]])
     days = np.concatenate([day, sighting_day])
     imeis = np.concatenate([imei, handset_imei[sighted]])
-    reports = np.concatenate([reported, handset_report[sighted]])
+    reports = REPORTED[np.concatenate([reported, handset_report[sighted]])]
     quiet = rng.random(len(subs)) < 1 / 3
     return {
         "msisdn": people.msisdn[subs],
         "date": np.array(params.start_date, dtype="datetime64[D]") + days,
-        "imei": imeis,
+        "imei": handsets.imei_text(imeis),
         "brand": pa.array(reports[:, 0], mask=quiet),
         "model": pa.array(reports[:, 1], mask=quiet),
     }
@@ -681,7 +710,7 @@ def _events_and_observations(rng, params, people: _People, phones: _Phones, netw
         "time": _iso_local(time_all[order]),
         "kind": np.concatenate(kinds)[order],
         "cell_key": pa.array(cell_all, mask=cell_all == ""),
-        "imei": np.concatenate(imeis)[order],
+        "imei": handsets.imei_text(np.concatenate(imeis)[order]),
     }
     return events, observations
 
@@ -708,15 +737,14 @@ def _behaviour(params: CityParameters, people: _People, circles: social.Social, 
 def _write_behaviour_truth(writer: _Writer, people: _People, circles: social.Social, interests: online.Interests,
                            second_line: np.ndarray) -> None:
     n, categories = people.n, online.INTEREST_CATEGORIES
-    writer.truth("interests", {
-        "msisdn": np.repeat(people.msisdn, len(categories)), "category": np.tile(np.array(categories), n),
-        "latent": interests.latent.ravel().round(4), "interested": interests.interested.ravel(),
-    })
+    writer.truth_in_parts("interests", ({
+        "msisdn": np.repeat(people.msisdn[rows], len(categories)), "category": np.tile(np.array(categories), len(people.msisdn[rows])),
+        "latent": interests.latent[rows].ravel().round(4), "interested": interests.interested[rows].ravel(),
+    } for rows in _parts(n)))
     groups = circles.groups
     ties = circles.ties
-    close = np.isin(ties.kind, ["family", "close"])
-    weight = np.where(close, ties.weekly, 0.0)
-    off = (ties.network != "cmcc").astype(float)
+    weight = np.where(ties.close(), ties.weekly, 0.0)
+    off = (ties.network != social.ON_NET).astype(float)
     close_weight = np.bincount(ties.a, weights=weight, minlength=n) + np.bincount(np.maximum(ties.b, 0), weights=np.where(ties.b >= 0, weight, 0), minlength=n)
     off_weight = np.bincount(ties.a, weights=weight * off, minlength=n)
     writer.truth("people", {
@@ -732,11 +760,13 @@ def _write_behaviour_truth(writer: _Writer, people: _People, circles: social.Soc
     })
     writer.truth("spam_numbers", {"number": np.concatenate([people.msisdn[circles.spam_people], circles.spam_outside]),
                                   "on_net": np.arange(len(circles.spam_people) + len(circles.spam_outside)) < len(circles.spam_people)})
-    on = ties.b >= 0
-    writer.truth("ties", {
-        "msisdn": people.msisdn[ties.a], "peer": np.where(on, people.msisdn[np.maximum(ties.b, 0)], ties.outside),
-        "peer_network": ties.network, "kind": ties.kind, "weekly_calls": ties.weekly.round(3),
-    })
+    writer.truth_in_parts("ties", ({
+        "msisdn": people.msisdn[ties.a[rows]],
+        "peer": np.where(ties.b[rows] >= 0, people.msisdn[np.maximum(ties.b[rows], 0)],
+                         social.outside_text(ties.outside[rows], ties.network[rows])),
+        "peer_network": social.NETWORKS[ties.network[rows]], "kind": social.TIE_KINDS[ties.kind[rows]],
+        "weekly_calls": ties.weekly[rows].astype(float).round(3),
+    } for rows in _parts(len(ties.a))))
 
 
 def _write_truth(writer: _Writer, params, people: _People, phones: _Phones, network) -> None:
@@ -773,12 +803,13 @@ def _write_truth(writer: _Writer, params, people: _People, phones: _Phones, netw
         {
             "msisdn": people.msisdn[changed],
             "date": start + phones.change_day[changed],
-            "old_imei": phones.imei_before[changed], "new_imei": phones.imei_after[changed],
+            "old_imei": handsets.imei_text(phones.imei_before[changed]), "new_imei": handsets.imei_text(phones.imei_after[changed]),
             "old_model": model_names[phones.model_before[changed]], "new_model": model_names[phones.model_after[changed]],
         },
     )
-    knock = phones.knockoff_reason != ""
-    writer.truth("knockoffs", {"msisdn": people.msisdn[knock], "imei": phones.imei_before[knock], "reason": phones.knockoff_reason[knock]})
+    knock = phones.knockoff_reason != GENUINE
+    writer.truth("knockoffs", {"msisdn": people.msisdn[knock], "imei": handsets.imei_text(phones.imei_before[knock]),
+                               "reason": KNOCKOFF_REASONS[phones.knockoff_reason[knock]]})
     # Every handset in use during the retained history, oldest first per subscriber: what a detected
     # handset change is checked against (a change is a handset coming into use after another).
     history = phones.history
@@ -789,7 +820,7 @@ def _write_truth(writer: _Writer, params, people: _People, phones: _Phones, netw
     model = np.concatenate([history["model"], phones.model_before, phones.model_after[in_window]])
     imei = np.concatenate([history["imei"], phones.imei_before, phones.imei_after[in_window]])
     order = np.lexsort((first_day, subscriber))
-    writer.truth("handsets", {
-        "msisdn": people.msisdn[subscriber[order]], "imei": imei[order], "model": model_names[model[order]],
-        "first_date": start + first_day[order], "last_date": start + last_day[order],
-    })
+    writer.truth_in_parts("handsets", ({
+        "msisdn": people.msisdn[subscriber[order[rows]]], "imei": handsets.imei_text(imei[order[rows]]), "model": model_names[model[order[rows]]],
+        "first_date": start + first_day[order[rows]], "last_date": start + last_day[order[rows]],
+    } for rows in _parts(len(order), TRUTH_PART * 3)))

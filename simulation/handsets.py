@@ -90,12 +90,17 @@ def luhn_digit(body: np.ndarray) -> np.ndarray:
 
 
 def make_imeis(rng: np.random.Generator, tacs: np.ndarray, *, bad_check_digit: np.ndarray | None = None) -> np.ndarray:
-    """15-digit IMEIs: TAC + 6-digit serial + Luhn digit (deliberately wrong where bad_check_digit)."""
+    """15-digit IMEIs as integers: TAC + 6-digit serial + Luhn digit (deliberately wrong where bad_check_digit)."""
     body = tacs.astype(np.int64) * 1_000_000 + rng.integers(0, 1_000_000, len(tacs))
     check = luhn_digit(body)
     if bad_check_digit is not None:
         check = np.where(bad_check_digit, (check + rng.integers(1, 10, len(tacs))) % 10, check)
-    return np.char.zfill((body * 10 + check).astype(str), 15)
+    return body * 10 + check
+
+
+def imei_text(imeis: np.ndarray) -> np.ndarray:
+    """IMEIs as the 15 digits networks report (held as integers: a city of 10 M has tens of millions)."""
+    return np.char.zfill(imeis.astype(str), 15)
 
 
 # Knock-offs that reuse a real model's TAC and report a model (or a brand) of their own: one cloned TAC

@@ -99,7 +99,8 @@ def plant_interests(rng: np.random.Generator, *, traits: np.ndarray, age: np.nda
     # Parents of school children (30-48) study apps with them; drivers are mostly of working age.
     latent[:, INTEREST_CATEGORIES.index("education")] += np.where((age >= 30) & (age <= 48), 1.6, -1.0)
     latent[:, INTEREST_CATEGORIES.index("navigation")] += np.where((age >= 25) & (age <= 60), 0.4, -1.0)
-    favourite = np.empty((n, len(CATEGORIES)), dtype=np.int64)
+    latent = latent.astype(np.float32)  # per person and category: small types, a city may have 10 M people
+    favourite = np.empty((n, len(CATEGORIES)), dtype=np.int16)
     for j, category in enumerate(INTEREST_CATEGORIES):
         apps = np.flatnonzero(APP_CATEGORY == category)
         favourite[:, j] = apps[np.minimum((rng.random(n) ** 1.5 * len(apps)).astype(int), len(apps) - 1)]

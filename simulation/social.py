@@ -63,17 +63,29 @@ def home_groups(rng: np.random.Generator, n: int) -> HomeGroups:
     return HomeGroups(group=group, head=starts[group], flat=group_is_flat[group])
 
 
+# A city of 10 M people has about 110 M ties: they are held as small numbers, a kind and a network by their index in
+# these, an outside number as an integer (written out as text only for the rows of one block).
+TIE_KINDS = np.array(["family", "close", "friend", "flatmate"])
+FAMILY, CLOSE, FRIEND, FLATMATE = range(len(TIE_KINDS))
+NETWORKS = np.array(["cmcc", *OFF_NET_BLOCKS])
+ON_NET = 0
+
+
 @dataclass
 class Ties:
     """Who calls whom. On-net ties join two people; off-net ties join a person to an outside number."""
 
-    a: np.ndarray  # person
-    b: np.ndarray  # person, or -1 for an outside number
-    outside: np.ndarray  # the outside number ('' for on-net ties)
-    network: np.ndarray  # the outside number's network ('cmcc' for on-net ties)
-    kind: np.ndarray  # family | close | friend | flatmate
-    weekly: np.ndarray  # expected calls per week
-    sms_share: np.ndarray  # of the tie's contacts, the share by SMS
+    a: np.ndarray  # person (int32)
+    b: np.ndarray  # person, or -1 for an outside number (int32)
+    outside: np.ndarray  # the outside number as an integer (0 for on-net ties; see outside_text)
+    network: np.ndarray  # index into NETWORKS (ON_NET for on-net ties)
+    kind: np.ndarray  # index into TIE_KINDS
+    weekly: np.ndarray  # expected calls per week (float32)
+    sms_share: np.ndarray  # of the tie's contacts, the share by SMS (float32)
+
+    def close(self) -> np.ndarray:
+        """Family and close friends."""
+        return (self.kind == FAMILY) | (self.kind == CLOSE)
 
 
 @dataclass
@@ -88,7 +100,7 @@ class Social:
         """(n, k): per person, the share of their close on-net circle (family and close friends) holding each of the
         k columns of `holds` (n, k); 0 without a close on-net circle."""
         t = self.ties
-        close = (t.b >= 0) & np.isin(t.kind, ["family", "close"])
+        close = (t.b >= 0) & t.close()
         a, b = t.a[close], t.b[close]
         ends, peers = np.concatenate([a, b]), np.concatenate([b, a])
         size = np.bincount(ends, minlength=n).astype(float)
@@ -97,18 +109,24 @@ class Social:
 
 
 def outside_numbers(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Numbers of other networks and landlines, with their network."""
+    """Numbers of other networks and landlines as integers (a landline without its leading 0), with their network
+    (an index into NETWORKS)."""
     names = list(OFF_NET_BLOCKS)
     network = rng.choice(len(names), size=count, p=[OFF_NET_BLOCKS[k][1] for k in names])
-    numbers = np.empty(count, dtype=object)
+    numbers = np.zeros(count, dtype=np.int64)
     for i, name in enumerate(names):
         chosen = network == i
         prefixes = np.array(OFF_NET_BLOCKS[name][0])[rng.integers(0, len(OFF_NET_BLOCKS[name][0]), chosen.sum())]
-        if name == "fixed":
-            numbers[chosen] = np.char.add("0", (prefixes.astype(np.int64) * 10**8 + rng.integers(2 * 10**7, 9 * 10**7, chosen.sum())).astype(str))
-        else:
-            numbers[chosen] = (prefixes.astype(np.int64) * 10**8 + rng.integers(0, 10**8, chosen.sum())).astype(str)
-    return numbers.astype(str), np.array(names)[network]
+        low = 2 * 10**7 if name == "fixed" else 0
+        numbers[chosen] = prefixes.astype(np.int64) * 10**8 + rng.integers(low, 9 * 10**7 if name == "fixed" else 10**8, chosen.sum())
+    return numbers, (network + 1).astype(np.uint8)
+
+
+def outside_text(numbers: np.ndarray, network: np.ndarray) -> np.ndarray:
+    """The outside numbers as dialled: a landline with the 0 of its area code."""
+    text = numbers.astype(str)
+    fixed = network == list(NETWORKS).index("fixed")
+    return np.where(fixed, np.char.add("0", text), text)
 
 
 def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: np.ndarray, second_line: np.ndarray,
@@ -117,7 +135,8 @@ def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: 
     parts = []
 
     def add(a, b, outside, network, kind, weekly, sms_share):
-        parts.append((a, b, outside, network, np.full(len(a), kind), weekly, sms_share))
+        parts.append((a.astype(np.int32), b.astype(np.int32), outside, network, np.broadcast_to(np.uint8(kind), len(a)),
+                      weekly.astype(np.float32), sms_share.astype(np.float32)))
 
     # Families and flats: every on-net pair of a group, and each household's off-net members with all of it.
     order = np.arange(n)
@@ -126,9 +145,9 @@ def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: 
         same = (j < n) & (groups.group[np.minimum(j, n - 1)] == groups.group)
         a, b = order[same], j[same]
         flat = groups.flat[a]
-        for kind, chosen in (("family", ~flat), ("flatmate", flat)):
-            add(a[chosen], b[chosen], np.full(chosen.sum(), ""), np.full(chosen.sum(), "cmcc"), kind,
-                rng.gamma(2.0, WEEKLY_CALLS[kind] / 2.0, chosen.sum()), np.full(chosen.sum(), 0.05))
+        for kind, chosen in ((FAMILY, ~flat), (FLATMATE, flat)):
+            add(a[chosen], b[chosen], np.zeros(chosen.sum(), np.int64), np.zeros(chosen.sum(), np.uint8), kind,
+                rng.gamma(2.0, WEEKLY_CALLS[TIE_KINDS[kind]] / 2.0, chosen.sum()), np.full(chosen.sum(), 0.05))
     heads = np.flatnonzero(np.arange(n) == groups.head)
     members_off = np.where(groups.flat[heads], 0, rng.poisson(np.where(second_line[heads], OFF_NET_FAMILY_MEAN[True],
                                                                        OFF_NET_FAMILY_MEAN[False])))
@@ -139,7 +158,7 @@ def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: 
     first = np.searchsorted(groups.group, owner_group)
     reps = group_size[owner_group]
     member = np.repeat(first, reps) + (np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps))
-    add(member, np.full(len(member), -1), np.repeat(numbers, reps), np.repeat(networks, reps), "family",
+    add(member, np.full(len(member), -1), np.repeat(numbers, reps), np.repeat(networks, reps), FAMILY,
         rng.gamma(2.0, WEEKLY_CALLS["family"] / 2.0, len(member)), np.full(len(member), 0.05))
 
     # Friends: a heavy-tailed number per person (median about 9, a few social hubs with 40+), mostly local.
@@ -165,25 +184,27 @@ def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: 
     friend = np.where(local, by_place[np.clip(near, 0, n - 1)], anywhere)
     keep = friend != person[on]
     close = rng.random(len(person)) < CLOSE_FRIEND_SHARE
-    kind_on = np.where(close[on], "close", "friend")[keep]
+    kind_on = np.where(close[on], CLOSE, FRIEND).astype(np.uint8)[keep]
     a_on, b_on = person[on][keep], friend[keep]
-    weekly_on = rng.gamma(2.0, np.where(kind_on == "close", WEEKLY_CALLS["close"], WEEKLY_CALLS["friend"]) / 2.0)
-    parts.append((a_on, b_on, np.full(len(a_on), ""), np.full(len(a_on), "cmcc"), kind_on, weekly_on, rng.beta(1, 6, len(a_on))))
+    weekly_on = rng.gamma(2.0, np.where(kind_on == CLOSE, WEEKLY_CALLS["close"], WEEKLY_CALLS["friend"]) / 2.0)
+    parts.append((a_on.astype(np.int32), b_on.astype(np.int32), np.zeros(len(a_on), np.int64), np.zeros(len(a_on), np.uint8),
+                  kind_on, weekly_on.astype(np.float32), rng.beta(1, 6, len(a_on)).astype(np.float32)))
     numbers, networks = outside_numbers(rng, int(off.sum()))
-    kind_off = np.where(close[off], "close", "friend")
-    weekly_off = rng.gamma(2.0, np.where(kind_off == "close", WEEKLY_CALLS["close"], WEEKLY_CALLS["friend"]) / 2.0)
-    parts.append((person[off], np.full(int(off.sum()), -1), numbers, networks, kind_off, weekly_off, rng.beta(1, 6, int(off.sum()))))
+    kind_off = np.where(close[off], CLOSE, FRIEND).astype(np.uint8)
+    weekly_off = rng.gamma(2.0, np.where(kind_off == CLOSE, WEEKLY_CALLS["close"], WEEKLY_CALLS["friend"]) / 2.0)
+    parts.append((person[off].astype(np.int32), np.full(int(off.sum()), -1, np.int32), numbers, networks, kind_off,
+                  weekly_off.astype(np.float32), rng.beta(1, 6, int(off.sum())).astype(np.float32)))
 
     a, b, outside, network, kind, weekly, sms_share = (np.concatenate([p[i] for p in parts]) for i in range(7))
     # One tie per on-net pair: a friend drawn twice, or a friend who is also family, keeps the first (strongest kind).
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    pair = np.where(b >= 0, lo.astype(np.int64) * n + hi, -1 - np.arange(len(a)))
+    lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b)
+    pair = np.where(b >= 0, lo * n + hi, -1 - np.arange(len(a)))
     _, first = np.unique(pair, return_index=True)
     first.sort()
     ties = Ties(a=a[first], b=b[first], outside=outside[first], network=network[first], kind=kind[first],
                 weekly=weekly[first], sms_share=sms_share[first])
     spam_people = np.flatnonzero(rng.random(n) < SPAM_SHARE * 0.2)  # a fifth of the spam lines are on-net SIMs
-    spam_outside, _ = outside_numbers(rng, max(int(n * SPAM_SHARE * 0.8), 1))
+    spam_outside = outside_text(*outside_numbers(rng, max(int(n * SPAM_SHARE * 0.8), 1)))
     return Social(groups=groups, ties=ties, off_net_share=off_net_share, spam_people=spam_people, spam_outside=spam_outside)
 
 
@@ -216,7 +237,7 @@ def call_records(rng: np.random.Generator, *, social: Social, lo: int, hi: int, 
     tie = np.repeat(ties, calls)
     m = len(tie)
     day = rng.integers(0, days, m)
-    family = t.kind[tie] == "family"
+    family = t.kind[tie] == FAMILY
     # Families call while apart (days: at work, at school, on the way home), not at night when they are home together;
     # friends call from morning to late evening.
     hour = np.where(family, rng.integers(7, 20, m), rng.integers(8, 24, m))
@@ -229,7 +250,7 @@ def call_records(rng: np.random.Generator, *, social: Social, lo: int, hi: int, 
     # A call happens only on a day the subscriber's phone is on (and the on-net peer's).
     on = active[a, day] & np.where(b >= 0, active[np.maximum(b, 0), day], True)
     a_number = msisdn[a]
-    b_number = np.where(b >= 0, msisdn[np.maximum(b, 0)], t.outside[tie])
+    b_number = np.where(b >= 0, msisdn[np.maximum(b, 0)], outside_text(t.outside[tie], t.network[tie]))
     caller = np.where(a_first, a_number, b_number)[on]
     callee = np.where(a_first, b_number, a_number)[on]
     start, seconds, sms = start[on], seconds[on], sms[on]
