@@ -135,8 +135,8 @@ def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: 
     parts = []
 
     def add(a, b, outside, network, kind, weekly, sms_share):
-        parts.append((a.astype(np.int32), b.astype(np.int32), outside, network, np.broadcast_to(np.uint8(kind), len(a)),
-                      weekly.astype(np.float32), sms_share.astype(np.float32)))
+        parts.append([a.astype(np.int32), b.astype(np.int32), outside, network, np.broadcast_to(np.uint8(kind), len(a)),
+                      weekly.astype(np.float32), sms_share.astype(np.float32)])
 
     # Families and flats: every on-net pair of a group, and each household's off-net members with all of it.
     order = np.arange(n)
@@ -187,22 +187,30 @@ def build_social(rng: np.random.Generator, *, n: int, groups: HomeGroups, home: 
     kind_on = np.where(close[on], CLOSE, FRIEND).astype(np.uint8)[keep]
     a_on, b_on = person[on][keep], friend[keep]
     weekly_on = rng.gamma(2.0, np.where(kind_on == CLOSE, WEEKLY_CALLS["close"], WEEKLY_CALLS["friend"]) / 2.0)
-    parts.append((a_on.astype(np.int32), b_on.astype(np.int32), np.zeros(len(a_on), np.int64), np.zeros(len(a_on), np.uint8),
-                  kind_on, weekly_on.astype(np.float32), rng.beta(1, 6, len(a_on)).astype(np.float32)))
+    parts.append([a_on.astype(np.int32), b_on.astype(np.int32), np.zeros(len(a_on), np.int64), np.zeros(len(a_on), np.uint8),
+                  kind_on, weekly_on.astype(np.float32), rng.beta(1, 6, len(a_on)).astype(np.float32)])
     numbers, networks = outside_numbers(rng, int(off.sum()))
     kind_off = np.where(close[off], CLOSE, FRIEND).astype(np.uint8)
     weekly_off = rng.gamma(2.0, np.where(kind_off == CLOSE, WEEKLY_CALLS["close"], WEEKLY_CALLS["friend"]) / 2.0)
-    parts.append((person[off].astype(np.int32), np.full(int(off.sum()), -1, np.int32), numbers, networks, kind_off,
-                  weekly_off.astype(np.float32), rng.beta(1, 6, int(off.sum())).astype(np.float32)))
+    parts.append([person[off].astype(np.int32), np.full(int(off.sum()), -1, np.int32), numbers, networks, kind_off,
+                  weekly_off.astype(np.float32), rng.beta(1, 6, int(off.sum())).astype(np.float32)])
+    del person, off, on, local, near, anywhere, friend, keep, close, numbers, networks
 
-    a, b, outside, network, kind, weekly, sms_share = (np.concatenate([p[i] for p in parts]) for i in range(7))
     # One tie per on-net pair: a friend drawn twice, or a friend who is also family, keeps the first (strongest kind).
-    lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b)
-    pair = np.where(b >= 0, lo * n + hi, -1 - np.arange(len(a)))
-    _, first = np.unique(pair, return_index=True)
-    first.sort()
-    ties = Ties(a=a[first], b=b[first], outside=outside[first], network=network[first], kind=kind[first],
-                weekly=weekly[first], sms_share=sms_share[first])
+    # Column by column, each part's column let go once joined: a city of 10 M has about 110 M ties.
+    a, b = (np.concatenate([p[i] for p in parts]) for i in (0, 1))
+    on = np.flatnonzero(b >= 0)
+    _, first = np.unique(np.minimum(a[on], b[on]).astype(np.int64) * n + np.maximum(a[on], b[on]), return_index=True)
+    kept = b < 0
+    kept[on[first]] = True
+    del on, first
+    columns = [a[kept], b[kept]]
+    del a, b
+    for i in range(2, 7):
+        columns.append(np.concatenate([p[i] for p in parts])[kept])
+        for p in parts:
+            p[i] = None
+    ties = Ties(*columns)
     spam_people = np.flatnonzero(rng.random(n) < SPAM_SHARE * 0.2)  # a fifth of the spam lines are on-net SIMs
     spam_outside = outside_text(*outside_numbers(rng, max(int(n * SPAM_SHARE * 0.8), 1)))
     return Social(groups=groups, ties=ties, off_net_share=off_net_share, spam_people=spam_people, spam_outside=spam_outside)
