@@ -191,6 +191,19 @@ def test_a_circle_listing_masks_on_net_peers_names_no_outside_number_and_is_audi
         assert AuditEvent.objects.filter(kind=AuditEvent.Kind.CIRCLE_VIEWED).count() == 1
 
 
+def test_a_circle_listing_stops_at_its_cap_and_says_how_many_it_left_out(published_city, staff, monkeypatch):
+    """A circle, not a call log: the listing names at most CIRCLE_LISTING_LIMIT peers, the most contacts first, and
+    still counts the whole circle (the cap is 200; 1 here, on a subscriber with a larger circle)."""
+    from tagging import selectors
+
+    subscriber = someone_with_a_circle(published_city)
+    whole = api_as(staff["analyst"]).get(f"/api/v1/subscribers/{subscriber}/circle/").json()
+    monkeypatch.setattr(selectors, "CIRCLE_LISTING_LIMIT", 1)
+    capped = api_as(staff["analyst"]).get(f"/api/v1/subscribers/{subscriber}/circle/").json()
+    assert capped["circle_size"] == whole["circle_size"] >= 2 and capped["listed"] == len(capped["peers"]) == 1
+    assert capped["peers"][0] == whole["peers"][0] and capped["peers"][0]["contacts"] == max(p["contacts"] for p in whole["peers"])
+
+
 def test_the_admin_page_shows_behaviour_to_analysts_only(published_city, staff, client):
     subscriber = someone_with_a_circle(published_city)
     client.force_login(staff["analyst"])
