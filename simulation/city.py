@@ -574,7 +574,7 @@ def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarra
 def _stays(rng, params: CityParameters, people: _People, network, places, active, epoch0: int, lo: int, hi: int) -> dict:
     """Signalling stays: nights at home, weekday office hours at work, leisure elsewhere, with the
     noise real signalling has (a neighbouring cell instead of the serving one, missing observations)."""
-    observed = np.array([0.55, 0.85, 0.97])[people.activity]
+    observed = np.array([0.55, 0.85, 0.97])[people.activity[lo:hi]]  # by subscriber less lo, like the neighbours below
     everywhere = np.ones(hi - lo, bool)
     # Each subscriber's neighbouring cells, indexed by the city-wide subscriber number less lo.
     home_nb = network.serving_cell(people.home[lo:hi], neighbour=everywhere)
@@ -596,13 +596,13 @@ def _stays(rng, params: CityParameters, people: _People, network, places, active
     morning = 86400 + 6 * 3600 + 1800 + rng.integers(0, 2 * 3600, len(sub))
     split = evening + ((morning - evening) * rng.uniform(0.2, 0.8, len(sub))).astype(np.int64)
     for begin, end in ((evening, split), (split, morning)):
-        seen = rng.random(len(sub)) < observed[sub]
+        seen = rng.random(len(sub)) < observed[sub - lo]
         emit(sub[seen], day[seen], begin[seen], end[seen], cell[seen], neighbour[seen])
 
     # Weekday office hours for those who work: a morning and an afternoon stay.
     sub, day = _block(active[lo:hi] & people.works[lo:hi, None] & weekday[None, :], lo)
     for begin, span in ((8 * 3600 + 1800, 3 * 3600), (13 * 3600 + 1800, 4 * 3600)):  # 08:30-12:30, 13:30-18:30
-        seen = rng.random(len(sub)) < observed[sub]
+        seen = rng.random(len(sub)) < observed[sub - lo]
         start = begin + rng.integers(0, 3600, seen.sum())
         emit(sub[seen], day[seen], start, start + span, people.work_cell[sub[seen]], work_nb[sub[seen] - lo])
 
