@@ -165,10 +165,11 @@ class _Writer:
         pacsv.write_csv(table, self.out_dir / f"{name}.csv")
 
     def truth(self, name: str, columns: dict[str, np.ndarray]) -> None:
-        pq.write_table(pa.table({k: pa.array(v) for k, v in columns.items()}), self.out_dir / "truth" / f"{name}.parquet")
+        self.truth_in_parts(name, [columns])
 
     def truth_in_parts(self, name: str, parts: Iterable[dict[str, np.ndarray]]) -> None:
-        """A truth table too large to hold as text at once (a row per subscriber and product, per tie), part by part."""
+        """A truth table part by part: those too large to hold as text at once (a row per subscriber and product,
+        per tie) are written a part at a time."""
         sink = None
         try:
             for columns in parts:
