@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from . import churn as churning
 from . import geography, handsets, online, social
 
 CHINA_MOBILE_PREFIXES = np.array([134, 135, 136, 137, 138, 139, 147, 150, 151, 152, 157, 158, 159, 178, 182, 183, 184, 187, 188, 195, 198])
@@ -105,7 +106,6 @@ def simulate_city(params: CityParameters, out_dir: Path, *, progress: Progress =
 
     progress("subscribers")
     people = _people(rng, params, places, network)
-    writer.raw("subscribers", people.subscriber_table)
 
     progress("handsets")
     phones = _handsets(rng, params, people, catalogue["tac"], model_of_tac)
@@ -118,24 +118,31 @@ def simulate_city(params: CityParameters, out_dir: Path, *, progress: Progress =
                                   second_line=second_line, age=people.age)
     interests = online.plant_interests(more, traits=people.traits, age=people.age, second_line=second_line)
 
+    progress("churn")
+    churn = _plant_churn(params, people, phones, circles, second_line)
+    writer.raw("subscribers", _subscriber_table(np.random.default_rng([params.seed, 15]), params, people, churn))
+
     progress("products")
-    writer.raw("subscriptions", _subscriptions(rng, params, people, phones, writer, circles, interests))
+    writer.raw("subscriptions", _subscriptions(rng, params, people, phones, writer, circles, interests, churn))
 
     progress("usage_daily, stays, events and imei_observations")
     active = _active_days(rng, params, people)
-    _usage_and_signalling(params, people, phones, network, places, active, writer, epoch0)
+    active &= np.arange(params.days)[None, :] < churn.churn_day[:, None]  # nothing after closing or porting out
+    _usage_and_signalling(params, people, phones, network, places, active, writer, epoch0, churn)
 
     progress("app usage and call records")
     _behaviour(params, people, circles, interests, active, writer, epoch0, second_line)
 
     progress("ground truth")
     _write_truth(writer, params, people, phones, network)
+    _write_churn_truth(writer, params, people, churn)
     summary = {
         "parameters": {**params.__dict__, "end_date": params.end_date.isoformat(), "sites": params.site_count},
         "start_date": params.start_date.isoformat(),
         "rows": writer.rows,
         "seconds": round(time.monotonic() - started, 1),
         "response_model": RESPONSE_MODEL,
+        "churn": _churn_summary(params, people, churn),
     }
     (out_dir / "truth" / "city.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     return summary
@@ -312,6 +319,81 @@ def _people(rng: np.random.Generator, params: CityParameters, places, network) -
     )
 
 
+def _plant_churn(params: CityParameters, people: _People, phones: _Phones, circles: social.Social,
+                 second_line: np.ndarray) -> churning.Churn:
+    """Who closes or ports out during the window (simulation/churn.py), from the signals planted so far."""
+    _, off_net_share, leading = circles.close_circle_off_net(people.n)
+    receiving = {list(social.NETWORKS).index(name): i for i, name in enumerate(churning.RECEIVING)}
+    circle_network = np.array([receiving.get(k, -1) for k in range(len(social.NETWORKS))])[leading]
+    window_start = np.array(params.start_date, dtype="datetime64[D]")
+    return churning.plant_churn(
+        np.random.default_rng([params.seed, 14]), days=params.days, active=people.status == "active",
+        declining=people.profile == PROFILES.index("declining"), off_net_circle=off_net_share,
+        handset_days=-phones.history["now_first_day"], value=people.traits[:, 0],
+        tenure_days=(window_start - people.subscriber_table["join_date"]).astype(int), second_line=second_line,
+        circle_network=circle_network, joined_day=(people.subscriber_table["join_date"] - window_start).astype(int))
+
+
+def _subscriber_table(rng: np.random.Generator, params: CityParameters, people: _People, churn: churning.Churn) -> dict:
+    """The subscriber master data as the operator's CRM has it at the window's end: the status with the date it took
+    effect (closing and porting out during the window among them), and the end of a plan's commitment."""
+    start = np.array(params.start_date, dtype="datetime64[D]")
+    join = people.subscriber_table["join_date"]
+    left = churn.churn_day < params.days
+    status = np.where(left, np.where(churn.ports, "ported_out", "closed"), people.status)
+    # Suspended or closed before the window: on a day between joining and the window's start.
+    earlier = join + (rng.random(people.n) * np.maximum((start - join).astype(int), 1)).astype(int)
+    status_date = np.where(left, start + np.minimum(churn.churn_day, params.days - 1),
+                           np.where(people.status != "active", earlier, np.datetime64("NaT")))
+    commitment = churn.commitment_end < churning.NEVER
+    return {**people.subscriber_table, "status": status, "status_date": status_date,
+            "commitment_end": np.where(commitment, start + np.where(commitment, churn.commitment_end, 0), np.datetime64("NaT"))}
+
+
+def _churn_events(rng: np.random.Generator, churn: churning.Churn, lo: int, hi: int, epoch0: int, days: int):
+    """(subscriber, epoch seconds, kind, receiving operator or "") of the block's port-out queries (an SMS to the
+    operator, in the daytime) and ports (effective in office hours)."""
+    parts = []
+    for day, kind in ((churn.query_day, "port_out_query"), (churn.casual_query_day, "port_out_query"),
+                      (np.where(churn.ports, churn.churn_day, churning.NEVER), "port_out")):
+        who = lo + np.flatnonzero((day[lo:hi] >= 0) & (day[lo:hi] < days))
+        hours = (9, 21) if kind == "port_out_query" else (10, 18)
+        seconds = epoch0 + day[who].astype(np.int64) * 86400 + rng.integers(hours[0] * 3600, hours[1] * 3600, len(who))
+        operator = churning.RECEIVING[churn.operator[who]] if kind == "port_out" else np.full(len(who), "")
+        parts.append((who, seconds, np.full(len(who), kind), operator))
+    return tuple(np.concatenate(column) for column in zip(*parts))
+
+
+def _churn_summary(params: CityParameters, people: _People, churn: churning.Churn) -> dict:
+    active = people.status == "active"
+    left = (churn.churn_day >= 0) & (churn.churn_day < params.days)
+    return {"monthly_rate_planted": churning.MONTHLY_CHURN,
+            "left_in_window": int(left.sum()), "ported_out": int((left & churn.ports).sum()),
+            "monthly_rate_drawn": round(float(left.sum() / max(active.sum(), 1) * 30 / params.days), 4),
+            "retention_reduction": churning.RETENTION_REDUCTION}
+
+
+def _write_churn_truth(writer: _Writer, params: CityParameters, people: _People, churn: churning.Churn) -> None:
+    start = np.array(params.start_date, dtype="datetime64[D]")
+
+    def date(day: np.ndarray) -> np.ndarray:
+        return np.where(day < churning.NEVER, start + np.where(day < churning.NEVER, day, 0), np.datetime64("NaT"))
+
+    left = churn.churn_day < churning.NEVER
+    writer.truth_in_parts("churn", ({
+        "msisdn": people.msisdn[rows],
+        "log_monthly_hazard": churn.log_hazard[rows].round(4),
+        "commitment_end": date(churn.commitment_end[rows]),
+        "decided_date": date(churn.decided_day[rows]),
+        "churn_date": date(churn.churn_day[rows]),
+        "kind": np.where(left[rows], np.where(churn.ports[rows], "port_out", "close"), ""),
+        "operator": np.where(left[rows] & churn.ports[rows], churning.RECEIVING[churn.operator[rows]], ""),
+        "query_date": date(churn.query_day[rows]),
+        "casual_query_date": date(churn.casual_query_day[rows]),
+        **{f"reason_{name}": term[rows].round(4) for name, term in churn.reasons.items()},
+    } for rows in _parts(people.n)))
+
+
 @dataclass
 class _Phones:
     tac_index_before: np.ndarray  # index into the catalogue's TACs (or -1: a TAC the catalogue lacks)
@@ -432,7 +514,7 @@ def _propensity_logits(people: _People) -> np.ndarray:
 
 
 def _subscriptions(rng, params: CityParameters, people: _People, phones: _Phones, writer: _Writer,
-                   circles: social.Social, interests: online.Interests) -> dict:
+                   circles: social.Social, interests: online.Interests, churn: churning.Churn) -> dict:
     logits = _propensity_logits(people)
     codes = [p[0] for p in PRODUCTS]
     for code, (category, weight) in PRODUCT_INTEREST.items():
@@ -458,6 +540,12 @@ def _subscriptions(rng, params: CityParameters, people: _People, phones: _Phones
     ends = held[subscriber, product] & (rng.random(len(subscriber)) < 0.03)
     # Never before the start: a subscriber who joined during the window started their products then too.
     end = np.where(ends, np.maximum(window_start + rng.integers(0, params.days, len(subscriber)), start), np.datetime64("NaT"))
+    # A leaver's products end when the line closes or ports out; none starts after.
+    left = window_start + np.minimum(churn.churn_day[subscriber], params.days)
+    gone = churn.churn_day[subscriber] < params.days
+    end = np.where(gone, np.where(np.isnat(end), left, np.minimum(end, left)), end)
+    stays = ~gone | (start < left)
+    subscriber, product, start, end = subscriber[stays], product[stays], start[stays], end[stays]
     codes = np.array([p[0] for p in PRODUCTS])
     writer.truth_in_parts("propensity", ({
         "msisdn": np.repeat(people.msisdn[rows], len(PRODUCTS)),
@@ -506,22 +594,27 @@ BLOCK = 4096
 
 
 def _usage_and_signalling(params: CityParameters, people: _People, phones: _Phones, network, places, active: np.ndarray,
-                          writer: _Writer, epoch0: int) -> None:
-    """usage_daily and (unless left out) stays, events and imei_observations, block by block."""
+                          writer: _Writer, epoch0: int, churn: churning.Churn) -> None:
+    """usage_daily and stays, events and imei_observations, block by block. A usage-only city's events are only those
+    of leaving (port-out queries and ports): they come from the operator's business systems, not signalling."""
     fee = np.char.rstrip(np.char.partition(people.subscriber_table["plan"], " ")[:, 2], "元").astype(float)
     with contextlib.ExitStack() as files:
         usage = files.enter_context(writer.stream("usage_daily"))
+        events = files.enter_context(writer.stream("events"))
         if params.signalling:
-            stays, events, observations = (files.enter_context(writer.stream(name)) for name in ("stays", "events", "imei_observations"))
+            stays, observations = (files.enter_context(writer.stream(name)) for name in ("stays", "imei_observations"))
         for block, lo in enumerate(range(0, people.n, BLOCK)):
             hi = min(lo + BLOCK, people.n)
-            usage.write(_usage_daily(np.random.default_rng([params.seed, 11, block]), params, people, active, fee, lo, hi))
+            usage.write(_usage_daily(np.random.default_rng([params.seed, 11, block]), params, people, active, fee, lo, hi, churn))
+            leaving = _churn_events(np.random.default_rng([params.seed, 16, block]), churn, lo, hi, epoch0, params.days)
             if params.signalling:
                 stays.write(_stays(np.random.default_rng([params.seed, 12, block]), params, people, network, places, active, epoch0, lo, hi))
                 day_events, day_observations = _events_and_observations(
-                    np.random.default_rng([params.seed, 13, block]), params, people, phones, network, active, epoch0, lo, hi)
+                    np.random.default_rng([params.seed, 13, block]), params, people, phones, network, active, epoch0, lo, hi, leaving)
                 events.write(day_events)
                 observations.write(day_observations)
+            else:
+                events.write(_event_table(people, *leaving, cells=np.full(len(leaving[0]), ""), imeis=np.zeros(len(leaving[0]), np.int64)))
 
 
 def _block(days_of_block: np.ndarray, lo: int) -> tuple[np.ndarray, np.ndarray]:
@@ -530,7 +623,8 @@ def _block(days_of_block: np.ndarray, lo: int) -> tuple[np.ndarray, np.ndarray]:
     return sub + lo, day
 
 
-def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarray, fee: np.ndarray, lo: int, hi: int) -> dict:
+def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarray, fee: np.ndarray, lo: int, hi: int,
+                 churn: churning.Churn) -> dict:
     sub, day = _block(active[lo:hi], lo)
     m = len(sub)
     profile, value = people.profile[sub], people.traits[sub, 0]
@@ -538,7 +632,7 @@ def _usage_daily(rng, params: CityParameters, people: _People, active: np.ndarra
     weekend = _weekend(params)[day]
     progress_in_window = day / max(params.days - 1, 1)
     trend = np.where(is_("declining"), 1.0 - 0.75 * progress_in_window, np.where(is_("growing"), 0.7 + 0.6 * progress_in_window, 1.0))
-    scale = np.where(is_("silent"), 0.05, 1.0) * trend
+    scale = np.where(is_("silent"), 0.05, 1.0) * trend * churn.usage_factor(sub, day)
     voice_rate = np.exp(1.2 + 0.35 * value + np.where(is_("voice_centric"), 0.9, 0.0)) * np.where(weekend, 0.8, 1.0) * scale
     voice_calls = rng.poisson(voice_rate)
     voice_minutes = np.round(voice_calls * rng.gamma(2.0, 1.3, m), 1)
@@ -667,7 +761,22 @@ def _observations(rng, params, people: _People, phones: _Phones, sub, day, imei,
     }
 
 
-def _events_and_observations(rng, params, people: _People, phones: _Phones, network, active, epoch0: int, lo: int, hi: int):
+def _event_table(people: _People, who, time, kind, operator, *, cells: np.ndarray, imeis: np.ndarray) -> dict:
+    """Events sorted by subscriber and time; empty cells, IMEIs (0) and operators left out."""
+    order = np.lexsort((time, who))
+    cell, imei, operator = cells[order], imeis[order], operator[order]
+    return {
+        "msisdn": people.msisdn[who[order]],
+        "time": _iso_local(time[order]),
+        "kind": kind[order],
+        "cell_key": pa.array(cell, mask=cell == ""),
+        "imei": pa.array(handsets.imei_text(imei), mask=imei == 0),
+        "operator": pa.array(operator, mask=operator == ""),
+    }
+
+
+def _events_and_observations(rng, params, people: _People, phones: _Phones, network, active, epoch0: int, lo: int, hi: int,
+                             leaving: tuple):
     days = params.days
     sub, day = _block(active[lo:hi], lo)
     changed = day >= phones.change_day[sub]
@@ -703,16 +812,12 @@ def _events_and_observations(rng, params, people: _People, phones: _Phones, netw
     roam = (people.profile[sub] == PROFILES.index("traveller")) & (rng.random(len(sub)) < 0.08)
     add("roaming_start", sub[roam], epoch0 + day[roam] * 86400 + rng.integers(6 * 3600, 20 * 3600, roam.sum()), np.full(roam.sum(), ""), imei_today[roam])
 
-    who_all, time_all = np.concatenate(who), np.concatenate(times)
-    order = np.lexsort((time_all, who_all))
-    cell_all = np.concatenate(cells)[order]
-    events = {
-        "msisdn": people.msisdn[who_all[order]],
-        "time": _iso_local(time_all[order]),
-        "kind": np.concatenate(kinds)[order],
-        "cell_key": pa.array(cell_all, mask=cell_all == ""),
-        "imei": handsets.imei_text(np.concatenate(imeis)[order]),
-    }
+    who_all, time_all, kind_all = np.concatenate([*who, leaving[0]]), np.concatenate([*times, leaving[1]]), np.concatenate([*kinds, leaving[2]])
+    operator_all = np.concatenate([np.full(len(who_all) - len(leaving[0]), ""), leaving[3]])
+    # The business systems' events carry no cell; a port-out query or a port names no handset either.
+    cell_all = np.concatenate([*cells, np.full(len(leaving[0]), "")])
+    imei_all = np.concatenate([*imeis, np.zeros(len(leaving[0]), np.int64)])
+    events = _event_table(people, who_all, time_all, kind_all, operator_all, cells=cell_all, imeis=imei_all)
     return events, observations
 
 
@@ -744,10 +849,7 @@ def _write_behaviour_truth(writer: _Writer, people: _People, circles: social.Soc
     } for rows in _parts(n)))
     groups = circles.groups
     ties = circles.ties
-    weight = np.where(ties.close(), ties.weekly, 0.0)
-    off = (ties.network != social.ON_NET).astype(float)
-    close_weight = np.bincount(ties.a, weights=weight, minlength=n) + np.bincount(np.maximum(ties.b, 0), weights=np.where(ties.b >= 0, weight, 0), minlength=n)
-    off_weight = np.bincount(ties.a, weights=weight * off, minlength=n)
+    close_weight, off_share, _ = circles.close_circle_off_net(n)
     writer.truth("people", {
         "msisdn": people.msisdn, "home_group": groups.group, "flatmates": groups.flat,
         "household_onnet_size": np.where(groups.flat, 1, np.bincount(groups.group)[groups.group]),
@@ -756,8 +858,8 @@ def _write_behaviour_truth(writer: _Writer, people: _People, circles: social.Soc
         "spam_caller": np.isin(np.arange(n), circles.spam_people),
         "circle_off_net_tendency": circles.off_net_share.round(4),
         "close_circle_weekly_calls": close_weight.round(3),
-        "close_circle_off_net_share": np.where(close_weight > 0, off_weight / np.maximum(close_weight, 1e-9), np.nan).round(4),
-        "off_net_heavy_circle": (close_weight > 0) & (off_weight > 0.5 * close_weight),
+        "close_circle_off_net_share": off_share.round(4),
+        "off_net_heavy_circle": off_share > 0.5,
     })
     writer.truth("spam_numbers", {"number": np.concatenate([people.msisdn[circles.spam_people], circles.spam_outside]),
                                   "on_net": np.arange(len(circles.spam_people) + len(circles.spam_outside)) < len(circles.spam_people)})

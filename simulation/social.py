@@ -108,6 +108,21 @@ class Social:
         return np.where(size[:, None] > 0, totals / np.maximum(size, 1)[:, None], 0.0)
 
 
+    def close_circle_off_net(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per person: the close circle's expected weekly calls, the share of them on other networks (NaN without a
+        close circle), and the mobile network most of the off-net share is on (an index into NETWORKS; ON_NET when
+        none of it is on a mobile network)."""
+        t = self.ties
+        weight = np.where(t.close(), t.weekly, 0.0)
+        total = np.bincount(t.a, weights=weight, minlength=n) + np.bincount(np.maximum(t.b, 0), weights=np.where(t.b >= 0, weight, 0),
+                                                                            minlength=n)
+        off = np.bincount(t.a, weights=weight * (t.network != ON_NET), minlength=n)
+        mobile = np.array([k for k, name in enumerate(NETWORKS) if name in ("cu", "ct", "cbn")])
+        by_network = np.stack([np.bincount(t.a, weights=weight * (t.network == k), minlength=n) for k in mobile], axis=1)
+        leading = np.where(by_network.max(axis=1) > 0, mobile[by_network.argmax(axis=1)], ON_NET)
+        return total, np.where(total > 0, off / np.maximum(total, 1e-9), np.nan), leading.astype(np.uint8)
+
+
 def outside_numbers(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Numbers of other networks and landlines as integers (a landline without its leading 0), with their network
     (an index into NETWORKS)."""

@@ -43,10 +43,10 @@ def _products(con: duckdb.DuckDBPyConnection, source: str, batch_id: int) -> Non
 
 def _subscribers(con: duckdb.DuckDBPyConnection, source: str, batch_id: int) -> None:
     _upsert(con, f"""SELECT s.subscriber_id, s.msisdn, s.pseudonym, s.brand, s.plan, s.join_date, s.birth_year,
-                            coalesce(s.gender, 'U'), r.id, s.status, s.marketing_opt_out, {batch_id}
+                            coalesce(s.gender, 'U'), r.id, s.status, s.status_date, s.marketing_opt_out, {batch_id}
                      FROM {source} s JOIN region_ids r ON r.code = s.region_code""",
             Subscriber, ["id", "msisdn", "pseudonym", "brand", "plan", "join_date", "birth_year", "gender", "region",
-                         "status", "marketing_opt_out", "batch"], key=["id"],
+                         "status", "status_date", "marketing_opt_out", "batch"], key=["id"],
             region_ids=_codes_to_ids(Region.objects.values_list("code", "id")))
 
 

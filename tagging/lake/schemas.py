@@ -108,6 +108,11 @@ MSISDN = Column("msisdn", "msisdn")
 # something about where the subscriber's other line is).
 APP_CATEGORIES = ("video", "short_video", "game", "shopping", "social", "news", "finance", "travel", "navigation", "music",
                   "reading", "education", "operator_cmcc", "operator_cu", "operator_ct", "other")
+SUBSCRIBER_STATUSES = ("active", "suspended", "closed", "ported_out")
+# Signalling events, and two from the business systems: a subscriber asking whether they may port their number out
+# (查询携转资格, by SMS to the operator) and the port itself.
+EVENT_KINDS = ("power_on", "power_off", "imei_change", "location_update", "roaming_start", "port_out_query", "port_out")
+RECEIVING_OPERATORS = ("cu", "ct", "cbn")  # China Unicom, China Telecom, China Broadnet
 SUBSCRIBER_REF = Reference("msisdn", "subscriber", "unknown subscriber: ingest it in subscribers first")
 CELL_REF = Reference("cell_key", "cell", "unknown cell: ingest it in cells first")
 EARLIEST_DATE = "DATE '1990-01-01'"
@@ -156,12 +161,20 @@ DATASETS: dict[str, Dataset] = {
                 Column("birth_year", "int", required=False, minimum=1900, maximum=2030),
                 Column("gender", "enum", required=False, choices=("M", "F", "U")),
                 Column("region_code", "digits"),
-                Column("status", "enum", choices=("active", "suspended", "closed")),
+                Column("status", "enum", choices=SUBSCRIBER_STATUSES),
                 Column("marketing_opt_out", "bool"),
+                # When the status took effect (a line closed or ported out on that day), so that a snapshot of an
+                # earlier date sees the subscriber as they were then.
+                Column("status_date", "date", required=False),
+                Column("commitment_end", "date", required=False),  # the end of a plan's commitment (合约到期日)
             ),
             key=("msisdn",),
             references=(Reference("region_code", "region", "unknown region code"),),
-            checks=(RowCheck("join_date", f"join_date < {EARLIEST_DATE} OR join_date > current_date", "join date out of range"),),
+            checks=(RowCheck("join_date", f"join_date < {EARLIEST_DATE} OR join_date > current_date", "join date out of range"),
+                    RowCheck("status_date", "status_date < join_date", "status date before the join date"),
+                    RowCheck("status_date", "status_date > current_date", "status date in the future"),
+                    RowCheck("status_date", "status = 'ported_out' AND status_date IS NULL",
+                             "a ported-out line needs the date it left (status_date)")),
             assigns_subscriber_ids=True,
             mirror="tagging.Subscriber",
             description="Subscriber master data; a later file updates subscribers it names again.",
@@ -225,15 +238,19 @@ DATASETS: dict[str, Dataset] = {
             (
                 MSISDN,
                 Column("time", "timestamp"),
-                Column("kind", "enum", choices=("power_on", "power_off", "imei_change", "location_update", "roaming_start")),
+                Column("kind", "enum", choices=EVENT_KINDS),
                 Column("cell_key", "text", required=False, length=64),
                 Column("imei", "digits", required=False, length=15),
+                # The receiving operator of a port_out (携号转网).
+                Column("operator", "enum", required=False, choices=RECEIVING_OPERATORS),
             ),
             key=("msisdn", "time", "kind"),
             references=(SUBSCRIBER_REF, CELL_REF),
             checks=(
                 RowCheck("time", "time > now() + INTERVAL 1 DAY", "time in the future"),
                 RowCheck("imei", "kind = 'imei_change' AND imei IS NULL", "imei_change without an IMEI"),
+                RowCheck("operator", "kind = 'port_out' AND operator IS NULL", "port_out without the receiving operator"),
+                RowCheck("operator", "kind <> 'port_out' AND operator IS NOT NULL", "only a port_out names an operator"),
             ),
             period="time",
             description="Signalling events that can trigger touch-point marketing.",

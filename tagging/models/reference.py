@@ -133,6 +133,7 @@ class Subscriber(models.Model):
         ACTIVE = "active", _("Active")
         SUSPENDED = "suspended", _("Suspended")
         CLOSED = "closed", _("Closed")
+        PORTED_OUT = "ported_out", _("Ported out")
 
     id = models.PositiveBigIntegerField(primary_key=True)
     msisdn = models.CharField(max_length=15, unique=True)
@@ -144,6 +145,7 @@ class Subscriber(models.Model):
     gender = models.CharField(max_length=1, choices=Gender.choices, default=Gender.UNKNOWN)
     region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="subscribers")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    status_date = models.DateField(null=True, blank=True, help_text="When the status took effect (a line left that day)")
     marketing_opt_out = models.BooleanField(default=False)
     batch = models.ForeignKey("IngestBatch", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 

@@ -120,8 +120,17 @@ _SUBSCRIBER = [
     ("brand", T, "", "品牌", "Customer brand: '全球通', '动感地带' or '神州行'"),
     ("plan_fee", N, "yuan / month", "套餐月费", "Monthly fee of the main plan (from the plan name, e.g. '4G飞享 58元')"),
     ("region_code", T, "", "归属区县", "Administrative code of the subscriber's district"),
-    ("status", T, "", "状态", "Account status: 'active', 'suspended' or 'closed'"),
+    ("status", T, "", "状态", "Account status on the as-of date: 'active', 'suspended', 'closed' or 'ported_out' "
+                              "(携号转出); a status that took effect later reads as 'active'"),
     ("marketing_opt_out", B, "", "拒绝营销", "The subscriber asked not to receive marketing"),
+    ("commitment_days_left", N, "days", "合约剩余天数", "Days from the as-of date to the end of the plan's commitment "
+                                                   "(合约到期), negative once it has ended; NULL without a commitment"),
+]
+_LEAVING = [
+    ("port_out_queries", N, "queries", "携转资格查询次数", "Times in the window the subscriber asked whether they may port "
+                                                      "their number out (查询携转资格)"),
+    ("days_since_port_out_query", N, "days", "最近携转查询距今天数", "Days from the last port-out query in the window to the "
+                                                              "as-of date; NULL without one"),
 ]
 
 
@@ -151,7 +160,8 @@ def _product_features() -> list[Feature]:
 
 
 def base_features() -> list[Feature]:
-    return features_from(_USAGE, "usage_daily") + features_from(_SUBSCRIBER, "subscribers") + _product_features()
+    return (features_from(_USAGE, "usage_daily") + features_from(_SUBSCRIBER, "subscribers") + features_from(_LEAVING, "events")
+            + _product_features())
 
 
 def trend_periods(*, as_of: date, window_days: int, usage_from: date | None, usage_to: date | None = None) -> dict:
@@ -281,6 +291,18 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     )
 
     product_columns, product_join = _products_held(con, work, ids)
+    columns = {d[0] for d in con.execute(f"SELECT * FROM {subscribers} LIMIT 0").description}
+    # A status that took effect after the as-of date (a line that left later) was not yet the status then.
+    status = (f"CASE WHEN s.status_date > DATE '{work.as_of}' THEN 'active' ELSE s.status END"
+              if "status_date" in columns else "s.status")
+    commitment = (f"s.commitment_end - DATE '{work.as_of}'" if "commitment_end" in columns else "NULL::INTEGER")
+    queries = (
+        f"(SELECT subscriber_id, count(*) AS port_out_queries, DATE '{work.as_of}' - max(time::DATE) AS days_since_port_out_query "
+        f"FROM {read_sql('events', work.lake_files['events'])} WHERE {ids} AND kind = 'port_out_query' "
+        f"AND time::DATE BETWEEN DATE '{work.window_start}' AND DATE '{work.as_of}' GROUP BY subscriber_id)"
+        if work.lake_files.get("events") else
+        empty_relation(subscriber_id="BIGINT", port_out_queries="BIGINT", days_since_port_out_query="INTEGER")
+    )
     select = f"""
         WITH u AS (
             SELECT subscriber_id,
@@ -320,14 +342,18 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
                s.brand,
                plans.plan_fee,
                s.region_code,
-               s.status,
-               s.marketing_opt_out
+               {status} AS status,
+               s.marketing_opt_out,
+               {commitment} AS commitment_days_left,
+               coalesce(q.port_out_queries, 0) AS port_out_queries,
+               q.days_since_port_out_query
                {product_columns}
         FROM (SELECT * FROM {subscribers} WHERE {ids}) s
         -- A handful of distinct plan names: parse each once, not once per subscriber.
         LEFT JOIN (SELECT plan, TRY_CAST(regexp_extract(plan, '(\\d+(?:\\.\\d+)?)元', 1) AS DOUBLE) AS plan_fee
                    FROM (SELECT DISTINCT plan FROM {subscribers} WHERE {ids})) plans USING (plan)
-        LEFT JOIN u USING (subscriber_id){product_join}
+        LEFT JOIN u USING (subscriber_id)
+        LEFT JOIN {queries} q USING (subscriber_id){product_join}
     """
     write_atomically(con, select, target)
     subscribers_n, active, minutes, data_mb, charge = con.execute(

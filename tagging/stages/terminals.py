@@ -95,7 +95,8 @@ def _observations_sql(work_files: dict[str, list[str]], where: str, as_of: date)
     if work_files.get("events"):
         source = read_sql("events", work_files["events"])
         # The day a new handset first attached, even when no observation of that day survived.
-        parts.append(f"SELECT subscriber_id, CAST(time AS DATE), imei, NULL, NULL, false FROM {source} "
+        parts.append(f"SELECT subscriber_id, CAST(time AS DATE) AS date, imei, NULL AS reported_brand, NULL AS reported_model, "
+                     f"false AS observed FROM {source} "
                      f"WHERE {where} AND kind = 'imei_change' AND imei IS NOT NULL "
                      f"AND CAST(time AS DATE) BETWEEN DATE '{start}' AND DATE '{as_of}'")
     if not parts:
