@@ -1,6 +1,7 @@
 """Django admin for campaigns: listed in the user's regions; a frozen campaign's record is read-only."""
 
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from microarea.models import MicroArea
@@ -8,7 +9,17 @@ from microarea.selectors import visible_districts
 from tagging.admin.reference import ReadOnlyAdmin, RegionScopedAdmin
 from tagging.models import Region
 
-from .models import Campaign, ContactBlackout, EventTrigger, ExportLog, PropensityModel, TriggeredTarget, TriggerPass
+from .models import (
+    Campaign,
+    ChurnModel,
+    ContactBlackout,
+    EventTrigger,
+    ExportLog,
+    PropensityModel,
+    TriggeredTarget,
+    TriggerPass,
+)
+from .selectors import churn_model_report
 from .services.campaigns import CampaignRefused, check_audience
 from .services.triggers import check_event_trigger
 
@@ -97,6 +108,34 @@ class PropensityModelAdmin(ReadOnlyAdmin):
     list_display = ["product", "run", "status", "trained_on", "horizon_days", "training_rows", "positives", "auc",
                     "top_decile_lift", "note"]
     list_filter = ["status", "product"]
+
+
+@admin.register(ChurnModel)
+class ChurnModelAdmin(ReadOnlyAdmin):
+    """Each run's churn-warning model: the learner that won on held-out subscribers and by how much, or why there is
+    none; its drivers in the catalogue's words, with how the deciles stand on them."""
+
+    list_display = ["run", "status", "learner", "auc", "other_auc", "top_decile_lift", "trained_on", "window_days",
+                    "training_rows", "churners", "held_out_churners", "note"]
+    list_filter = ["status", "learner"]
+    exclude = ["fitted"]
+    readonly_fields = ["drivers"]
+
+    @admin.display(description=_("Drivers (permutation importance on held-out subscribers; deciles 1, 5 and 10 in "
+                                 "standard deviations from the mean)"))
+    def drivers(self, obj: ChurnModel):
+        from tagging.models import Snapshot
+
+        snapshot = Snapshot.objects.filter(run_id=obj.run_id).first()
+        rows = churn_model_report(snapshot).get("drivers", []) if snapshot else []
+        if not rows:
+            return "-"
+        return format_html("<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>1</th><th>5</th><th>10</th></tr>{}</table>",
+                           _("Feature"), _("Code"), _("Importance"), _("Risk rises when"), format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+                (row["label"], row["feature"], row["importance"], row["direction"],
+                 *(row["by_decile"].get(decile, "") for decile in ("1", "5", "10")))
+                for row in rows)))
 
 
 @admin.register(EventTrigger)

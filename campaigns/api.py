@@ -22,7 +22,14 @@ from tagging.expressions import ExpressionError
 from tagging.models import IngestBatch, Product, Region
 
 from .models import Campaign, EventTrigger, ExportLog, SavedAudience
-from .selectors import campaign_evaluation, campaigns_of, product_association, saved_audiences_of, triggers_with_counts
+from .selectors import (
+    campaign_evaluation,
+    campaigns_of,
+    churn_model_report,
+    product_association,
+    saved_audiences_of,
+    triggers_with_counts,
+)
 from .services.campaigns import CampaignRefused, create_campaign, freeze_campaign, move_campaign, save_audience
 from .services.exports import Export, ExportRefused, plan_area_export, plan_export, stream
 from .services.outcomes import OutcomesRefused, record_outcomes
@@ -259,6 +266,19 @@ class ProductAssociationView(APIView):
             return Response(product_association(user=request.user))
         except ExpressionError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class ChurnModelView(APIView):
+    """离网预警模型: the churn model behind a snapshot's `churn_risk` deciles (the current snapshot, or ?snapshot=):
+    the learner kept and the other's held-out AUC, top-decile lift, the training window and counts, and the drivers
+    (permutation importance on held-out subscribers) named in the feature catalogue's words, with each decile's
+    standing on them. Model figures only: no subscriber is named."""
+
+    permission_classes = [requires("campaigns.view_churnmodel")]
+
+    @extend_schema(parameters=[SNAPSHOT_PARAMETER], responses={200: dict, 404: dict})
+    def get(self, request):
+        return Response(churn_model_report(snapshot_asked(request)))
 
 
 TARGET_PARAMETERS = [

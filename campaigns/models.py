@@ -199,6 +199,40 @@ class PropensityModel(models.Model):
         return f"propensity_{self.product.code} (run #{self.run_id}, {self.status})"
 
 
+class ChurnModel(models.Model):
+    """A run's churn-warning model (离网预警): what it learnt from, which learner won and by how much, its drivers.
+
+    Fitted on an earlier snapshot's active subscribers against closing or porting out in the window after it; the run
+    scores every active subscriber into deciles (`churn_risk`), with their top reasons (`churn_reason_1..3`)."""
+
+    class Status(models.TextChoices):
+        FITTED = "fitted", _("Fitted")
+        SKIPPED = "skipped", _("Skipped")
+
+    run = models.OneToOneField("tagging.SnapshotRun", on_delete=models.CASCADE, related_name="churn_model")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    note = models.CharField(max_length=300, blank=True, help_text="Why no model was fitted, when none was")
+    trained_on = models.ForeignKey(Snapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                   help_text="The snapshot whose features the model learnt from")
+    window_days = models.PositiveSmallIntegerField(default=0, help_text="Days after that snapshot a leaver is counted in")
+    training_rows = models.PositiveIntegerField(default=0)
+    churners = models.PositiveIntegerField(default=0, help_text="Training rows that closed or ported out in the window")
+    held_out_rows = models.PositiveIntegerField(default=0)
+    held_out_churners = models.PositiveIntegerField(default=0)
+    learner = models.CharField(max_length=20, blank=True, help_text="The learner kept: the better held-out AUC")
+    auc = models.FloatField(null=True, blank=True, help_text="The kept learner's area under the ROC curve, held out")
+    other_auc = models.FloatField(null=True, blank=True, help_text="The other learner's, on the same rows")
+    top_decile_lift = models.FloatField(null=True, blank=True, help_text="Churn in the held-out top decile / overall")
+    fitted = models.JSONField(default=dict, blank=True, help_text="Inputs, standardisation, importances, cut points")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-run_id"]
+
+    def __str__(self) -> str:
+        return f"churn_risk (run #{self.run_id}, {self.status})"
+
+
 class EventTrigger(models.Model):
     """触点营销: an event rule attached to a campaign. While the campaign runs, each accepted batch of
     signalling events adds the subscribers it matches to the campaign's target stream."""

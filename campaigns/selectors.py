@@ -174,3 +174,36 @@ def product_association(*, user, snapshot: Snapshot | None = None) -> dict:
         "seed_audiences": {c: seed_audience(c, rules, min_lift=settings.ASSOCIATION_MIN_LIFT,
                                             min_support=settings.ASSOCIATION_MIN_SUPPORT) for c in codes},
     }
+
+
+def churn_model_report(snapshot: Snapshot) -> dict:
+    """The churn model a snapshot's run fitted (or why it fitted none): which learner won and by how much, how well
+    it ranks held-out subscribers, and its drivers named in the feature catalogue's words, with how each decile
+    stands on them (standardised means: +1 is a standard deviation above the population)."""
+    from tagging.stages.features import catalogue
+
+    from .models import ChurnModel
+
+    model = ChurnModel.objects.filter(run_id=snapshot.run_id).select_related("trained_on").first()
+    if model is None:
+        return {"snapshot": snapshot.id, "status": "absent", "note": "this snapshot's run had no churn stage"}
+    report = {
+        "snapshot": snapshot.id, "status": model.status, "note": model.note,
+        "trained_on": model.trained_on.as_of_date.isoformat() if model.trained_on else None,
+        "window_days": model.window_days, "training_rows": model.training_rows, "churners": model.churners,
+        "held_out_rows": model.held_out_rows, "held_out_churners": model.held_out_churners,
+    }
+    if model.status != ChurnModel.Status.FITTED:
+        return report
+    fitted = model.fitted
+    features = {f.name: f for f in catalogue()}
+    drivers = sorted(({"input": name, "feature": feature, "label": features[feature].label if feature in features else feature,
+                       "description": features[feature].description if feature in features else "",
+                       "importance": weight, "direction": "higher" if sign > 0 else "lower",
+                       "by_decile": {decile: profile[i] for decile, profile in fitted["decile_profile"].items()}}
+                      for i, (name, feature, weight, sign) in enumerate(zip(fitted["inputs"], fitted["features"],
+                                                                            fitted["importance"], fitted["direction"]))),
+                     key=lambda row: -row["importance"])
+    return {**report, "learner": model.learner, "auc": model.auc, "auc_by_learner": fitted["auc"],
+            "won_by": round(model.auc - model.other_auc, 4), "top_decile_lift": model.top_decile_lift,
+            "drivers": [d for d in drivers if d["importance"] > 0]}

@@ -9,6 +9,7 @@ from rest_framework.routers import DefaultRouter
 from campaigns import views as campaign_views
 from campaigns.api import (
     CampaignViewSet,
+    ChurnModelView,
     HexTargetsView,
     MicroAreaTargetsView,
     ProductAssociationView,
@@ -53,6 +54,7 @@ urlpatterns = [
     path("api/v1/hexes/<str:cell>/targets/", HexTargetsView.as_view(), name="hex-targets"),
     path("api/v1/subscribers/<int:pk>/locations/", SubscriberLocationsView.as_view(), name="subscriber-locations"),
     path("api/v1/product-association/", ProductAssociationView.as_view(), name="product-association"),
+    path("api/v1/churn-model/", ChurnModelView.as_view(), name="churn-model"),
     path("api/v1/", include(campaign_router.urls)),
     path("api/v1/", include("tagging.api.urls")),
     path("api/v1/auth/token/", ObtainExpiringToken.as_view(), name="api-token"),
