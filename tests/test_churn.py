@@ -129,7 +129,7 @@ def churn_runs(churn_city, run_to_end):
     import_micro_areas(churn_city / "districts.geojson")
     install_starting_catalogue()
     end = CHURN_CITY.end_date
-    runs = [run_to_end(start_snapshot_run(as_of=end - timedelta(days=days), window_days=30, partition_size=25_000))
+    runs = [run_to_end(start_snapshot_run(as_of=end - timedelta(days=days), window_days=30, partition_size=25_000), timeout=900)
             for days in (WINDOW, 0)]
     assert [r.status for r in runs] == ["succeeded", "succeeded"], [r.error for r in runs]
     return runs
