@@ -6,7 +6,6 @@ from datetime import timedelta
 import duckdb
 import numpy as np
 import pytest
-from django.conf import settings
 from rest_framework.test import APIClient
 from sklearn.metrics import roc_auc_score
 
@@ -17,10 +16,11 @@ from microarea.services.imports import import_micro_areas
 from simulation import CityParameters, simulate_city
 from simulation import churn as planted
 from tagging.lake.schemas import DATASETS
+from tagging.lake.store import read_sql
 from tagging.models import Region, ScoreSnapshot, StaffProfile
 from tagging.services.audiences import preview_audience
 from tagging.services.ingest import INGEST_ORDER, ingest_file
-from tagging.services.snapshots import start_snapshot_run
+from tagging.services.snapshots import pinned_paths, start_snapshot_run
 from tagging.services.tags import install_starting_catalogue, preview_rule
 from tagging.stages import snapshot_dir
 
@@ -135,15 +135,16 @@ def churn_runs(churn_city, run_to_end):
     return runs
 
 
-def planted_ceiling(city, earlier_run) -> tuple[float, float, int]:
+def planted_ceiling(city, earlier_run, current_run) -> tuple[float, float, int]:
     """The planted hazard's own AUC and top-decile lift on the model's held-out subscribers (active on the earlier
-    snapshot's date, held out by id), and how many of them left in the window."""
+    snapshot's date, held out by id), and how many of them left in the window. The run's own lake files: with a
+    real worker the lake is shared with other tests' cities."""
     folder = snapshot_dir(earlier_run.id)
     rows = q(f"""SELECT s.msisdn::VARCHAR, s.status IN ('closed', 'ported_out')
                        AND s.status_date::DATE BETWEEN DATE '{earlier_run.as_of_date + timedelta(days=1)}'
                                                    AND DATE '{earlier_run.as_of_date + timedelta(days=WINDOW)}'
                  FROM read_parquet('{folder}/features/*.parquet') f
-                 JOIN read_parquet('{settings.LAKE_DIR}/subscribers/**/*.parquet', union_by_name=true) s USING (subscriber_id)
+                 JOIN {read_sql("subscribers", pinned_paths(current_run.lake_batches)["subscribers"])} s USING (subscriber_id)
                  WHERE f.status = 'active' AND coalesce(f.tenure_months, 0) >= 0 AND f.subscriber_id % 10 < {HELD_OUT}""")
     msisdns, labels = np.array([r[0] for r in rows]), np.array([r[1] for r in rows], dtype=bool)
     churn = planted.from_truth(city / "truth", CHURN_CITY.start_date)
@@ -164,7 +165,7 @@ def test_the_churn_model_ranks_leavers_near_the_planted_hazard_and_its_deciles_s
     model = ChurnModel.objects.get(run=current)
     assert model.status == "fitted", model.note
     assert model.trained_on.run_id == earlier.id and model.window_days == WINDOW
-    ceiling_auc, ceiling_lift, held_out_churners = planted_ceiling(churn_city, earlier)
+    ceiling_auc, ceiling_lift, held_out_churners = planted_ceiling(churn_city, earlier, current)
     assert model.held_out_churners == held_out_churners >= 300
     print(f"churn model ({model.learner}): AUC {model.auc:.3f} (other learner {model.other_auc:.3f}), planted hazard "
           f"{ceiling_auc:.3f}; top-decile lift {model.top_decile_lift:.2f}, planted {ceiling_lift:.2f}; "
