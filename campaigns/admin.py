@@ -19,7 +19,7 @@ from .models import (
     TriggeredTarget,
     TriggerPass,
 )
-from .selectors import churn_model_report
+from .selectors import churn_drivers
 from .services.campaigns import CampaignRefused, check_audience
 from .services.triggers import check_event_trigger
 
@@ -124,10 +124,7 @@ class ChurnModelAdmin(ReadOnlyAdmin):
     @admin.display(description=_("Drivers (permutation importance on held-out subscribers; deciles 1, 5 and 10 in "
                                  "standard deviations from the mean)"))
     def drivers(self, obj: ChurnModel):
-        from tagging.models import Snapshot
-
-        snapshot = Snapshot.objects.filter(run_id=obj.run_id).first()
-        rows = churn_model_report(snapshot).get("drivers", []) if snapshot else []
+        rows = churn_drivers(obj) if obj.status == ChurnModel.Status.FITTED else []
         if not rows:
             return "-"
         return format_html("<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>1</th><th>5</th><th>10</th></tr>{}</table>",

@@ -62,10 +62,6 @@ class ChurnFit:
     direction: list[float]  # +1 where a higher input goes with higher risk, -1 where lower does
     importance: list[float]  # permutation importance (drop in held-out AUC), 0 where negative
     decile_profile: dict = field(default_factory=dict)  # decile -> each input's mean in it, standardised
-    training_rows: int = 0
-    churners: int = 0
-    held_out_rows: int = 0
-    held_out_churners: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,8 +101,7 @@ def fit(values: np.ndarray, labels: np.ndarray, held_out: np.ndarray, *, inputs:
         features=[feature for _, _, feature in inputs], auc={k: round(v, 4) for k, v in auc.items()},
         top_decile_lift=top_decile_lift(probability[held_out], labels[held_out]), cutpoints=cutpoints.tolist(),
         mean=mean.tolist(), scale=scale.tolist(), direction=np.where(direction == 0, 1.0, direction).tolist(),
-        importance=np.maximum(importance, 0).round(5).tolist(), decile_profile=profile, training_rows=int(len(labels)),
-        churners=int(labels.sum()), held_out_rows=int(held_out.sum()), held_out_churners=int(labels[held_out].sum()),
+        importance=np.maximum(importance, 0).round(5).tolist(), decile_profile=profile,
     ), model
 
 
@@ -119,7 +114,7 @@ def score(model, fitted: dict, values: np.ndarray, reasons: int = 3) -> tuple[np
     """Per row: the probability of leaving, its decile, and the indexes of its top `reasons` inputs (-1 where fewer
     inputs stand on the risky side)."""
     x = (values - np.asarray(fitted["mean"])) / np.asarray(fitted["scale"])
-    probability = model.predict_proba(x)[:, 1] if len(x) else np.zeros(0)
+    probability = model.predict_proba(x)[:, 1]
     pull = np.maximum(x * np.asarray(fitted["direction"]), 0) * np.asarray(fitted["importance"])
     top = np.argsort(-pull, axis=1, kind="stable")[:, :reasons]
     strength = np.take_along_axis(pull, top, axis=1)

@@ -20,7 +20,7 @@ from django.db.models import Count
 
 from microarea.selectors import TargetList, visible_districts
 from tagging.lake import store
-from tagging.lake.sql import empty_relation
+from tagging.lake.sql import column_names, empty_relation
 from tagging.models import Product, Region, Snapshot
 from tagging.services.audiences import current_snapshot
 from tagging.stages import stage_files
@@ -153,7 +153,7 @@ def product_association(*, user, snapshot: Snapshot | None = None) -> dict:
     files = stage_files(snapshot.run_id, "features")
     con = store.reader()
     try:
-        columns = {d[0] for d in con.execute(f"SELECT * FROM read_parquet({store.files_sql(files)}) LIMIT 0").description}
+        columns = column_names(con, f"read_parquet({store.files_sql(files)})")
         codes = [c for c in Product.objects.order_by("code").values_list("code", flat=True) if product_feature(c) in columns]
         held = [f'"{product_feature(c)}"' for c in codes]
         # One pass: each product's holders and every pair's, among active subscribers of the user's districts.
@@ -180,8 +180,6 @@ def churn_model_report(snapshot: Snapshot) -> dict:
     """The churn model a snapshot's run fitted (or why it fitted none): which learner won and by how much, how well
     it ranks held-out subscribers, and its drivers named in the feature catalogue's words, with how each decile
     stands on them (standardised means: +1 is a standard deviation above the population)."""
-    from tagging.stages.features import catalogue
-
     from .models import ChurnModel
 
     model = ChurnModel.objects.filter(run_id=snapshot.run_id).select_related("trained_on").first()
@@ -195,15 +193,23 @@ def churn_model_report(snapshot: Snapshot) -> dict:
     }
     if model.status != ChurnModel.Status.FITTED:
         return report
+    return {**report, "learner": model.learner, "auc": model.auc, "auc_by_learner": model.fitted["auc"],
+            "won_by": round(model.auc - model.other_auc, 4), "top_decile_lift": model.top_decile_lift,
+            "drivers": churn_drivers(model)}
+
+
+def churn_drivers(model) -> list[dict]:
+    """A fitted churn model's inputs that matter (positive permutation importance), most important first, named by
+    the catalogue's label of their feature, with each decile's standardised mean of the input."""
+    from tagging.stages.features import catalogue
+
     fitted = model.fitted
     features = {f.name: f for f in catalogue()}
-    drivers = sorted(({"input": name, "feature": feature, "label": features[feature].label if feature in features else feature,
-                       "description": features[feature].description if feature in features else "",
-                       "importance": weight, "direction": "higher" if sign > 0 else "lower",
-                       "by_decile": {decile: profile[i] for decile, profile in fitted["decile_profile"].items()}}
-                      for i, (name, feature, weight, sign) in enumerate(zip(fitted["inputs"], fitted["features"],
-                                                                            fitted["importance"], fitted["direction"]))),
-                     key=lambda row: -row["importance"])
-    return {**report, "learner": model.learner, "auc": model.auc, "auc_by_learner": fitted["auc"],
-            "won_by": round(model.auc - model.other_auc, 4), "top_decile_lift": model.top_decile_lift,
-            "drivers": [d for d in drivers if d["importance"] > 0]}
+    drivers = [{"input": name, "feature": feature, "label": features[feature].label if feature in features else feature,
+                "description": features[feature].description if feature in features else "",
+                "importance": weight, "direction": "higher" if sign > 0 else "lower",
+                "by_decile": {decile: profile[i] for decile, profile in fitted["decile_profile"].items()}}
+               for i, (name, feature, weight, sign) in enumerate(zip(fitted["inputs"], fitted["features"],
+                                                                     fitted["importance"], fitted["direction"]))
+               if weight > 0]
+    return sorted(drivers, key=lambda row: -row["importance"])

@@ -107,7 +107,6 @@ class Social:
         totals = np.stack([np.bincount(ends, weights=holds[peers, j].astype(float), minlength=n) for j in range(holds.shape[1])], axis=1)
         return np.where(size[:, None] > 0, totals / np.maximum(size, 1)[:, None], 0.0)
 
-
     def close_circle_off_net(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per person: the close circle's expected weekly calls, the share of them on other networks (NaN without a
         close circle), and the mobile network most of the off-net share is on (an index into NETWORKS; ON_NET when

@@ -169,8 +169,9 @@ def test_circle_features_raise_the_lift_on_a_product_with_a_planted_network_effe
     strongest planted network effect (simulation/city.py NETWORK_EFFECT) and traits that say little about it; for the
     video membership the traits already say most (docs/behaviour.md has both figures)."""
     from campaigns import propensity
-    from campaigns.stages.propensity import _feature_files, _training_data
-    from tagging.stages.features import feature_table_sql, product_feature
+    from campaigns.stages.propensity import STAGE, _training_data
+    from tagging.lake.sql import column_names
+    from tagging.stages.features import feature_table_sql, product_feature, run_feature_files
 
     first, second = scored["first"], scored["second"]
     con = duckdb.connect()
@@ -179,7 +180,8 @@ def test_circle_features_raise_the_lift_on_a_product_with_a_planted_network_effe
     eligible = ~data[product_feature(product)].astype(bool)
     labels = data[f"took_{product}"].astype(bool)[eligible]
     held_out = (data["subscriber_id"] % 10 < 3)[eligible]
-    columns = {d[0] for d in con.execute(f"SELECT * FROM {feature_table_sql(_feature_files(second.id))} LIMIT 0").description}
+    table = feature_table_sql(run_feature_files(second.id, leaving_out=frozenset({STAGE})))
+    columns = column_names(con, table)
     without = {name for name, _ in propensity.available_inputs(columns, circles=False)}
     lifts, aucs = {}, {}
     for label, chosen in (("with", inputs), ("without", [i for i in inputs if i[0] in without])):
@@ -192,7 +194,7 @@ def test_circle_features_raise_the_lift_on_a_product_with_a_planted_network_effe
                              WHERE product_code = '{product}' AND NOT held_at_start),
                  scored AS (SELECT s.msisdn::VARCHAR AS msisdn, f.decile FROM (
                                 SELECT subscriber_id, {propensity.decile_sql(model.scoring())} AS decile
-                                FROM {feature_table_sql(_feature_files(second.id))}) f
+                                FROM {table}) f
                             JOIN read_parquet('{settings.LAKE_DIR}/subscribers/**/*.parquet') s USING (subscriber_id))
             SELECT avg(p) FILTER (WHERE decile = 10) / avg(p) FROM planted JOIN scored USING (msisdn)""").fetchone()[0]
     print(f"{product}: top-decile planted lift {lifts['with']:.2f} with circle inputs, {lifts['without']:.2f} without; "

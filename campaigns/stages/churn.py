@@ -23,10 +23,19 @@ from django.utils.translation import gettext_lazy as _
 
 from tagging.bitmaps import publish_graded_scores, write_graded_bitmaps
 from tagging.expressions import Type
+from tagging.lake.sql import column_names
 from tagging.lake.store import read_sql
 from tagging.services.snapshots import pinned_paths
-from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, stage_files, write_table_atomically
-from tagging.stages.features import FEATURE_SOURCES, GRADED_UNIT, Feature, FeatureSource, feature_table_sql, register_feature_source
+from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, write_table_atomically
+from tagging.stages.features import (
+    GRADED_UNIT,
+    Feature,
+    FeatureSource,
+    feature_table_sql,
+    partition_feature_files,
+    register_feature_source,
+    run_feature_files,
+)
 
 from .. import churn
 
@@ -34,6 +43,8 @@ STAGE = "churn"
 BITMAPS = "churn_bitmaps"
 SCORE = "churn_risk"
 REASONS = ("churn_reason_1", "churn_reason_2", "churn_reason_3")
+# The model stages' scores are not inputs: the propensity deciles and this stage's own.
+NOT_INPUTS = frozenset({STAGE, "propensity"})
 HELD_OUT = 5  # of 10: leavers are a few in a hundred a month, so half is held out for a measurable AUC and lift
 
 
@@ -50,10 +61,6 @@ def churn_features() -> list[Feature]:
     ]
 
 
-def _feature_files(run_id: int) -> dict[str, list[str]]:
-    return {stage: stage_files(run_id, stage) for stage in FEATURE_SOURCES if stage not in {STAGE, "propensity"}}
-
-
 def model_path(run_id: int) -> Path:
     return snapshot_dir(run_id) / "churn-model.joblib"
 
@@ -63,9 +70,8 @@ def model_path(run_id: int) -> Path:
 def _training_data(con: duckdb.DuckDBPyConnection, run, earlier, window_days: int) -> tuple[dict, list]:
     """The earlier snapshot's active subscribers (a deterministic sample) with their model inputs, and whether
     each closed or ported out in the window after it (this run's subscribers say so)."""
-    table = feature_table_sql(_feature_files(earlier.run_id))
-    columns = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
-    inputs = churn.available_inputs(columns, window_days)
+    table = feature_table_sql(run_feature_files(earlier.run_id, leaving_out=NOT_INPUTS))
+    inputs = churn.available_inputs(column_names(con, table), window_days)
     population = "status = 'active' AND coalesce(tenure_months, 0) >= 0"  # joined by then, not yet gone
     active = con.execute(f"SELECT count(*) FROM {table} WHERE {population}").fetchone()[0]
     step = max(1, -(-active // settings.CHURN_TRAINING_ROWS))
@@ -100,7 +106,7 @@ def fit_model(run) -> dict:
             **{"training_rows": 0, "churners": 0, "held_out_rows": 0, "held_out_churners": 0, **counts}))
         return {"churn": {}}
 
-    if earlier is None or not _feature_files(earlier.run_id).get("features"):
+    if earlier is None or not run_feature_files(earlier.run_id).get("features"):
         return skipped(f"no snapshot on or before {run.as_of_date - timedelta(days=window)} ({window} days, the churn "
                        "window, before this run) to learn from")
     con = duckdb.connect()
@@ -135,8 +141,7 @@ def fit_model(run) -> dict:
 
 def compute_churn(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
     fitted = work.definitions.get("churn", {})
-    table = feature_table_sql({stage: [str(work.earlier_output(stage))] for stage in FEATURE_SOURCES
-                               if stage not in {STAGE, "propensity"} and work.earlier_output(stage).exists()})
+    table = feature_table_sql(partition_feature_files(work, leaving_out=NOT_INPUTS))
     inputs = ", ".join(f"{sql} AS _in{i}" for i, sql in enumerate(fitted.get("input_sql", [])))
     data = con.execute(f"SELECT subscriber_id, status = 'active' AS active{', ' + inputs if inputs else ''} "
                        f"FROM {table} ORDER BY subscriber_id").fetchnumpy()

@@ -19,19 +19,20 @@ from django.utils.translation import gettext_lazy as _
 
 from tagging.bitmaps import publish_graded_scores, write_graded_bitmaps
 from tagging.expressions import Type
-from tagging.lake.sql import empty_relation
+from tagging.lake.sql import column_names, empty_relation
 from tagging.lake.store import read_sql
 from tagging.services.snapshots import pinned_paths
-from tagging.stages import PartitionWork, Stage, register_stage, stage_files, write_atomically
+from tagging.stages import PartitionWork, Stage, register_stage, write_atomically
 from tagging.stages.circles import circle_score_name
 from tagging.stages.features import (
-    FEATURE_SOURCES,
     GRADED_UNIT,
     Feature,
     FeatureSource,
     feature_table_sql,
+    partition_feature_files,
     product_feature,
     register_feature_source,
+    run_feature_files,
 )
 
 from .. import propensity
@@ -54,11 +55,6 @@ def propensity_features() -> list[Feature]:
             for code, name, name_en in Product.objects.order_by("code").values_list("code", "name", "name_en")]
 
 
-def _feature_files(run_id: int) -> dict[str, list[str]]:
-    return {stage: stage_files(run_id, stage)
-            for stage in FEATURE_SOURCES if stage != STAGE}
-
-
 # --- prepare: fit one model per product -----------------------------------------------------------------
 
 def _training_data(con: duckdb.DuckDBPyConnection, run, previous) -> tuple[dict, list[tuple[str, str]]]:
@@ -66,8 +62,8 @@ def _training_data(con: duckdb.DuckDBPyConnection, run, previous) -> tuple[dict,
     products they held, and the products they took up by this run's as-of date."""
     from tagging.models import Product
 
-    table = feature_table_sql(_feature_files(previous.run_id))
-    columns = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
+    table = feature_table_sql(run_feature_files(previous.run_id, leaving_out=frozenset({STAGE})))
+    columns = column_names(con, table)
     products = list(Product.objects.order_by("code").values_list("code", flat=True))
     inputs = propensity.available_inputs(columns, circle_grades=[circle_score_name(code) for code in products])
     held = [product_feature(code) for code in products]
@@ -104,7 +100,7 @@ def fit_models(run) -> dict:
             status=PropensityModel.Status.SKIPPED, note=note, trained_on=previous, fitted={}, auc=None,
             top_decile_lift=None, **{"training_rows": 0, "positives": 0, "horizon_days": 0, **counts}))
 
-    if previous is None or not _feature_files(previous.run_id).get("features"):
+    if previous is None or not run_feature_files(previous.run_id).get("features"):
         for product in products:
             skipped(product, "no earlier snapshot to learn from: the first run scores nobody")
         return {"propensity": {}}
@@ -143,8 +139,7 @@ def compute_propensity(con: duckdb.DuckDBPyConnection, work: PartitionWork, targ
 
     models = work.definitions.get("propensity", {})
     codes = list(Product.objects.order_by("code").values_list("code", flat=True))
-    table = feature_table_sql({stage: [str(work.earlier_output(stage))] for stage in FEATURE_SOURCES
-                               if stage != STAGE and work.earlier_output(stage).exists()})
+    table = feature_table_sql(partition_feature_files(work, leaving_out=frozenset({STAGE})))
     columns = ", ".join(f'{propensity.decile_sql(models[code]) if code in models else "NULL::UTINYINT"} '
                         f'AS "{score_name(code)}"' for code in codes)
     write_atomically(con, f"SELECT subscriber_id{', ' + columns if columns else ''} FROM {table}", target)

@@ -30,3 +30,8 @@ def empty_relation(**columns: str) -> str:
     """A relation with these typed columns and no rows (name=DuckDB type), where a reader finds nothing in the
     lake yet: the query around it keeps its shape."""
     return "(SELECT " + ", ".join(f"NULL::{kind} AS {quote(name)}" for name, kind in columns.items()) + " WHERE false)"
+
+
+def column_names(con, relation: str) -> set[str]:
+    """The columns a relation has (a lake read, a stage's files): optional columns may be absent from older files."""
+    return {d[0] for d in con.execute(f"SELECT * FROM {relation} LIMIT 0").description}

@@ -17,9 +17,9 @@ import duckdb
 from django.utils.translation import gettext_lazy as _
 
 from ..expressions import Symbol, Type
-from ..lake.sql import empty_relation
+from ..lake.sql import column_names, empty_relation
 from ..lake.store import files_sql, read_sql
-from . import PartitionWork, Stage, register_stage, write_atomically
+from . import PartitionWork, Stage, register_stage, stage_files, write_atomically
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,17 @@ def feature_table_sql(files_by_stage: dict[str, list[str]]) -> str:
         for stage, files in files_by_stage.items() if stage != "features" and files
     )
     return f"(SELECT * FROM {base}{joins})"
+
+
+def run_feature_files(run_id: int, *, leaving_out: frozenset[str] = frozenset()) -> dict[str, list[str]]:
+    """Every feature source's files of a run (none for a stage that did not run), but those left out."""
+    return {stage: stage_files(run_id, stage) for stage in FEATURE_SOURCES if stage not in leaving_out}
+
+
+def partition_feature_files(work: PartitionWork, *, leaving_out: frozenset[str] = frozenset()) -> dict[str, list[str]]:
+    """The files the feature sources wrote for this partition so far (a later stage's are not there yet)."""
+    return {stage: [str(work.earlier_output(stage))] for stage in FEATURE_SOURCES
+            if stage not in leaving_out and work.earlier_output(stage).exists()}
 
 
 # --- the base features: usage, subscriber attributes, products held --------------------------------------
@@ -291,7 +302,7 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     )
 
     product_columns, product_join = _products_held(con, work, ids)
-    columns = {d[0] for d in con.execute(f"SELECT * FROM {subscribers} LIMIT 0").description}
+    columns = column_names(con, subscribers)
     # A status that took effect after the as-of date (a line that left later) was not yet the status then.
     status = (f"CASE WHEN s.status_date > DATE '{work.as_of}' THEN 'active' ELSE s.status END"
               if "status_date" in columns else "s.status")

@@ -23,7 +23,7 @@ from .. import segments
 from ..bitmaps import merge_bitmaps, to_bitmap, write_bitmaps
 from ..lake.store import files_sql
 from . import PartitionWork, Stage, register_stage, stage_files, write_atomically
-from .features import FEATURE_SOURCES, feature_table_sql
+from .features import feature_table_sql, partition_feature_files
 
 BITMAPS = "tag_bitmaps"  # per-partition bitmap files, beside the stage's wide files
 SEGMENT_SAMPLE = 30_000  # subscribers the k-means sees (plenty for 8 centroids in 8 dimensions); all are assigned
@@ -119,7 +119,7 @@ def _tag_sql(tag: dict) -> str:
 def tags_select(work: PartitionWork) -> str:
     """One query computing every pinned tag for the partition, level by level."""
     pinned = work.definitions["tags"]
-    table = feature_table_sql({stage: [str(work.earlier_output(stage))] for stage in FEATURE_SOURCES})
+    table = feature_table_sql(partition_feature_files(work))
     steps = [f"level0 AS (SELECT * FROM {table})"]
     fitted = work.definitions.get("segments")
     if fitted:
