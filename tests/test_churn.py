@@ -6,6 +6,7 @@ from datetime import timedelta
 import duckdb
 import numpy as np
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 from sklearn.metrics import roc_auc_score
 
@@ -196,6 +197,14 @@ def test_the_churn_model_ranks_leavers_near_the_planted_hazard_and_its_deciles_s
     assert drivers and drivers[0]["importance"] >= drivers[-1]["importance"] > 0
     assert {"label", "description", "direction", "by_decile"} <= set(drivers[0])
     assert {"port_out_queries", "days_since_port_out_query"} & {d["feature"] for d in drivers[:5]}
-    sales = staff_user(StaffProfile.Role.SALES, Region.objects.first(), username="sales")
-    client.force_authenticate(sales)
-    assert client.get("/api/v1/churn-model/").status_code == 403
+    assert client.get(f"/api/v1/churn-model/?snapshot={earlier.snapshot.id}").json()["status"] == "skipped"
+    assert client.get("/api/v1/churn-model/?snapshot=x").status_code == 400
+    assert client.get("/api/v1/churn-model/?snapshot=999999").status_code == 404
+    for role in (StaffProfile.Role.SALES, StaffProfile.Role.FIELD):
+        client.force_authenticate(staff_user(role, Region.objects.first(), username=f"not_analyst_{role}"))
+        assert client.get("/api/v1/churn-model/").status_code == 403
+    # The analyst's admin page shows the same drivers, by the catalogue's label.
+    page = Client()
+    page.force_login(admin)
+    html = page.get(f"/admin/campaigns/churnmodel/{model.id}/change/").content.decode()
+    assert drivers[0]["label"] in html and drivers[0]["feature"] in html
