@@ -348,7 +348,7 @@ PROPENSITY_MIN_TAKE_UPS = _env_int("PROPENSITY_MIN_TAKE_UPS", 20, minimum=1)
 # Churn warning: the model learns from the latest snapshot at least CHURN_WINDOW_DAYS before the run's as-of date who
 # closed or ported out in the CHURN_WINDOW_DAYS after it; it samples at most CHURN_TRAINING_ROWS active subscribers
 # and fits nothing below CHURN_MIN_CHURNERS leavers among them.
-CHURN_WINDOW_DAYS = _env_int("CHURN_WINDOW_DAYS", 30, minimum=7, maximum=180)
+CHURN_WINDOW_DAYS = _env_int("CHURN_WINDOW_DAYS", 30, minimum=7, maximum=180)  # as CHURN_WINDOW_BOUNDS, tagging/services/snapshots.py
 CHURN_TRAINING_ROWS = _env_int("CHURN_TRAINING_ROWS", 500_000, minimum=1000)
 CHURN_MIN_CHURNERS = _env_int("CHURN_MIN_CHURNERS", 50, minimum=1)
 # Product association: a product seeds another's audience when its holders are this much likelier to

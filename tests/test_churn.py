@@ -1,11 +1,13 @@
 """Churn warning (离网预警): churn planted in the simulated city, and the churn model of the snapshot run measured
 against the planted hazard on held-out subscribers; its deciles in audiences and rules, its drivers in the API."""
 
+import io
 from datetime import timedelta
 
 import duckdb
 import numpy as np
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 from sklearn.metrics import roc_auc_score
@@ -18,7 +20,7 @@ from simulation import CityParameters, simulate_city
 from simulation import churn as planted
 from tagging.lake.schemas import DATASETS
 from tagging.lake.store import read_sql
-from tagging.models import Region, ScoreSnapshot, StaffProfile
+from tagging.models import Region, ScoreSnapshot, SnapshotRun, StaffProfile
 from tagging.services.audiences import preview_audience
 from tagging.services.ingest import INGEST_ORDER, ingest_file
 from tagging.services.snapshots import pinned_paths, start_snapshot_run
@@ -113,6 +115,27 @@ def test_leaving_records_that_cannot_be_true_are_refused_by_name(tmp_path, data_
     batch = ingest_file(dataset=dataset, path=path)
     assert batch.status == "rejected" and message in str(batch.errors) + batch.message, (batch.message, batch.errors)
     assert "operator" in {c.name for c in DATASETS["events"].columns}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_churn_window_longer_than_the_data_or_out_of_bounds_is_refused_and_starts_nothing(small_city, run_to_end):
+    ingest_city(small_city)
+    admin = staff_user(StaffProfile.Role.ADMIN, *Region.objects.all(), username="runner")
+    client = APIClient()
+    client.force_authenticate(admin)
+    end = SMALL_CITY.end_date.isoformat()
+    for days, message in ((30, "longer than the data: the usage data start on"), (3, "between 7 and 180"),
+                          (400, "between 7 and 180")):
+        answer = client.post("/api/v1/snapshot-runs/", {"as_of_date": end, "churn_window_days": days}, format="json")
+        assert answer.status_code == 409 and message in answer.json()["detail"], (days, answer.json())
+    with pytest.raises(CommandError, match="longer than the data"):
+        call_command("run_snapshot", "--date", end, "--churn-window-days", "30", stdout=io.StringIO())
+    assert not SnapshotRun.objects.exists()
+    # Within the data: the run keeps the window it was asked for, and its model says what it lacked by that window.
+    run = run_to_end(start_snapshot_run(as_of=SMALL_CITY.end_date, churn_window_days=7, partition_size=600))
+    assert run.status == "succeeded" and run.definitions["churn_window_days"] == 7
+    model = ChurnModel.objects.get(run=run)
+    assert model.window_days == 7 and f"on or before {SMALL_CITY.end_date - timedelta(days=7)}" in model.note
 
 
 # --- the model --------------------------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def fit_model(run) -> dict:
 
     from ..models import ChurnModel
 
-    window = settings.CHURN_WINDOW_DAYS
+    window = run.definitions.get("churn_window_days", settings.CHURN_WINDOW_DAYS)
     earlier = (Snapshot.objects.filter(as_of_date__lte=run.as_of_date - timedelta(days=window))
                .order_by("-as_of_date", "-id").first())
 

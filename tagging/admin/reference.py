@@ -308,7 +308,7 @@ class SnapshotRunAdmin(ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 run = start_snapshot_run(as_of=form.cleaned_data["as_of_date"], window_days=form.cleaned_data["window_days"],
-                                         user=request.user)
+                                         churn_window_days=form.cleaned_data["churn_window_days"], user=request.user)
             except SnapshotRefused as exc:
                 form.add_error(None, str(exc))
             else:
@@ -324,6 +324,9 @@ class StartRunForm(forms.Form):
     as_of_date = forms.DateField(label=_("As-of date"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
                                  help_text="Features, tags and locations describe the window ending on this day")
     window_days = forms.IntegerField(label=_("Window (days)"), min_value=1, max_value=MAX_WINDOW_DAYS)
+    churn_window_days = forms.IntegerField(label=_("Churn window (days)"), required=False,
+                                           help_text=_("Leavers counted in this many days after a snapshot that long "
+                                                       "before the as-of date; empty: CHURN_WINDOW_DAYS"))
 
 
 @admin.register(Snapshot)

@@ -83,6 +83,8 @@ class StartSnapshotRunSerializer(serializers.Serializer):
     as_of_date = serializers.DateField()
     partition_size = serializers.IntegerField(required=False, min_value=1)
     window_days = serializers.IntegerField(required=False, min_value=1, max_value=366)
+    churn_window_days = serializers.IntegerField(required=False, help_text="Days after a snapshot that long before the "
+                                                 "as-of date the churn model counts leavers in (CHURN_WINDOW_DAYS)")
 
 
 class SnapshotSerializer(serializers.ModelSerializer):

@@ -139,7 +139,8 @@ class SnapshotRunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
         try:
             run = start_snapshot_run(as_of=start.validated_data["as_of_date"], user=request.user,
                                      partition_size=start.validated_data.get("partition_size"),
-                                     window_days=start.validated_data.get("window_days"))
+                                     window_days=start.validated_data.get("window_days"),
+                                     churn_window_days=start.validated_data.get("churn_window_days"))
         except SnapshotRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         run.refresh_from_db()

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Min, Q, Sum
 from django.utils import timezone
 
 from ..lake import store
@@ -31,12 +31,16 @@ class StageFailed(RuntimeError):
     """A failure that retrying cannot fix (a rule that fails on the data): the run fails at once."""
 
 
+CHURN_WINDOW_BOUNDS = (7, 180)  # a week (shorter sees too few leavers) to half a year
 MAX_WINDOW_DAYS = 366  # a year; the location stage packs a window's days into 10 bits of its keys
 
 
 def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = None,
-                       window_days: int | None = None) -> SnapshotRun:
-    """Pin the lake batches the run will read, create its first stage's partitions and enqueue them."""
+                       window_days: int | None = None, churn_window_days: int | None = None) -> SnapshotRun:
+    """Pin the lake batches the run will read, create its first stage's partitions and enqueue them.
+
+    `churn_window_days` (CHURN_WINDOW_DAYS when not given): the churn model learns who left in this many days after
+    a snapshot that long before the as-of date. Asked for explicitly, it must fit in the usage data the lake holds."""
     from ..tasks import compute_partition_task
 
     partition_size = partition_size or settings.SNAPSHOT_PARTITION_SIZE
@@ -47,6 +51,8 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
         raise SnapshotRefused("partition size and window must be positive")
     if window_days > MAX_WINDOW_DAYS:
         raise SnapshotRefused(f"a window of {window_days} days: at most {MAX_WINDOW_DAYS}")
+    if churn_window_days is not None:
+        _check_churn_window(as_of, churn_window_days)
     _refuse_if_active()
     # Facts are read over the window and the one before it (usage trends compare the two); handset
     # sightings over the retained handset history.
@@ -77,6 +83,7 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
                     as_of_date=as_of, status=SnapshotRun.Status.RUNNING, stage=first.name, window_days=window_days,
                     partition_size=partition_size, partition_count=(max_id + partition_size - 1) // partition_size,
                     max_subscriber_id=max_id, lake_batches=pinned, started_at=timezone.now(),
+                    definitions={"churn_window_days": churn_window_days or settings.CHURN_WINDOW_DAYS},
                     created_by=user if user and user.is_authenticated else None,
                 )
         except IntegrityError:
@@ -87,6 +94,17 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
         logger.info("run #%s as of %s: %s partitions of %s subscriber ids", run.id, as_of, run.partition_count, partition_size)
         transaction.on_commit(lambda: [compute_partition_task.delay(p.id) for p in partitions])
     return run
+
+
+def _check_churn_window(as_of: date, days: int) -> None:
+    low, high = CHURN_WINDOW_BOUNDS
+    if not low <= days <= high:
+        raise SnapshotRefused(f"a churn window of {days} days: between {low} and {high}")
+    first = store.accepted_batches("usage_daily").aggregate(day=Min("period_start"))["day"]
+    if first is None or (as_of - first).days < days:
+        held = f"start on {first}, {(as_of - first).days} days before {as_of}" if first else "are not in the lake yet"
+        raise SnapshotRefused(f"a churn window of {days} days is longer than the data: the usage data {held}, and the "
+                              f"churn model learns from a snapshot {days} days before {as_of}")
 
 
 def _refuse_if_active() -> None:

@@ -17,6 +17,8 @@ class Command(BaseCommand):
         parser.add_argument("--date", required=True, type=date.fromisoformat, help="as-of date, YYYY-MM-DD")
         parser.add_argument("--partition-size", type=int, default=None, help="subscriber ids per partition")
         parser.add_argument("--window-days", type=int, default=None)
+        parser.add_argument("--churn-window-days", type=int, default=None,
+                            help="days after an earlier snapshot the churn model counts leavers in (CHURN_WINDOW_DAYS)")
         parser.add_argument("--no-wait", action="store_true", help="enqueue and return without waiting")
         parser.add_argument("--timeout", type=int, default=6 * 3600, help="seconds to wait for workers")
 
@@ -29,7 +31,8 @@ class Command(BaseCommand):
         log.propagate = False
         try:
             run = start_snapshot_run(
-                as_of=options["date"], partition_size=options["partition_size"], window_days=options["window_days"]
+                as_of=options["date"], partition_size=options["partition_size"], window_days=options["window_days"],
+                churn_window_days=options["churn_window_days"],
             )
         except SnapshotRefused as exc:
             raise CommandError(str(exc)) from None
