@@ -29,6 +29,8 @@ CHURN_INPUTS: list[tuple[str, str, tuple[str, ...]]] = [
     ("voice_trend", "ln(greatest(coalesce(voice_trend, 1), 0.01))", ("voice_trend",)),
     ("data_trend", "ln(greatest(coalesce(data_trend, 1), 0.01))", ("data_trend",)),
     ("charge_trend", "ln(greatest(coalesce(charge_trend, 1), 0.01))", ("charge_trend",)),
+    ("voice_last_week", "ln(greatest(coalesce(voice_last_week_ratio, 1), 0.01))", ("voice_last_week_ratio",)),
+    ("data_last_week", "ln(greatest(coalesce(data_last_week_ratio, 1), 0.01))", ("data_last_week_ratio",)),
     ("days_since_last_use", "least(coalesce(days_since_last_use, 0), 60)", ("days_since_last_use",)),
     # Of the churn window's days, the share still bound by a commitment (合约期内) and the share in the three months
     # after it ends (free, and courted by the competitors): {window} is the churn window in days.

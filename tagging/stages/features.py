@@ -123,6 +123,12 @@ _USAGE = [
     ("sms_trend", N, "ratio", "短信趋势", "SMS per day this period / per day the period before"),
     ("data_trend", N, "ratio", "流量趋势", "Data per day this period / per day the period before"),
     ("charge_trend", N, "ratio", "收入趋势", "Charges per day this period / per day the period before: growth above 1, decline below"),
+    # A line about to go winds down in its last weeks (calls and data move to the new line): the last week against
+    # the window, as operators' churn warnings compare 近7天 with 近30天.
+    ("voice_last_week_ratio", N, "ratio", "近7天通话比", "Call minutes per day in the 7 days to the as-of date / per day "
+                                                        "in the window (0.5 = half as much lately); NULL without calls"),
+    ("data_last_week_ratio", N, "ratio", "近7天流量比", "Data per day in the 7 days to the as-of date / per day in the "
+                                                      "window; NULL without data use"),
 ]
 _SUBSCRIBER = [
     ("tenure_months", N, "months", "在网时长", "Whole months from joining to the as-of date"),
@@ -300,6 +306,11 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
     trend_sums = ",\n                   ".join(
         f"sum({m}) AS {m}_all, {current(m)} AS {m}_current" for m in ["voice_minutes", "sms", "data_mb", "charge_yuan"]
     )
+    last_week = work.as_of - timedelta(days=7)
+    last_week_sums = ", ".join(f"sum(if(date > DATE '{last_week}', {m}, 0)) AS {m}_last_week" for m in ("voice_minutes", "data_mb"))
+
+    def last_week_ratio(column: str) -> str:
+        return f"(u.{column}_last_week / {min(7, days)}) / NULLIF(u.{column} / {days}, 0)"
 
     product_columns, product_join = _products_held(con, work, ids)
     columns = column_names(con, subscribers)
@@ -320,7 +331,8 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
                    {in_window('1')} AS active_days,
                    max(date) AS last_use,
                    {sums},
-                   {trend_sums}
+                   {trend_sums},
+                   {last_week_sums}
             FROM {usage} GROUP BY subscriber_id
         )
         SELECT s.subscriber_id,
@@ -347,6 +359,8 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
                coalesce(u.roaming_minutes, 0)::DOUBLE * {scale} AS roaming_minutes_30d,
                {trend_of('u.voice_minutes')} AS voice_trend, {trend_of('u.sms')} AS sms_trend,
                {trend_of('u.data_mb')} AS data_trend, {trend_of('u.charge_yuan')} AS charge_trend,
+               {last_week_ratio('voice_minutes')} AS voice_last_week_ratio,
+               {last_week_ratio('data_mb')} AS data_last_week_ratio,
                date_sub('month', s.join_date, DATE '{work.as_of}') AS tenure_months,
                {work.as_of.year} - s.birth_year AS age,
                coalesce(s.gender, 'U') AS gender,
