@@ -119,7 +119,7 @@ class ChurnModelAdmin(ReadOnlyAdmin):
                     "training_rows", "churners", "held_out_churners", "note"]
     list_filter = ["status", "learner"]
     exclude = ["fitted"]
-    readonly_fields = ["drivers"]
+    readonly_fields = ["drivers", "lost_by_operator"]
 
     @admin.display(description=_("Drivers (permutation importance on held-out subscribers; deciles 1, 5 and 10 in "
                                  "standard deviations from the mean)"))
@@ -133,6 +133,18 @@ class ChurnModelAdmin(ReadOnlyAdmin):
                 (row["label"], row["feature"], row["importance"], row["direction"],
                  *(row["by_decile"].get(decile, "") for decile in ("1", "5", "10")))
                 for row in rows)))
+
+
+    @admin.display(description=_("Leavers in the window learnt from, by receiving operator, with the monthly revenue "
+                                 "they brought"))
+    def lost_by_operator(self, obj: ChurnModel):
+        rows = obj.fitted.get("lost_by_operator", [])
+        if not rows:
+            return "-"
+        return format_html("<table><tr><th>{}</th><th>{}</th><th>{}</th></tr>{}</table>",
+                           _("Went to"), _("Leavers"), _("Monthly revenue lost (yuan)"), format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((row["label"], row["churners"], f"{row['monthly_revenue']:,.0f}") for row in rows)))
 
 
 @admin.register(EventTrigger)

@@ -190,6 +190,8 @@ def churn_model_report(snapshot: Snapshot) -> dict:
         "trained_on": model.trained_on.as_of_date.isoformat() if model.trained_on else None,
         "window_days": model.window_days, "training_rows": model.training_rows, "churners": model.churners,
         "held_out_rows": model.held_out_rows, "held_out_churners": model.held_out_churners,
+        # Who left in the window the model learnt from, by where they went, with the revenue that went with them.
+        "lost_by_operator": model.fitted.get("lost_by_operator", []),
     }
     if model.status != ChurnModel.Status.FITTED:
         return report

@@ -65,6 +65,13 @@ def _env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def _env_float_list(name: str, default: list[float]) -> list[float]:
+    try:
+        return [float(item) for item in _env_list(name, [str(d) for d in default])]
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={os.environ.get(name)!r} is not a list of numbers separated by commas.") from None
+
+
 DEBUG = _env_bool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -351,6 +358,11 @@ PROPENSITY_MIN_TAKE_UPS = _env_int("PROPENSITY_MIN_TAKE_UPS", 20, minimum=1)
 CHURN_WINDOW_DAYS = _env_int("CHURN_WINDOW_DAYS", 30, minimum=7, maximum=180)  # as CHURN_WINDOW_BOUNDS, tagging/services/snapshots.py
 CHURN_TRAINING_ROWS = _env_int("CHURN_TRAINING_ROWS", 500_000, minimum=1000)
 CHURN_MIN_CHURNERS = _env_int("CHURN_MIN_CHURNERS", 50, minimum=1)
+# Customer value: the high and mid tiers' shares of the active headcount by value score (the low tier is the rest).
+VALUE_TIER_SHARES = tuple(_env_float_list("VALUE_TIER_SHARES", [0.2, 0.3]))
+if len(VALUE_TIER_SHARES) != 2 or min(VALUE_TIER_SHARES) <= 0 or sum(VALUE_TIER_SHARES) >= 1:
+    raise ImproperlyConfigured(f"VALUE_TIER_SHARES={VALUE_TIER_SHARES} must be two shares above 0 (high, mid) summing "
+                               "to less than 1, e.g. 0.2,0.3.")
 # Product association: a product seeds another's audience when its holders are this much likelier to
 # hold that one (lift) and at least this share of subscribers holds both (support).
 ASSOCIATION_MIN_LIFT = _env_float("ASSOCIATION_MIN_LIFT", 1.2, minimum=1.0)

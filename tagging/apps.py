@@ -14,7 +14,7 @@ class TaggingConfig(AppConfig):
 
         from .services.accounts import refresh_role_groups
         from .services.audit import on_locked_out, on_sign_in_failed, on_signed_in
-        from .stages import apps, circles, features, tags, terminals  # noqa: F401
+        from .stages import apps, circles, features, tags, terminals, value  # noqa: F401
 
         post_migrate.connect(refresh_role_groups, dispatch_uid="tagging.refresh_role_groups")
         # The security audit log (等保): every sign-in, failure and lockout.

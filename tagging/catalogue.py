@@ -55,6 +55,14 @@ STARTING_TAGS = [
          "arpu_30d >= 80 and tenure_months >= 24 and active_day_share >= 0.8",
          "Charge (ARPU >= 80 yuan per 30 days), tenure (two years or more) and stability (active on 80% of days "
          "or more): the subscribers whose loss hurts revenue most; key-account care."),
+    _tag("value_tier_high", "高价值客户", "Value tier: high", VALUE, 'value_tier == "high"',
+         "The top fifth of active subscribers by value score (spend above all, then tenure, trend and products "
+         "held; VALUE_TIER_SHARES): a minority that brings about half the revenue. Retention first, service levels."),
+    _tag("value_tier_mid", "中价值客户", "Value tier: mid", VALUE, 'value_tier == "mid"',
+         "The next 30% of active subscribers by value score: the upsell base (plan upgrades, converged offers)."),
+    _tag("value_tier_low", "低价值客户", "Value tier: low", VALUE, 'value_tier == "low"',
+         "The other half of active subscribers by value score, who bring a small share of the revenue: low-cost "
+         "channels (SMS, app push) only."),
     # --- communication behaviour
     _tag("comm_active", "通信活跃", "Active communicator", BEHAVIOUR, "active_day_share >= 0.8",
          "Uses the network on at least 80% of the days in the window."),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pyroaring import BitMap
+
 from .lake import store
 from .models import IngestBatch, Region, Snapshot, TagDefinition
 from .stages import stage_files, stage_sql
@@ -253,3 +255,23 @@ def subscriber_circle(*, subscriber_id: int, snapshot: Snapshot) -> dict:
     } for peer, peer_id, network, contacts, outgoing, incoming, seconds in shown]
     return {**empty, "peers": peers, "circle_size": len(two_way), "one_way_numbers": len(rows) - len(two_way),
             "listed": len(peers)}
+
+
+def revenue_shares(*, snapshot: Snapshot, codes: list[str]) -> dict[str, dict]:
+    """Per tag of the snapshot named: its members' share of the active subscribers against their share of the
+    monthly revenue (the value stage's), over the whole snapshot: what a segment or tier is worth beside how many
+    it is. Empty for a snapshot made before the value stage."""
+    from .models import TagSnapshot
+    from .services.audiences import run_revenue
+
+    revenue = run_revenue(snapshot.run_id)
+    active = snapshot.summary.get("value", {}).get("scored", 0)
+    if not active or not revenue.grand_total:
+        return {}
+    rows = TagSnapshot.objects.filter(snapshot=snapshot, tag__code__in=codes).values_list("tag__code", "bitmap")
+    shares = {}
+    for code, blob in rows:
+        members = BitMap.deserialize(bytes(blob))
+        shares[code] = {"subscribers": len(members), "headcount_share": len(members) / active,
+                        "revenue": round(revenue.total(members)), "revenue_share": revenue.total(members) / revenue.grand_total}
+    return shares

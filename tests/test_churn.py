@@ -220,6 +220,17 @@ def test_the_churn_model_ranks_leavers_near_the_planted_hazard_and_its_deciles_s
     assert drivers and drivers[0]["importance"] >= drivers[-1]["importance"] > 0
     assert {"label", "description", "direction", "by_decile"} <= set(drivers[0])
     assert {"port_out_queries", "days_since_port_out_query"} & {d["feature"] for d in drivers[:5]}
+    # Leavers of the window learnt from, by receiving operator, as the truth has them (among lines active then).
+    went = dict(q(f"""SELECT CASE t.kind WHEN 'close' THEN 'closed' ELSE t.operator END, count(*)
+                      FROM read_parquet('{churn_city}/truth/churn.parquet') t
+                      JOIN {read_sql("subscribers", pinned_paths(current.lake_batches)["subscribers"])} s
+                        ON s.msisdn::VARCHAR = t.msisdn::VARCHAR
+                      JOIN read_parquet('{snapshot_dir(earlier.id)}/features/*.parquet') f USING (subscriber_id)
+                      WHERE f.status = 'active' AND t.churn_date > DATE '{earlier.as_of_date}'
+                        AND t.churn_date <= DATE '{earlier.as_of_date + timedelta(days=WINDOW)}' GROUP BY ALL"""))
+    lost = {row["operator"]: row for row in report["lost_by_operator"]}
+    assert {code: row["churners"] for code, row in lost.items()} == went and set(went) == {"closed", "cu", "ct", "cbn"}
+    assert all(row["monthly_revenue"] > 0 for row in lost.values())
     assert client.get(f"/api/v1/churn-model/?snapshot={earlier.snapshot.id}").json()["status"] == "skipped"
     assert client.get("/api/v1/churn-model/?snapshot=x").status_code == 400
     assert client.get("/api/v1/churn-model/?snapshot=999999").status_code == 404
@@ -230,4 +241,4 @@ def test_the_churn_model_ranks_leavers_near_the_planted_hazard_and_its_deciles_s
     page = Client()
     page.force_login(admin)
     html = page.get(f"/admin/campaigns/churnmodel/{model.id}/change/").content.decode()
-    assert drivers[0]["label"] in html and drivers[0]["feature"] in html
+    assert drivers[0]["label"] in html and drivers[0]["feature"] in html and "中国联通 China Unicom" in html

@@ -32,6 +32,7 @@ from tagging.services.audiences import (
     audience_bitmap,
     current_snapshot,
     parse_audience,
+    revenue_shown,
 )
 from tagging.stages import stage_sql, write_atomically
 from tagging.stages.features import product_feature
@@ -259,7 +260,10 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
                                    .values_list("tag__code", "version__number"))
         locked.counts = {"audience": len(audience), "excluded": excluded, "eligible": len(eligible),
                          "targets": int((~control).sum()), "control": int(control.sum()),
-                         "control_kind": campaign.control_kind, "districts": districts}
+                         "control_kind": campaign.control_kind, "districts": districts,
+                         # The revenue at stake: the targets' monthly revenue and its share of the districts'.
+                         **revenue_shown(bitmaps.revenue(to_bitmap(ids[~control])), bitmaps.revenue(scope),
+                                         int((~control).sum()), rounded=False)}
         locked.save(update_fields=["snapshot", "seed", "status", "frozen_at", "frozen_by", "tag_versions", "counts"])
     return locked
 

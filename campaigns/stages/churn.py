@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy as _
 
 from tagging.bitmaps import publish_graded_scores, write_graded_bitmaps
 from tagging.expressions import Type
-from tagging.lake.sql import column_names
+from tagging.lake.sql import column_names, empty_relation
 from tagging.lake.store import read_sql
 from tagging.services.snapshots import pinned_paths
 from tagging.stages import PartitionWork, Stage, register_stage, snapshot_dir, write_table_atomically
@@ -45,6 +45,8 @@ SCORE = "churn_risk"
 REASONS = ("churn_reason_1", "churn_reason_2", "churn_reason_3")
 # The model stages' scores are not inputs: the propensity deciles and this stage's own.
 NOT_INPUTS = frozenset({STAGE, "propensity"})
+RECEIVING = {"cu": "中国联通 China Unicom", "ct": "中国电信 China Telecom", "cbn": "中国广电 China Broadnet",
+             "closed": "销户 closed the line", "unknown": "携出(运营商未知) ported out, operator not recorded"}
 HELD_OUT = 5  # of 10: leavers are a few in a hundred a month, so half is held out for a measurable AUC and lift
 
 
@@ -88,6 +90,29 @@ def _training_data(con: duckdb.DuckDBPyConnection, run, earlier, window_days: in
     return data, inputs
 
 
+def _lost_by_operator(con: duckdb.DuckDBPyConnection, run, earlier, window_days: int) -> list[dict]:
+    """Everyone active in the earlier snapshot who left in the window after it (not a sample), by where they went: the
+    receiving operator of their port_out, or 'closed'; with the monthly revenue they brought then."""
+    files = run_feature_files(earlier.run_id)
+    table = feature_table_sql({stage: files[stage] for stage in ("features", "value") if files.get(stage)})
+    revenue = "monthly_revenue" if "monthly_revenue" in column_names(con, table) else "coalesce(arpu_30d, 0)"
+    pinned = pinned_paths(run.lake_batches)
+    subscribers = read_sql("subscribers", pinned["subscribers"])
+    ports = (f"(SELECT subscriber_id, any_value(operator) AS operator FROM {read_sql('events', pinned['events'])} "
+             f"WHERE kind = 'port_out' GROUP BY subscriber_id)" if pinned.get("events")
+             else empty_relation(subscriber_id="BIGINT", operator="VARCHAR"))
+    until = earlier.as_of_date + timedelta(days=window_days)
+    rows = con.execute(f"""
+        SELECT CASE WHEN s.status = 'closed' THEN 'closed' ELSE coalesce(p.operator, 'unknown') END AS operator,
+               count(*) AS churners, sum({revenue}) AS monthly_revenue
+        FROM {table} f JOIN {subscribers} s USING (subscriber_id) LEFT JOIN {ports} p USING (subscriber_id)
+        WHERE f.status = 'active' AND s.status IN ('closed', 'ported_out')
+          AND s.status_date > DATE '{earlier.as_of_date}' AND s.status_date <= DATE '{until}'
+        GROUP BY ALL ORDER BY churners DESC, operator""").fetchall()
+    return [{"operator": operator, "label": RECEIVING[operator], "churners": n, "monthly_revenue": round(amount or 0, 2)}
+            for operator, n, amount in rows]
+
+
 def fit_model(run) -> dict:
     """Fit, store and pin the churn model; a run with no snapshot far enough back, or too few leavers, gets none and
     says why (its deciles stay empty: nothing is guessed)."""
@@ -99,9 +124,12 @@ def fit_model(run) -> dict:
     earlier = (Snapshot.objects.filter(as_of_date__lte=run.as_of_date - timedelta(days=window))
                .order_by("-as_of_date", "-id").first())
 
+    lost: list[dict] = []
+
     def skipped(note: str, **counts) -> dict:
         ChurnModel.objects.update_or_create(run=run, defaults=dict(
-            status=ChurnModel.Status.SKIPPED, note=note, trained_on=earlier, window_days=window, fitted={}, learner="",
+            status=ChurnModel.Status.SKIPPED, note=note, trained_on=earlier, window_days=window,
+            fitted={"lost_by_operator": lost} if lost else {}, learner="",
             auc=None, other_auc=None, top_decile_lift=None,
             **{"training_rows": 0, "churners": 0, "held_out_rows": 0, "held_out_churners": 0, **counts}))
         return {"churn": {}}
@@ -112,6 +140,7 @@ def fit_model(run) -> dict:
     con = duckdb.connect()
     try:
         data, inputs = _training_data(con, run, earlier, window)
+        lost = _lost_by_operator(con, run, earlier, window)
     finally:
         con.close()
     ids = np.asarray(data["subscriber_id"])
@@ -131,7 +160,7 @@ def fit_model(run) -> dict:
     ChurnModel.objects.update_or_create(run=run, defaults=dict(
         status=ChurnModel.Status.FITTED, note="", trained_on=earlier, window_days=window, learner=fitted.learner,
         auc=fitted.auc[fitted.learner], other_auc=fitted.auc[other], top_decile_lift=fitted.top_decile_lift,
-        fitted=fitted.as_dict(), **counts))
+        fitted={**fitted.as_dict(), "lost_by_operator": lost}, **counts))
     return {"churn": {"model_file": str(path), **{key: getattr(fitted, key) for key in
                                                    ("input_sql", "features", "mean", "scale", "direction", "importance",
                                                     "cutpoints")}}}

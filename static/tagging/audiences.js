@@ -49,6 +49,12 @@
     document.getElementById("audience-share").textContent =
       interpolate(gettext("%(share)s of %(total)s in my districts"),
                   {share: percent(body.count, body.subscribers), total: number.format(body.subscribers)}, true);
+    // The revenue at stake: suppressed with a suppressed count, rounded with a rounded one (the server decides).
+    const revenue = body.monthly_revenue;
+    document.getElementById("audience-revenue").textContent =
+      revenue === null || revenue === undefined ? "—" : "¥" + number.format(revenue);
+    document.getElementById("audience-revenue-share").textContent = body.revenue_share === null || body.revenue_share === undefined ? "" :
+      interpolate(gettext("%s of my districts' revenue"), [(100 * body.revenue_share).toFixed(1) + "%"]);
     document.getElementById("audience-snapshot").textContent = body.snapshot;
     document.getElementById("audience-elapsed").textContent = body.elapsed_ms + " ms";
     const rows = body.by_region.map(function (region) {

@@ -13,9 +13,10 @@ from django.utils.translation import gettext_lazy as _
 from ..api.throttles import UserRate
 from ..expressions import ExpressionError
 from ..models import SegmentModel, TagDefinition, TagVersion
-from ..selectors import tag_counts, tag_history
+from ..selectors import revenue_shares, tag_counts, tag_history
 from ..services.tags import check_definition, import_member_list, preview_rule, save_tag_definition
 from ..stages.features import catalogue
+from ..value import TIER_NAMES, TIERS
 from .reference import ReadOnlyAdmin, ReadOnlyInline
 
 
@@ -130,7 +131,23 @@ class SegmentModelAdmin(ReadOnlyAdmin):
 
     @admin.display(description="segments")
     def segment_table(self, model):
-        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1%}</td></tr>", (
-            (code, d["zh"], d["en"], d["sample_share"]) for code, d in sorted(model.descriptions.items())
+        """Each segment's share of the sample it was fitted on, and of the run's snapshot: headcount against revenue
+        (a segment's worth beside its size), then the value tiers' the same way."""
+        snapshot = getattr(model.run, "snapshot", None)
+        tiers = [f"value_tier_{code}" for code in TIERS]
+        shares = revenue_shares(snapshot=snapshot, codes=[*model.descriptions, *tiers]) if snapshot else {}
+
+        def share(code, key):
+            return f"{shares[code][key]:.1%}" if code in shares else "—"
+
+        # format_html escapes its arguments into strings first: numbers are formatted before.
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (code, d["zh"], d["en"], f"{d['sample_share']:.1%}", share(code, "headcount_share"), share(code, "revenue_share"))
+            for code, d in sorted(model.descriptions.items())
         ))
-        return format_html("<table><tr><th>code</th><th>中文</th><th>English</th><th>share</th></tr>{}</table>", rows)
+        tier_rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td></td><td>{}</td><td>{}</td></tr>", (
+            (f"value_tier_{code}", *TIER_NAMES[code], share(f"value_tier_{code}", "headcount_share"),
+             share(f"value_tier_{code}", "revenue_share")) for code in TIERS if f"value_tier_{code}" in shares
+        ))
+        return format_html("<table><tr><th>code</th><th>中文</th><th>English</th><th>share (sample)</th>"
+                           "<th>headcount share 人数占比</th><th>revenue share 收入占比</th></tr>{}{}</table>", rows, tier_rows)

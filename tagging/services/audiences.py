@@ -100,10 +100,65 @@ def _tag_counts(snapshot_id: int, published: float, districts: tuple[str, ...]) 
 
 
 @lru_cache(maxsize=64)
+def _scope_revenue(snapshot_id: int, run_id: int, published: float, districts: tuple[str, ...]) -> float:
+    return run_revenue(run_id).total(_scope(snapshot_id, published, districts))
+
+
+@lru_cache(maxsize=64)
 def _feature_symbols(snapshot_id: int, published: float) -> dict[str, Symbol]:
     # Features are known to audiences only to say why one is refused; building the catalogue (a query of the
     # products) once per snapshot keeps it out of every count.
     return feature_symbols()
+
+
+class Revenue:
+    """Each subscriber's monthly revenue in one run (the value stage's `monthly_revenue`), summed over bitmaps: a
+    dense vector indexed by subscriber id where ids are dense (a gather, 20 ms for 5 M members), sorted ids and a
+    search where they are not."""
+
+    def __init__(self, ids: np.ndarray, amounts: np.ndarray):
+        self.grand_total = float(amounts.sum())
+        self.dense = bool(len(ids)) and int(ids[-1]) < 4 * len(ids) + 1000
+        if self.dense:
+            self.by_id = np.zeros(int(ids[-1]) + 1, dtype=np.float64)
+            self.by_id[ids] = amounts
+        else:
+            self.ids, self.amounts = ids, amounts
+
+    def total(self, bitmap) -> float:
+        members = np.frombuffer(bitmap.to_array(), dtype=np.uint32)
+        if self.dense:
+            return float(self.by_id[members[members < len(self.by_id)]].sum())
+        if not len(self.ids):
+            return 0.0
+        found = np.minimum(np.searchsorted(self.ids, members), len(self.ids) - 1)
+        return float(self.amounts[found[self.ids[found] == members]].sum())
+
+
+@lru_cache(maxsize=4)
+def run_revenue(run_id: int) -> Revenue:
+    """A run's revenue vector (nobody's, for a run made before the value stage existed). A run's files never change."""
+    files = stage_files(run_id, "value")
+    if not files:
+        return Revenue(np.zeros(0, dtype=np.int64), np.zeros(0))
+    con = store.reader()
+    try:
+        rows = con.execute(f"SELECT subscriber_id, monthly_revenue FROM read_parquet({store.files_sql(files)}) "
+                           "WHERE monthly_revenue > 0 ORDER BY subscriber_id").fetchnumpy()
+    finally:
+        con.close()
+    return Revenue(np.asarray(rows["subscriber_id"]), np.asarray(rows["monthly_revenue"], dtype=np.float64))
+
+
+def revenue_shown(amount: float, everyone: float, count: int | str, *, rounded: bool) -> dict:
+    """An audience's monthly revenue and its share of the districts' as a user sees them: suppressed (None) with a
+    suppressed count; to two significant figures with a rounded count, so that two audiences a few subscribers apart
+    do not tell those few's spend; to the yuan otherwise."""
+    if isinstance(count, str):
+        return {"monthly_revenue": None, "revenue_share": None}
+    if rounded:
+        amount = float(f"{amount:.2g}")
+    return {"monthly_revenue": round(amount), "revenue_share": round(amount / everyone, 4) if everyone else None}
 
 
 class SnapshotBitmaps:
@@ -120,6 +175,13 @@ class SnapshotBitmaps:
         self.scope = _scope(snapshot.id, self.published, tuple(self.districts))
         # Sales staff and field teams see small counts as the map shows them: suppressed (see disclosed()).
         self.exact = user.has_perm("tagging.view_small_counts")
+
+    def revenue(self, bitmap) -> float:
+        return run_revenue(self.snapshot.run_id).total(bitmap)
+
+    @property
+    def scope_revenue(self) -> float:
+        return _scope_revenue(self.snapshot.id, self.snapshot.run_id, self.published, tuple(self.districts))
 
     @property
     def tag_codes(self) -> set[str]:
@@ -228,6 +290,7 @@ def preview_audience(*, expression: str, user, snapshot: Snapshot | None = None)
         "subscribers": len(bitmaps.scope),
         "snapshot": str(bitmaps.snapshot.as_of_date),
         "by_region": [{**row, "count": shown(row["count"])} for row in bitmaps.by_region(audience)],
+        **revenue_shown(bitmaps.revenue(audience), bitmaps.scope_revenue, shown(len(audience)), rounded=bool(minimum)),
         "suppressed_below": minimum,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
     }
@@ -262,5 +325,6 @@ def profile_audience(*, expression: str, user, snapshot: Snapshot | None = None)
                      "index": round(100 * share / base_share) if share is not None and base_share else None})
     rows.sort(key=lambda row: (row["index"] is None, -(row["index"] or 0), row["tag"]))
     return {"count": size, "subscribers": everyone, "snapshot": str(bitmaps.snapshot.as_of_date), "tags": rows,
+            **revenue_shown(bitmaps.revenue(audience), bitmaps.scope_revenue, size, rounded=bool(minimum)),
             "suppressed_below": minimum,
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
