@@ -20,7 +20,7 @@ from .models import (
     TriggerPass,
 )
 from .selectors import churn_drivers
-from .services.campaigns import CampaignRefused, check_audience
+from .services.campaigns import CampaignRefused, check_audience, check_purpose
 from .services.triggers import check_event_trigger
 
 
@@ -66,6 +66,11 @@ class CampaignAdmin(RegionScopedAdmin):
                         check_audience(text=data["audience"], user=request.user)
                     except CampaignRefused as exc:
                         self.add_error("audience", str(exc))
+                if data.get("purpose"):  # a retention campaign sells nothing and keeps a holdout, as create_campaign checks
+                    try:
+                        check_purpose(data["purpose"], data.get("product"), data.get("control_kind"))
+                    except CampaignRefused as exc:
+                        self.add_error(exc.field if exc.field in self.fields else None, str(exc))
                 return data
 
         return AudienceChecked

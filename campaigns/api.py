@@ -21,9 +21,11 @@ from tagging.api.permissions import ModelPermissions, requires
 from tagging.expressions import ExpressionError
 from tagging.models import IngestBatch, Product, Region
 
+from .forms import PerformanceFilter
 from .models import Campaign, EventTrigger, ExportLog, SavedAudience
 from .selectors import (
     campaign_evaluation,
+    campaign_performance,
     campaigns_of,
     churn_model_report,
     product_association,
@@ -80,7 +82,7 @@ class SavedAudienceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixin
 
 
 class CampaignSerializer(serializers.ModelSerializer):
-    product = serializers.SlugRelatedField(slug_field="code", queryset=Product.objects.all())
+    product = serializers.SlugRelatedField(slug_field="code", queryset=Product.objects.all(), required=False, allow_null=True)
     regions = serializers.SlugRelatedField(slug_field="code", many=True,
                                            queryset=Region.objects.districts())
     owner = serializers.CharField(source="owner.username", read_only=True)
@@ -88,7 +90,8 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Campaign
-        fields = ["id", "name", "product", "audience", "saved_audience", "channel", "start_date", "end_date", "control_share", "control_kind", "regions",
+        fields = ["id", "name", "purpose", "product", "offer", "audience", "saved_audience", "channel", "start_date", "end_date",
+                  "control_share", "control_kind", "cost_per_contact", "value_per_conversion", "regions",
                   "status", "owner", "created_at", "snapshot", "snapshot_date", "seed", "tag_versions", "counts",
                   "frozen_at"]
         read_only_fields = ["status", "owner", "created_at", "snapshot", "seed", "tag_versions", "counts", "frozen_at"]
@@ -131,11 +134,13 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         data = given.validated_data
         try:
             campaign = create_campaign(
-                owner=request.user, name=data["name"], product=data["product"], audience=data.get("audience", ""),
+                owner=request.user, name=data["name"], product=data.get("product"), audience=data.get("audience", ""),
                 channel=data["channel"], start_date=data["start_date"], end_date=data["end_date"],
                 regions=[r.code for r in data["regions"]], control_share=data.get("control_share", 0.1),
                 control_kind=data.get("control_kind", Campaign.ControlKind.HOLDOUT),
-                saved_audience=data.get("saved_audience"))
+                saved_audience=data.get("saved_audience"), purpose=data.get("purpose", Campaign.Purpose.SALE),
+                offer=data.get("offer", ""), cost_per_contact=data.get("cost_per_contact"),
+                value_per_conversion=data.get("value_per_conversion"))
         except CampaignRefused as exc:
             return _refused(exc)
         return Response(self.get_serializer(campaign).data, status=status.HTTP_201_CREATED)
@@ -279,6 +284,28 @@ class ChurnModelView(APIView):
     @extend_schema(parameters=[SNAPSHOT_PARAMETER], responses={200: dict, 404: dict})
     def get(self, request):
         return Response(churn_model_report(snapshot_asked(request)))
+
+
+class CampaignPerformanceView(APIView):
+    """营销效果: every frozen campaign of your regions starting in the period (the latest PERFORMANCE_MAX_CAMPAIGNS), each
+    against its control in your districts (rates, lift with its 95% interval, uplift, p), with contacts, cost, the
+    return over the control and return on cost; the same pooled by month, product, channel, district and targeting
+    (model-targeted or not), and the monthly trend of model-targeted against untargeted sale campaigns."""
+
+    permission_classes = [requires("campaigns.view_campaign")]
+
+    @extend_schema(parameters=[
+        OpenApiParameter("since", str, description="YYYY-MM-DD: campaigns starting on or after it"),
+        OpenApiParameter("until", str, description="YYYY-MM-DD: campaigns starting on or before it"),
+        OpenApiParameter("purpose", str, enum=Campaign.Purpose.values)], responses={200: dict, 400: dict})
+    def get(self, request):
+        form = PerformanceFilter(request.query_params)
+        if not form.is_valid():
+            return Response({field: [str(e) for e in errors] for field, errors in form.errors.items()},
+                            status=status.HTTP_400_BAD_REQUEST)
+        data = form.cleaned_data
+        return Response(campaign_performance(user=request.user, since=data["since"], until=data["until"],
+                                             purpose=data["purpose"] or None))
 
 
 TARGET_PARAMETERS = [

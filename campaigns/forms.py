@@ -15,8 +15,13 @@ from .models import Campaign, SavedAudience
 
 class CampaignForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=100)
-    product = forms.ModelChoiceField(label=_("Product"), queryset=Product.objects.order_by("code"),
-                                     help_text=_("What the campaign sells: its holders are left out of the target list"))
+    purpose = forms.ChoiceField(label=_("Purpose"), choices=Campaign.Purpose.choices, initial=Campaign.Purpose.SALE,
+                                widget=forms.RadioSelect, required=False)
+    product = forms.ModelChoiceField(label=_("Product"), queryset=Product.objects.order_by("code"), required=False,
+                                     help_text=_("What a sale campaign sells: its holders are left out of the target list. "
+                                                 "Empty for a retention campaign"))
+    offer = forms.CharField(label=_("Offer"), max_length=200, required=False,
+                            help_text=_("What the contact offers, in words (a retention campaign's offer to stay)"))
     saved_audience = forms.ModelChoiceField(label=_("Saved audience"), queryset=SavedAudience.objects.none(),
                                             required=False, help_text=_("Its expression is used when the box below is empty"))
     audience = forms.CharField(label=_("Audience"), required=False, widget=forms.Textarea(attrs={"rows": 3}),
@@ -29,6 +34,14 @@ class CampaignForm(forms.Form):
     control_share = forms.DecimalField(label=_("Control share"), min_value=Decimal("0.01"), max_value=Decimal("0.5"),
                                        decimal_places=3, initial=Decimal("0.1"),
                                        help_text=_("Size of the control group as a share of the eligible audience (0.01-0.5)"))
+    cost_per_contact = forms.DecimalField(label=_("Cost per contact (yuan)"), required=False, min_value=Decimal("0"),
+                                          max_digits=8, decimal_places=2,
+                                          help_text=_("Empty: the channel's default cost"))
+    value_per_conversion = forms.DecimalField(label=_("Value per conversion (yuan)"), required=False, min_value=Decimal("0"),
+                                              max_digits=10, decimal_places=2,
+                                              help_text=_("What a conversion (a leaver kept) is worth; empty: months "
+                                                          "(CAMPAIGN_VALUE_MONTHS) of the product's fee or of a kept "
+                                                          "target's revenue"))
     regions = forms.ModelMultipleChoiceField(label=_("Districts"), queryset=Region.objects.none(),
                                              widget=forms.CheckboxSelectMultiple)
 
@@ -44,3 +57,18 @@ class CampaignForm(forms.Form):
         today = timezone.localdate()
         self.fields["start_date"].initial = today + timedelta(days=1)
         self.fields["end_date"].initial = today + timedelta(days=14)
+
+    def clean_purpose(self):
+        return self.cleaned_data.get("purpose") or Campaign.Purpose.SALE
+
+
+class PerformanceFilter(forms.Form):
+    since = forms.DateField(label=_("Starting from"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label=_("Starting until"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    purpose = forms.ChoiceField(label=_("Purpose"), required=False, choices=[("", _("All")), *Campaign.Purpose.choices])
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["until"] < data["since"]:
+            raise forms.ValidationError(_("The period ends before it starts."))
+        return data

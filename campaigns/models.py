@@ -50,8 +50,24 @@ class Campaign(models.Model):
         APP_PUSH = "app_push", _("App push")
         STORE = "store", _("Store")
 
+    class Purpose(models.TextChoices):
+        SALE = "sale", _("Sale: a product is offered, success is taking it up")
+        RETENTION = "retention", _("Retention: an offer to stay, success is not leaving")
+
     name = models.CharField(max_length=100)
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="campaigns")
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.SALE)
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns",
+                                help_text="What a sale campaign sells; a retention campaign sells nothing")
+    offer = models.CharField(max_length=200, blank=True,
+                             help_text="What the contact offers, in words (a retention campaign's offer: '30 yuan credit a "
+                                       "month for 6 months if you stay'); recorded, not interpreted")
+    cost_per_contact = models.DecimalField(
+        max_digits=8, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))],
+        help_text="Yuan per subscriber contacted; empty: the channel's default (CAMPAIGN_COST_PER_CONTACT)")
+    value_per_conversion = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))],
+        help_text="Yuan a conversion (a retention campaign: a leaver kept) is worth; empty: the product's monthly fee, "
+                  "or a kept target's monthly revenue, times CAMPAIGN_VALUE_MONTHS")
     audience = models.TextField(help_text="Audience expression over tags, area(\"...\") and hex(\"...\")")
     saved_audience = models.ForeignKey(SavedAudience, null=True, blank=True, on_delete=models.SET_NULL,
                                        related_name="campaigns", help_text="Where the expression was taken from")
@@ -88,8 +104,16 @@ class Campaign(models.Model):
         ordering = ["-created_at"]
         permissions = [("contact_subscribers", "May export full MSISDNs to contact subscribers"),
                        ("report_outcomes", "May report contact outcomes for targets of their districts")]
-        constraints = [models.CheckConstraint(condition=models.Q(end_date__gte=models.F("start_date")),
-                                              name="campaign_ends_after_it_starts")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(end_date__gte=models.F("start_date")), name="campaign_ends_after_it_starts"),
+            models.CheckConstraint(condition=models.Q(purpose="sale", product__isnull=False)
+                                   | models.Q(purpose="retention", product__isnull=True),
+                                   name="campaign_sells_a_product_unless_retention"),
+            models.CheckConstraint(condition=models.Q(cost_per_contact__isnull=True) | models.Q(cost_per_contact__gte=0),
+                                   name="campaign_cost_not_negative"),
+            models.CheckConstraint(condition=models.Q(value_per_conversion__isnull=True)
+                                   | models.Q(value_per_conversion__gte=0), name="campaign_value_not_negative"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_status_display()})"

@@ -14,6 +14,9 @@ propensity decile in the frozen snapshot (the gains chart): a random group's, or
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import numpy as np
 from django.conf import settings
 from django.db.models import Count
@@ -25,11 +28,16 @@ from tagging.models import Product, Region, Snapshot
 from tagging.services.audiences import current_snapshot
 from tagging.stages import stage_files
 from tagging.stages.features import product_feature
+from tagging.stages.value import STAGE as VALUE_STAGE
 
+from . import performance
 from .association import association_rules, seed_audience
 from .evaluation import Group, compare, gains_table
 from .models import Campaign, SavedAudience
+from .performance import CampaignResult
 from .services.campaigns import campaign_districts, contacted_sql, residents_sql, target_list_sql, targets_path
+from .stages.churn import SCORE as CHURN_SCORE
+from .stages.churn import STAGE as CHURN_STAGE
 from .stages.propensity import STAGE as PROPENSITY
 from .stages.propensity import score_name
 
@@ -52,7 +60,8 @@ def triggers_with_counts(campaign: Campaign):
 
 
 def _on_map(campaign: Campaign) -> TargetList:
-    return TargetList(id=campaign.id, label=f"{campaign.name} · {campaign.product.name} ({campaign.get_status_display()})",
+    offer = campaign.product.name if campaign.product else campaign.get_purpose_display()
+    return TargetList(id=campaign.id, label=f"{campaign.name} · {offer} ({campaign.get_status_display()})",
                       members_sql=f"(SELECT subscriber_id FROM {target_list_sql(campaign)} WHERE {contacted_sql(campaign)})")
 
 
@@ -75,44 +84,77 @@ def campaign_on_map(user, campaign_id: int) -> TargetList | None:
 # --- a campaign's result ------------------------------------------------------------------------------------
 
 
-COUNTS = ("members", "converted", "contacted", "reported_converted")
+COUNTS = ("members", "converted", "contacted", "reported_converted", "revenue", "revenue_converted")
 BASIS = {
     Campaign.ControlKind.HOLDOUT: ("members", "converted", "uptake of the product during the campaign, whole groups"),
     Campaign.ControlKind.RANDOM: ("contacted", "reported_converted", "conversions reported by field teams, of those contacted"),
 }
 
 
+def retention_horizon(campaign: Campaign):
+    """The last day a retention campaign's groups are watched for leaving: the churn window after its end."""
+    return campaign.end_date + timedelta(days=settings.CHURN_WINDOW_DAYS)
+
+
+def _successes(campaign: Campaign) -> tuple[str, dict, str, str, str]:
+    """What counts as a success in the lake, as a relation of subscriber ids with its parameters; the snapshot stage
+    and score its gains are split by; what the comparison is made on, in words.
+
+    A sale campaign's success is the product's uptake between the start and end dates; a retention campaign's (whose
+    control is a holdout, never offered anything) is leaving, closing or porting out, from the start to the churn
+    window after the end, as the subscriber master's status says: a lower rate in the target group is the offer's
+    effect, and the comparison's `lift` is the ratio of churn rates."""
+    if campaign.purpose == Campaign.Purpose.RETENTION:
+        subscribers = store.current_sql("subscribers")
+        horizon = retention_horizon(campaign)
+        relation = (f"(SELECT subscriber_id FROM {subscribers} WHERE status IN ('closed', 'ported_out') "
+                    f"AND status_date BETWEEN $start AND $end)")
+        return (relation, {"start": campaign.start_date, "end": horizon}, CHURN_STAGE, CHURN_SCORE,
+                f"closing or porting out from {campaign.start_date} to {horizon}, whole groups")
+    subscriptions = store.current_sql("subscriptions")
+    if not subscriptions:
+        return (empty_relation(subscriber_id="BIGINT"), {}, PROPENSITY, score_name(campaign.product.code),
+                BASIS[Campaign.ControlKind(campaign.control_kind)][2])
+    return (f"(SELECT DISTINCT subscriber_id FROM {subscriptions} WHERE product_code = $product "
+            f"AND start_date BETWEEN $start AND $end)",
+            {"product": campaign.product.code, "start": campaign.start_date, "end": campaign.end_date},
+            PROPENSITY, score_name(campaign.product.code), BASIS[Campaign.ControlKind(campaign.control_kind)][2])
+
+
 def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
     """The comparison in the user's districts, or among the residents of one of their micro-areas."""
     districts = campaign_districts(campaign, user)
     residents, hexes = residents_sql(campaign, area) if area is not None else ("true", {})
-    subscriptions = store.current_sql("subscriptions")
     contacts = store.current_sql("contact_results")
-    took = (f"(SELECT DISTINCT subscriber_id FROM {subscriptions} WHERE product_code = $product "
-            f"AND start_date BETWEEN $start AND $end)" if subscriptions else empty_relation(subscriber_id="BIGINT"))
+    took, success_params, score_stage, score, basis = _successes(campaign)
     contacted = (f"(SELECT subscriber_id, bool_or(outcome = 'converted') AS said_converted FROM {contacts} "
                  f"WHERE campaign = $campaign GROUP BY subscriber_id)" if contacts else
                  empty_relation(subscriber_id="BIGINT", said_converted="BOOLEAN"))
-    scores = stage_files(campaign.snapshot.run_id, PROPENSITY)
-    decile = (f"(SELECT subscriber_id, \"{score_name(campaign.product.code)}\" AS decile FROM read_parquet({store.files_sql(scores)}))"
+    scores = stage_files(campaign.snapshot.run_id, score_stage)
+    decile = (f"(SELECT subscriber_id, \"{score}\" AS decile FROM read_parquet({store.files_sql(scores)}))"
               if scores else empty_relation(subscriber_id="BIGINT", decile="UTINYINT"))
+    values = stage_files(campaign.snapshot.run_id, VALUE_STAGE)
+    revenue = (f"(SELECT subscriber_id, monthly_revenue FROM read_parquet({store.files_sql(values)}))" if values
+               else empty_relation(subscriber_id="BIGINT", monthly_revenue="DOUBLE"))
     con = store.reader()
     try:
         rows = con.execute(f"""
             SELECT t.region_code, t."group", d.decile, count(*) AS members, count(k.subscriber_id) AS converted,
-                   count(c.subscriber_id) AS contacted, count(*) FILTER (WHERE c.said_converted) AS reported_converted
+                   count(c.subscriber_id) AS contacted, count(*) FILTER (WHERE c.said_converted) AS reported_converted,
+                   coalesce(sum(v.monthly_revenue), 0) AS revenue,
+                   coalesce(sum(v.monthly_revenue) FILTER (WHERE k.subscriber_id IS NOT NULL), 0) AS revenue_converted
             FROM {target_list_sql(campaign)} t
             LEFT JOIN {took} k USING (subscriber_id) LEFT JOIN {contacted} c USING (subscriber_id)
-            LEFT JOIN {decile} d USING (subscriber_id)
+            LEFT JOIN {decile} d USING (subscriber_id) LEFT JOIN {revenue} v USING (subscriber_id)
             WHERE t.region_code IN (SELECT unnest($districts::VARCHAR[])) AND {residents}
             GROUP BY ALL ORDER BY ALL
-        """, {"districts": districts, **hexes,
-              **({"product": campaign.product.code, "start": campaign.start_date, "end": campaign.end_date} if subscriptions else {}),
-              **({"campaign": str(campaign.id)} if contacts else {})}).fetchall()
+        """, {"districts": districts, **hexes, **success_params, **({"campaign": str(campaign.id)} if contacts else {})}
+        ).fetchall()
     finally:
         con.close()
     names = dict(Region.objects.filter(code__in=districts).values_list("code", "name"))
-    base, success, basis = BASIS[Campaign.ControlKind(campaign.control_kind)]
+    base, success, _ = BASIS[Campaign.ControlKind(campaign.control_kind)]
+    retention = campaign.purpose == Campaign.Purpose.RETENTION
 
     def summary(selected) -> dict:
         groups = {name: dict.fromkeys(COUNTS, 0) for name in ("target", "control")}
@@ -122,12 +164,15 @@ def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
         for counts in groups.values():  # what the comparison is made of, under names that do not depend on it
             counts["base"], counts["successes"] = counts[base], counts[success]
         result = compare(Group(groups["target"]["base"], groups["target"]["successes"]),
-                         Group(groups["control"]["base"], groups["control"]["successes"]))
-        return {**groups, **result.as_dict()}
+                         Group(groups["control"]["base"], groups["control"]["successes"])).as_dict()
+        if retention:
+            result.update(retention_effect(groups["target"], groups["control"], result))
+        return {**groups, **result}
 
     # A random group spans every decile, so its gains show how the model ranks people nobody selected;
-    # against a holdout, the targets' own deciles are all there is.
-    gains_group = "control" if campaign.control_kind == Campaign.ControlKind.RANDOM else "target"
+    # against a holdout, the targets' own deciles are all there is; a retention campaign's holdout, never offered
+    # anything, shows how the churn deciles rank who leaves of themselves.
+    gains_group = "control" if campaign.control_kind == Campaign.ControlKind.RANDOM or retention else "target"
     by_decile: dict[int, list[int]] = {}
     for _, group, grade, *counts in rows:
         if group == gains_group and grade is not None:
@@ -135,13 +180,31 @@ def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
             totals[0] += counts[COUNTS.index(base)]
             totals[1] += counts[COUNTS.index(success)]
     return {
-        "campaign": campaign.id, "product": campaign.product.code, "period": [str(campaign.start_date), str(campaign.end_date)],
+        "campaign": campaign.id, "purpose": campaign.purpose, "product": campaign.product.code if campaign.product else None,
+        "period": [str(campaign.start_date), str(campaign.end_date)],
+        "watched_until": str(retention_horizon(campaign)) if retention else str(campaign.end_date),
         "area": {"id": area.id, "name": area.name} if area is not None else None,
-        "control_kind": campaign.control_kind, "basis": basis, "base": base, "success": success,
+        "control_kind": campaign.control_kind, "basis": basis, "base": base, "success": success, "score": score,
         "overall": summary(rows),
         "by_district": [{"region": code, "name": names.get(code, code), **summary([r for r in rows if r[0] == code])}
                         for code in districts],
         "gains_group": gains_group, "gains": gains_table({grade: tuple(v) for grade, v in by_decile.items()}),
+    }
+
+
+def retention_effect(target: dict, control: dict, comparison: dict) -> dict:
+    """What a retention offer did: the reduction of the churn rate (1 - the ratio of rates) with its 95% interval,
+    and the monthly revenue kept: the target group's revenue times how much less of it left than of the control's."""
+    def share_lost(group: dict) -> float | None:
+        return group["revenue_converted"] / group["revenue"] if group["revenue"] else None
+
+    lift, low, high = comparison["lift"], comparison["lift_low"], comparison["lift_high"]
+    target_lost, control_lost = share_lost(target), share_lost(control)
+    return {
+        "reduction": None if lift is None else 1 - lift,
+        "reduction_low": None if high is None else 1 - high, "reduction_high": None if low is None else 1 - low,
+        "revenue_kept": (None if target_lost is None or control_lost is None
+                         else round((control_lost - target_lost) * target["revenue"], 2)),
     }
 
 
@@ -215,3 +278,78 @@ def churn_drivers(model) -> list[dict]:
                                                                      fitted["importance"], fitted["direction"]))
                if weight > 0]
     return sorted(drivers, key=lambda row: -row["importance"])
+
+
+# --- campaign performance over time -------------------------------------------------------------------------
+
+# An audience ranked by a model: a propensity or churn-risk decile compared to a grade.
+MODEL_SCORE = re.compile(r"\b(propensity_\w+|churn_risk)\s*(>=|>|==|<=|<|!=|in\b)")
+
+
+def model_targeted(campaign: Campaign) -> bool:
+    return bool(MODEL_SCORE.search(campaign.audience))
+
+
+def _value_per_conversion(campaign: Campaign, target: dict) -> float | None:
+    """The campaign's own value, else CAMPAIGN_VALUE_MONTHS of the product's fee, or for retention of a target's
+    monthly revenue (what a leaver kept keeps paying); None when there is nothing to value by."""
+    if campaign.value_per_conversion is not None:
+        return float(campaign.value_per_conversion)
+    months = settings.CAMPAIGN_VALUE_MONTHS
+    if campaign.purpose == Campaign.Purpose.RETENTION:
+        return round(target["revenue"] / target["members"] * months, 2) if target["members"] and target["revenue"] else None
+    fee = float(campaign.product.monthly_fee_yuan)
+    return fee * months if fee > 0 else None
+
+
+def _result(campaign: Campaign, summary: dict, districts: tuple[str, ...]) -> CampaignResult:
+    target, control = summary["target"], summary["control"]
+    # Who was contacted costs: what field teams reported of both groups (a random group is contacted too), else the
+    # whole target list (an SMS or push campaign sends to all of it and reports nothing back).
+    contacts = target["contacted"] + control["contacted"] or target["members"]
+    cost = campaign.cost_per_contact
+    return CampaignResult(
+        campaign=campaign.id, name=campaign.name, month=campaign.start_date.strftime("%Y-%m"), purpose=campaign.purpose,
+        product=campaign.product.code if campaign.product else None, channel=campaign.channel,
+        control_kind=campaign.control_kind, model_targeted=model_targeted(campaign), districts=districts,
+        target=Group(target["base"], target["successes"]), control=Group(control["base"], control["successes"]),
+        contacts=contacts, cost_per_contact=float(cost) if cost is not None else settings.CAMPAIGN_COST_PER_CONTACT[campaign.channel],
+        value_per_conversion=_value_per_conversion(campaign, target))
+
+
+def campaign_performance(*, user, since=None, until=None, purpose: str | None = None) -> dict:
+    """Every frozen campaign of the user's regions starting in [since, until] (the latest PERFORMANCE_MAX_CAMPAIGNS),
+    each evaluated in the user's districts as its report is; with the pooled tables and the trend."""
+    campaigns = campaigns_of(user).exclude(status=Campaign.Status.DRAFT).filter(snapshot__isnull=False)
+    if since:
+        campaigns = campaigns.filter(start_date__gte=since)
+    if until:
+        campaigns = campaigns.filter(start_date__lte=until)
+    if purpose:
+        campaigns = campaigns.filter(purpose=purpose)
+    total = campaigns.count()
+    chosen = list(campaigns.order_by("-start_date", "-id")[:settings.PERFORMANCE_MAX_CAMPAIGNS])
+    results, by_district = [], []
+    for campaign in chosen:
+        if not targets_path(campaign).exists():
+            continue
+        evaluation = campaign_evaluation(campaign=campaign, user=user)
+        districts = tuple(d["region"] for d in evaluation["by_district"])
+        results.append(_result(campaign, evaluation["overall"], districts))
+        by_district += [_result(campaign, d, (d["region"],)) for d in evaluation["by_district"]]
+    results.sort(key=lambda r: (r.month, r.campaign))
+    names = dict(Region.objects.filter(code__in={r.districts[0] for r in by_district}).values_list("code", "name"))
+    products = dict(Product.objects.values_list("code", "name"))
+    return {
+        "campaigns": [performance.row(r) for r in results], "total_campaigns": total, "shown": len(chosen),
+        "limit": settings.PERFORMANCE_MAX_CAMPAIGNS,
+        "by_month": performance.pooled(results, lambda r: r.month),
+        "by_product": [{**row, "name": products.get(row["key"], row["key"])}
+                       for row in performance.pooled(results, lambda r: r.product)],
+        "by_channel": performance.pooled(results, lambda r: r.channel),
+        "by_district": [{**row, "name": names.get(row["key"], row["key"])}
+                        for row in performance.pooled(by_district, lambda r: r.districts[0])],
+        "by_targeting": performance.pooled(results, lambda r: "model_targeted" if r.model_targeted else "untargeted"),
+        "trend": performance.trend(results),
+        "settings": {"cost_per_contact": settings.CAMPAIGN_COST_PER_CONTACT, "value_months": settings.CAMPAIGN_VALUE_MONTHS},
+    }

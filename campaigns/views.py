@@ -9,11 +9,11 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from microarea.models import MicroArea
-from tagging.charts import bar_chart
+from tagging.charts import bar_chart, line_chart
 
-from .forms import CampaignForm
+from .forms import CampaignForm, PerformanceFilter
 from .models import Campaign
-from .selectors import campaign_evaluation, campaigns_of, saved_audiences_of
+from .selectors import campaign_evaluation, campaign_performance, campaigns_of, saved_audiences_of
 from .services.campaigns import (
     EXCLUSION_LABELS,
     CampaignRefused,
@@ -45,7 +45,9 @@ def campaign_new(request):
                 owner=request.user, name=data["name"], product=data["product"], audience=data["audience"],
                 channel=data["channel"], start_date=data["start_date"], end_date=data["end_date"],
                 regions=[r.code for r in data["regions"]], control_share=data["control_share"],
-                control_kind=data["control_kind"], saved_audience=data["saved_audience"])
+                control_kind=data["control_kind"], saved_audience=data["saved_audience"], purpose=data["purpose"],
+                offer=data["offer"], cost_per_contact=data["cost_per_contact"],
+                value_per_conversion=data["value_per_conversion"])
         except CampaignRefused as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
@@ -94,7 +96,8 @@ def campaign_report(request, pk: int):
     campaign = get_object_or_404(campaigns_of(request.user), pk=pk)
     excluded = campaign.counts.get("excluded", {})
     context = {"campaign": campaign, "excluded": [(EXCLUSION_LABELS.get(code, code), n) for code, n in excluded.items()],
-               "steps": [(step, STEP_LABELS[step]) for step in next_steps(campaign)]}
+               "steps": [(step, STEP_LABELS[step]) for step in next_steps(campaign)],
+               "retention": campaign.purpose == Campaign.Purpose.RETENTION}
     if campaign.status != Campaign.Status.DRAFT:
         areas = MicroArea.objects.visible_to(request.user).filter(region__code__in=campaign.counts.get("districts", []))
         wanted = request.GET.get("area", "")
@@ -121,3 +124,29 @@ def _gains_chart(gains: list[dict]) -> dict:
     points = [f"40,{bottom}"] + [f"{40 + 44 * (i + 1)},{bottom - round(CHART_HEIGHT * (row['cumulative_gain'] or 0))}"
                                  for i, row in enumerate(gains)]
     return {"gains_bars": chart["bars"], "gains_curve": " ".join(points)}
+
+
+@login_required
+@permission_required("campaigns.view_campaign", raise_exception=True)
+def campaign_performance_page(request):
+    """Every campaign of the user's regions against its control, by month, product, channel and district, with cost
+    and return; the trend of model-targeted against untargeted success (inline SVG, nothing fetched)."""
+    form = PerformanceFilter(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return render(request, "campaigns/performance.html", {"form": form}, status=400)
+    data = form.cleaned_data if form.is_bound else {}
+    performance = campaign_performance(user=request.user, since=data.get("since"), until=data.get("until"),
+                                       purpose=data.get("purpose") or None)
+    months = [row["month"] for row in performance["trend"]]
+
+    def rates(kind: str, side: str) -> list[float | None]:
+        return [(row[kind] or {}).get(f"{side}_rate") for row in performance["trend"]]
+
+    chart = line_chart(months, {
+        _("Model-targeted"): rates("model_targeted", "target"), _("Untargeted"): rates("untargeted", "target"),
+        _("Model-targeted, control"): rates("model_targeted", "control"), _("Untargeted, control"): rates("untargeted", "control"),
+    }) if months else None
+    labels = {"purposes": {Campaign.Purpose.SALE: _("Sale"), Campaign.Purpose.RETENTION: _("Retention")},
+              "channels": dict(Campaign.Channel.choices), "products": {row["key"]: row["name"] for row in performance["by_product"]},
+              "targeting": {"model_targeted": _("Model-targeted"), "untargeted": _("Untargeted")}}
+    return render(request, "campaigns/performance.html", {"form": form, "performance": performance, "chart": chart, **labels})

@@ -363,6 +363,24 @@ VALUE_TIER_SHARES = tuple(_env_float_list("VALUE_TIER_SHARES", [0.2, 0.3]))
 if len(VALUE_TIER_SHARES) != 2 or min(VALUE_TIER_SHARES) <= 0 or sum(VALUE_TIER_SHARES) >= 1:
     raise ImproperlyConfigured(f"VALUE_TIER_SHARES={VALUE_TIER_SHARES} must be two shares above 0 (high, mid) summing "
                                "to less than 1, e.g. 0.2,0.3.")
+# Campaign economics (yuan): a contact's cost by channel when the campaign names none, and the months of revenue a
+# conversion is worth when it names no value (a product's monthly fee, or a kept leaver's monthly revenue, times it).
+# Defaults are the order of what Chinese operators pay: an outbound call centre minute-and-agent cost, a marketing SMS,
+# an app push, a store visit's staff time; override with CAMPAIGN_COST_PER_CONTACT="outbound_call=2,sms=0.04,...".
+CAMPAIGN_COST_PER_CONTACT = {"outbound_call": 1.5, "sms": 0.05, "app_push": 0.01, "store": 8.0}
+for _item in _env_list("CAMPAIGN_COST_PER_CONTACT", []):
+    _channel, _, _cost = _item.partition("=")
+    try:
+        _value = float(_cost)
+    except ValueError:
+        _value = float("nan")
+    if _channel.strip() not in CAMPAIGN_COST_PER_CONTACT or not _value >= 0:
+        raise ImproperlyConfigured(f"CAMPAIGN_COST_PER_CONTACT: {_item!r} is not channel=cost with a channel of "
+                                   f"{', '.join(CAMPAIGN_COST_PER_CONTACT)} and a cost of 0 or more yuan.")
+    CAMPAIGN_COST_PER_CONTACT[_channel.strip()] = _value
+CAMPAIGN_VALUE_MONTHS = _env_int("CAMPAIGN_VALUE_MONTHS", 12, minimum=1, maximum=120)
+# The performance page evaluates at most this many campaigns (the latest) per request: each is a query of the lake.
+PERFORMANCE_MAX_CAMPAIGNS = _env_int("PERFORMANCE_MAX_CAMPAIGNS", 100, minimum=1, maximum=1000)
 # Product association: a product seeds another's audience when its holders are this much likelier to
 # hold that one (lift) and at least this share of subscribers holds both (support).
 ASSOCIATION_MIN_LIFT = _env_float("ASSOCIATION_MIN_LIFT", 1.2, minimum=1.0)

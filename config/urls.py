@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 
 from campaigns import views as campaign_views
 from campaigns.api import (
+    CampaignPerformanceView,
     CampaignViewSet,
     ChurnModelView,
     HexTargetsView,
@@ -41,6 +42,7 @@ urlpatterns = [
     path("map/", microarea_views.area_map, name="map"),
     path("campaigns/", campaign_views.campaign_list, name="campaigns"),
     path("campaigns/new/", campaign_views.campaign_new, name="campaign-new"),
+    path("campaigns/performance/", campaign_views.campaign_performance_page, name="campaign-performance"),
     path("campaigns/<int:pk>/", campaign_views.campaign_report, name="campaign-report"),
     re_path(r"^campaigns/(?P<pk>[0-9]+)/(?P<step>freeze|start|close)/$", campaign_views.campaign_step, name="campaign-step"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -55,6 +57,7 @@ urlpatterns = [
     path("api/v1/subscribers/<int:pk>/locations/", SubscriberLocationsView.as_view(), name="subscriber-locations"),
     path("api/v1/product-association/", ProductAssociationView.as_view(), name="product-association"),
     path("api/v1/churn-model/", ChurnModelView.as_view(), name="churn-model"),
+    path("api/v1/campaign-performance/", CampaignPerformanceView.as_view(), name="campaign-performance-api"),
     path("api/v1/", include(campaign_router.urls)),
     path("api/v1/", include("tagging.api.urls")),
     path("api/v1/auth/token/", ObtainExpiringToken.as_view(), name="api-token"),

@@ -14,7 +14,7 @@ the rest of the way, so that contacting some subscribers changes only their own 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +73,9 @@ class Churn:
     query_day: np.ndarray  # int32 day index of the port-out query before leaving (NEVER: none)
     casual_query_day: np.ndarray  # int32 day index of a query by someone who does not leave then (NEVER: none)
     reasons: dict  # name -> float32 per subscriber: each signal's term in the log hazard
+    exposure: np.ndarray | None = None  # float64 cumulative hazard at which each subscriber decides (the draw)
+    joined_day: np.ndarray | None = None  # int day index each subscriber joined
+    draws: dict | None = None  # what settles leaving once decided: "port", "query", "lag" draws and "second_line"
 
     def factor(self, days: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
         """(rows, days) the commitment's factor on the hazard on each day (1 without a commitment)."""
@@ -102,6 +105,49 @@ class Churn:
         return np.where(winding, 1 - WIND_DOWN * progress, 1.0)
 
 
+def _decision_days(churn: Churn, rows: np.ndarray, offer_day: np.ndarray, days: int) -> np.ndarray:
+    """The day each of `rows` decides to leave (NEVER: not in the window), with a retention offer from `offer_day`."""
+    timeline = np.arange(-LEAD_DAYS, days)
+    daily = np.nan_to_num(churn.monthly_hazard(timeline, rows)) / 30
+    daily *= np.where(timeline[None, :] >= offer_day[:, None], 1 - RETENTION_REDUCTION, 1.0)
+    daily *= timeline[None, :] >= churn.joined_day[rows, None]
+    cumulative = np.cumsum(daily, axis=1)
+    exposure = churn.exposure[rows]
+    reached = cumulative[:, -1] >= exposure
+    first = np.argmax(cumulative >= exposure[:, None], axis=1)
+    return np.where(reached, timeline[first], NEVER).astype(np.int32)
+
+
+def _settle(churn: Churn) -> None:
+    """From the decision to the leaving, by each subscriber's own draws: porting (likelier with a second line, less
+    likely while bound), a port-out query first (most porters), and the lag before the line goes."""
+    draws = churn.draws
+    decided = churn.decided_day < NEVER
+    bound_then = decided & (churn.decided_day < churn.commitment_end.astype(np.int64))
+    port_share = np.where(draws["second_line"], PORT_SHARE[1], PORT_SHARE[0]) * np.where(bound_then, BOUND_PORT_FACTOR, 1.0)
+    churn.ports = decided & (draws["port"] < port_share)
+    asks = churn.ports & (draws["query"] < QUERY_SHARE)
+    low, high = (np.select([asks, churn.ports], [QUERY_LAG_DAYS[i], SILENT_PORT_LAG_DAYS[i]], CLOSE_LAG_DAYS[i]) for i in (0, 1))
+    lag = (low + draws["lag"] * (high - low)).astype(np.int32)
+    churn.query_day = np.where(asks, churn.decided_day, NEVER).astype(np.int32)
+    churn.churn_day = np.where(decided, churn.decided_day + lag, NEVER).astype(np.int32)
+
+
+def with_offers(churn: Churn, offers: dict[int, int], days: int) -> Churn:
+    """The same subscribers' futures had those in `offers` (subscriber -> day index) been made a retention offer that
+    day: the same draws, a hazard lowered by RETENTION_REDUCTION from then on, so only the offered change (a decision
+    taken before the offer stands). What a demo or test "contacts" after the city was written, as plant_churn's
+    `contacts` would have from the start."""
+    who = np.fromiter(offers, dtype=np.int64, count=len(offers))
+    offer_day = np.fromiter(offers.values(), dtype=np.int64, count=len(offers))
+    decided = churn.decided_day.copy()
+    before = churn.decided_day[who] < offer_day  # decided already: the offer comes too late
+    decided[who] = np.where(before, churn.decided_day[who], _decision_days(churn, who, offer_day, days))
+    offered = replace(churn, decided_day=decided)
+    _settle(offered)
+    return offered
+
+
 def from_truth(truth_dir, start_date) -> Churn:
     """The planted churn back from truth/churn.parquet, day indexes counted from `start_date` (the window's first day),
     in the city's subscriber order: what a test needs to score the planted hazard's own ceiling."""
@@ -116,7 +162,11 @@ def from_truth(truth_dir, start_date) -> Churn:
     return Churn(log_hazard=table["log_monthly_hazard"].to_numpy(zero_copy_only=False).astype(np.float32),
                  commitment_end=day("commitment_end"), decided_day=day("decided_date"), churn_day=day("churn_date"),
                  ports=kind == "port_out", operator=np.zeros(len(kind), np.uint8), query_day=day("query_date"),
-                 casual_query_day=day("casual_query_date"), reasons={})
+                 casual_query_day=day("casual_query_date"), reasons={},
+                 exposure=table["exposure"].to_numpy(zero_copy_only=False).astype(np.float64),
+                 joined_day=day("join_date").astype(np.int64),
+                 draws={name: table[f"{name}_draw"].to_numpy(zero_copy_only=False) for name in ("port", "query", "lag")}
+                 | {"second_line": table["second_line"].to_numpy(zero_copy_only=False)})
 
 
 def _parts(n: int, size: int = 250_000):
@@ -150,8 +200,7 @@ def plant_churn(rng: np.random.Generator, *, days: int, active: np.ndarray, decl
     churn = Churn(log_hazard=np.where(active, linear, np.nan).astype(np.float32), commitment_end=commitment_end,
                   decided_day=np.full(n, NEVER, np.int32), churn_day=np.full(n, NEVER, np.int32), ports=np.zeros(n, bool),
                   operator=np.zeros(n, np.uint8), query_day=np.full(n, NEVER, np.int32),
-                  casual_query_day=np.full(n, NEVER, np.int32), reasons=reasons)
-    timeline = np.arange(-LEAD_DAYS, days)
+                  casual_query_day=np.full(n, NEVER, np.int32), reasons=reasons, exposure=exposure, joined_day=joined_day)
     # Calibrate the base so that MONTHLY_CHURN of the active subscribers leave each month of the window, commitments
     # included: a share compounded over the window, not a mean hazard (the riskiest cannot leave twice).
     window = np.arange(days)
@@ -167,24 +216,11 @@ def plant_churn(rng: np.random.Generator, *, days: int, active: np.ndarray, decl
     for who, day in (contacts or {}).items():
         offer_day[who] = day
     for rows in _parts(n):
-        daily = np.nan_to_num(churn.monthly_hazard(timeline, rows)) / 30
-        daily *= np.where(timeline[None, :] >= offer_day[rows, None], 1 - RETENTION_REDUCTION, 1.0)
-        daily *= timeline[None, :] >= joined_day[rows, None]
-        cumulative = np.cumsum(daily, axis=1)
-        reached = cumulative[:, -1] >= exposure[rows]
-        first = np.argmax(cumulative >= exposure[rows, None], axis=1)
-        churn.decided_day[rows] = np.where(reached, timeline[first], NEVER)
+        churn.decided_day[rows] = _decision_days(churn, np.arange(rows.start, rows.stop), offer_day[rows], days)
 
-    decided = churn.decided_day < NEVER
+    churn.draws = {"port": port_draw, "query": query_draw, "lag": lag_draw, "second_line": second_line}
+    _settle(churn)
     ends = commitment_end.astype(np.int64)
-    bound_then = decided & (churn.decided_day < ends)
-    port_share = np.where(second_line, PORT_SHARE[1], PORT_SHARE[0]) * np.where(bound_then, BOUND_PORT_FACTOR, 1.0)
-    churn.ports = decided & (port_draw < port_share)
-    asks = churn.ports & (query_draw < QUERY_SHARE)
-    low, high = (np.select([asks, churn.ports], [QUERY_LAG_DAYS[i], SILENT_PORT_LAG_DAYS[i]], CLOSE_LAG_DAYS[i]) for i in (0, 1))
-    lag = (low + lag_draw * (high - low)).astype(np.int32)
-    churn.query_day = np.where(asks, churn.decided_day, NEVER).astype(np.int32)
-    churn.churn_day = np.where(decided, churn.decided_day + lag, NEVER).astype(np.int32)
     shares = np.cumsum(RECEIVING_SHARES)
     by_share = np.searchsorted(shares, operator_draw * shares[-1], side="right").astype(np.uint8)
     churn.operator = np.where(circle_network >= 0, circle_network, by_share).astype(np.uint8)

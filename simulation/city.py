@@ -382,7 +382,11 @@ def _write_churn_truth(writer: _Writer, params: CityParameters, people: _People,
     left = churn.churn_day < churning.NEVER
     writer.truth_in_parts("churn", ({
         "msisdn": people.msisdn[rows],
-        "log_monthly_hazard": churn.log_hazard[rows].round(4),
+        "log_monthly_hazard": churn.log_hazard[rows],  # exact, with the exposure: with_offers() redraws from them
+        "exposure": churn.exposure[rows],
+        **{f"{name}_draw": churn.draws[name][rows] for name in ("port", "query", "lag")},
+        "second_line": churn.draws["second_line"][rows],
+        "join_date": start + churn.joined_day[rows],
         "commitment_end": date(churn.commitment_end[rows]),
         "decided_date": date(churn.decided_day[rows]),
         "churn_date": date(churn.churn_day[rows]),

@@ -54,6 +54,19 @@ def small_city(tmp_path_factory) -> Path:
     return folder
 
 
+# Leavers are about 2 in 100 a month: 300 held-out leavers in a 30-day window need some 50,000 subscribers. Usage
+# only (no signalling): the churn signals live in usage, subscribers, events and call records.
+CHURN_CITY = CityParameters(subscribers=50_000, days=60, seed=11, signalling=False, file_format="parquet")
+WITHOUT_SIGNALLING = [d for d in INGEST_ORDER if d not in ("stays", "imei_observations")]
+
+
+@pytest.fixture(scope="session")
+def churn_city(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("churn_city")
+    simulate_city(CHURN_CITY, folder)
+    return folder
+
+
 def ingest_city(folder: Path, datasets=INGEST_ORDER) -> None:
     from tagging.services.ingest import ingest_folder
 

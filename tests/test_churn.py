@@ -1,6 +1,7 @@
 """Churn warning (离网预警): churn planted in the simulated city, and the churn model of the snapshot run measured
 against the planted hazard on held-out subscribers; its deciles in audiences and rules, its drivers in the API."""
 
+import csv
 import io
 from datetime import timedelta
 
@@ -13,10 +14,11 @@ from rest_framework.test import APIClient
 from sklearn.metrics import roc_auc_score
 
 from campaigns.churn import top_decile_lift
-from campaigns.models import ChurnModel
+from campaigns.models import Campaign, ChurnModel
+from campaigns.services.campaigns import create_campaign, freeze_campaign
+from campaigns.services.exports import plan_export, stream
 from campaigns.stages.churn import HELD_OUT
 from microarea.services.imports import import_micro_areas
-from simulation import CityParameters, simulate_city
 from simulation import churn as planted
 from tagging.lake.schemas import DATASETS
 from tagging.lake.store import read_sql
@@ -26,13 +28,11 @@ from tagging.services.ingest import INGEST_ORDER, ingest_file
 from tagging.services.snapshots import pinned_paths, start_snapshot_run
 from tagging.services.tags import install_starting_catalogue, preview_rule
 from tagging.stages import snapshot_dir
+from tagging.stages.features import BEHAVIOUR_SOURCES, catalogue
 
-from .conftest import SMALL_CITY, ingest_city
+from .conftest import CHURN_CITY, SMALL_CITY, WITHOUT_SIGNALLING, ingest_city
 from .factories import staff_user
 
-# Leavers are about 2 in 100 a month: 300 held-out leavers in a 30-day window need some 50,000 subscribers. Usage
-# only (no signalling): the churn signals live in usage, subscribers, events and call records.
-CHURN_CITY = CityParameters(subscribers=50_000, days=60, seed=11, signalling=False, file_format="parquet")
 WINDOW = 30
 
 
@@ -86,6 +86,10 @@ def test_planted_churn_runs_at_the_documented_monthly_rate_and_a_retention_offer
     assert np.array_equal(churn.decided_day[~contacted], offered.decided_day[~contacted])
     reduction = 1 - decided(offered, contacted) / decided(churn, contacted)
     assert abs(reduction - planted.RETENTION_REDUCTION) < 0.05, reduction
+    # The same offers made after the city was written (with_offers, from the draws) give the same futures.
+    afterwards = planted.with_offers(churn, {int(i): 0 for i in np.flatnonzero(contacted)}, 60)
+    assert np.array_equal(afterwards.decided_day, offered.decided_day)
+    assert np.array_equal(afterwards.churn_day, offered.churn_day)
     # Nobody leaves before they joined.
     late = planted.plant_churn(np.random.default_rng(1), **population(1000, joined_day=np.full(1000, 40)))
     assert (late.decided_day[late.decided_day < planted.NEVER] >= 40).all()
@@ -140,16 +144,9 @@ def test_a_churn_window_longer_than_the_data_or_out_of_bounds_is_refused_and_sta
 
 # --- the model --------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def churn_city(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("churn_city")
-    simulate_city(CHURN_CITY, folder)
-    return folder
-
-
 @pytest.fixture
 def churn_runs(churn_city, run_to_end):
-    ingest_city(churn_city, [d for d in INGEST_ORDER if d not in ("stays", "imei_observations")])
+    ingest_city(churn_city, WITHOUT_SIGNALLING)
     import_micro_areas(churn_city / "districts.geojson")
     install_starting_catalogue()
     end = CHURN_CITY.end_date
@@ -237,6 +234,24 @@ def test_the_churn_model_ranks_leavers_near_the_planted_hazard_and_its_deciles_s
     for role in (StaffProfile.Role.SALES, StaffProfile.Role.FIELD):
         client.force_authenticate(staff_user(role, Region.objects.first(), username=f"not_analyst_{role}"))
         assert client.get("/api/v1/churn-model/").status_code == 403
+    # A retention campaign on the top deciles: its revenue at stake, and each target's reasons on the export.
+    campaign = create_campaign(
+        owner=admin, name="高危高价值维系", product=None, purpose=Campaign.Purpose.RETENTION, offer="赠送流量",
+        audience="churn_risk >= 9 and value_tier_high", channel=Campaign.Channel.OUTBOUND_CALL,
+        start_date=CHURN_CITY.end_date, end_date=CHURN_CITY.end_date, regions=[r.code for r in Region.objects.districts()])
+    campaign = freeze_campaign(campaign=campaign, user=admin, seed=1)
+    assert campaign.counts["monthly_revenue"] > 0 and 0 < campaign.counts["revenue_share"] < 1
+    listed = list(csv.DictReader(io.StringIO(b"".join(stream(plan_export(campaign=campaign, user=admin), "csv")).decode())))
+    labels = {f.label: f for f in catalogue()}
+    assert listed and {row["churn_risk"] for row in listed} <= {"9", "10"}
+    reasons = [reason for row in listed for reason in row["churn_reasons"].split("; ") if reason]
+    assert reasons and set(reasons) <= set(labels)
+    # Reasons from whom a subscriber calls are for analysts only: a field team's export leaves them out.
+    assert {reason for reason in reasons if labels[reason].source in BEHAVIOUR_SOURCES}
+    field = staff_user(StaffProfile.Role.FIELD, *Region.objects.districts(), username="retention_field")
+    theirs = list(csv.DictReader(io.StringIO(b"".join(stream(plan_export(campaign=campaign, user=field), "csv")).decode())))
+    assert not {reason for row in theirs for reason in row["churn_reasons"].split("; ") if reason
+                and labels[reason].source in BEHAVIOUR_SOURCES}
     # The analyst's admin page shows the same drivers, by the catalogue's label.
     page = Client()
     page.force_login(admin)

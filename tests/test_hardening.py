@@ -405,7 +405,7 @@ def test_the_admin_campaign_form_offers_your_districts_and_checks_the_audience(p
     form = client.get(url)
     offered = form.context["adminform"].form.fields["regions"].queryset
     assert list(offered.values_list("code", flat=True)) == ["440604"]
-    body = {"name": "草稿", "product": campaign.product_id, "audience": "high_value and lifecycle_at_rsk", "channel": "sms",
+    body = {"name": "草稿", "purpose": "sale", "product": campaign.product_id, "audience": "high_value and lifecycle_at_rsk", "channel": "sms",
             "start_date": "2026-11-01", "end_date": "2026-11-30", "control_share": "0.1", "control_kind": "holdout",
             "regions": [chancheng.id]}
     refused = client.post(url, body)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
@@ -140,12 +141,12 @@ def contact_barred() -> BitMap:
     return _do_not_disturb() | _contacted_often()
 
 
-def excluded_now(snapshot: Snapshot, product_code: str) -> dict[str, BitMap]:
+def excluded_now(snapshot: Snapshot, product_code: str | None) -> dict[str, BitMap]:
     """Who may not be targeted, by reason, in the order a subscriber is counted under: opted out of
     marketing, not active (in the snapshot), holding the campaign's product already (in the snapshot: there
-    is nothing to sell them), on the do-not-disturb list (now), contacted CONTACT_MAX_PER_30_DAYS times or
-    more in the last 30 days across campaigns (now)."""
-    holds = product_feature(product_code)
+    is nothing to sell them; a retention campaign sells nothing), on the do-not-disturb list (now), contacted
+    CONTACT_MAX_PER_30_DAYS times or more in the last 30 days across campaigns (now)."""
+    holds = product_feature(product_code) if product_code else "false"
     con = store.reader()
     try:
         rows = con.execute(
@@ -219,7 +220,7 @@ def freeze_campaign(*, campaign: Campaign, user, seed: int | None = None) -> Cam
     except ExpressionError as exc:
         raise CampaignRefused(str(exc), field="audience") from None
     eligible, excluded, barred = BitMap(audience), {}, BitMap()
-    for reason, members in excluded_now(snapshot, campaign.product.code).items():
+    for reason, members in excluded_now(snapshot, campaign.product.code if campaign.product else None).items():
         excluded[reason] = eligible.intersection_cardinality(members)
         eligible -= members
         barred |= members
@@ -278,11 +279,46 @@ def _own_districts(user, codes: list[str]):
     return districts
 
 
+def _yuan(value, field: str) -> Decimal | None:
+    """A non-negative amount of yuan, or None (the default applies); refused naming the field otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise CampaignRefused(f"{value!r} is not an amount of yuan", field=field) from None
+    if not amount.is_finite() or amount < 0:
+        raise CampaignRefused(f"{value} is not an amount of yuan of 0 or more", field=field)
+    if amount >= Decimal(10) ** 8:
+        raise CampaignRefused(f"{value} yuan is more than any contact costs or conversion is worth", field=field)
+    return amount.quantize(Decimal("0.01"))
+
+
+def check_purpose(purpose: str, product, control_kind: str) -> None:
+    if purpose not in Campaign.Purpose.values:
+        raise CampaignRefused(f"{purpose!r} is not a purpose: {' or '.join(Campaign.Purpose.values)}", field="purpose")
+    if purpose == Campaign.Purpose.RETENTION:
+        if product is not None:
+            raise CampaignRefused("a retention campaign sells no product: leave the product empty and say what it "
+                                  "offers in `offer`", field="product")
+        if control_kind != Campaign.ControlKind.HOLDOUT:
+            raise CampaignRefused("a retention campaign is measured by churn against a holdout that is offered "
+                                  "nothing; a random group contacted like the targets would be offered it too",
+                                  field="control_kind")
+    elif product is None:
+        raise CampaignRefused("a sale campaign names the product it sells", field="product")
+
+
 def create_campaign(*, owner, name: str, product, audience: str, channel: str, start_date, end_date, regions: list[str],
                     control_share: float = 0.1, control_kind: str = Campaign.ControlKind.HOLDOUT,
-                    saved_audience: SavedAudience | None = None) -> Campaign:
+                    saved_audience: SavedAudience | None = None, purpose: str = Campaign.Purpose.SALE, offer: str = "",
+                    cost_per_contact=None, value_per_conversion=None) -> Campaign:
     """A draft campaign in the owner's districts, its audience (typed, or taken from a saved audience of the owner's
-    regions when none is typed) checked first, naming the position. The pages and the API both create through it."""
+    regions when none is typed) checked first, naming the position. The pages and the API both create through it.
+    A retention campaign sells no product and is measured against a holdout; costs and values are yuan of 0 or more
+    (empty: the defaults in settings)."""
+    check_purpose(purpose, product, control_kind)
+    cost, value = _yuan(cost_per_contact, "cost_per_contact"), _yuan(value_per_conversion, "value_per_conversion")
     if saved_audience is not None and not SavedAudience.objects.visible_to(owner).filter(pk=saved_audience.pk).exists():
         raise CampaignRefused(f"no saved audience {saved_audience.pk} in your regions", field="saved_audience")
     audience = (audience or "").strip() or (saved_audience.expression if saved_audience else "")
@@ -295,7 +331,8 @@ def create_campaign(*, owner, name: str, product, audience: str, channel: str, s
     with transaction.atomic():
         campaign = Campaign.objects.create(owner=owner, name=name, product=product, audience=audience, channel=channel,
                                            start_date=start_date, end_date=end_date, control_share=control_share,
-                                           control_kind=control_kind, saved_audience=saved_audience)
+                                           control_kind=control_kind, saved_audience=saved_audience, purpose=purpose,
+                                           offer=offer, cost_per_contact=cost, value_per_conversion=value)
         campaign.regions.set(districts)
     return campaign
 

@@ -27,13 +27,20 @@ from tagging.lake import store
 from tagging.lake.sql import empty_relation
 from tagging.models import Region
 from tagging.selectors import behaviour_terms
+from tagging.stages import stage_files
+from tagging.stages.features import BEHAVIOUR_SOURCES, catalogue
 
 from ..models import Campaign, ContactBlackout, ExportLog, ExportQuota
+from ..stages.churn import REASONS as CHURN_REASONS
+from ..stages.churn import SCORE as CHURN_SCORE
+from ..stages.churn import STAGE as CHURN_STAGE
 from .campaigns import campaign_districts, contact_barred, contacted_sql, residents_sql, target_list_sql, targets_path
 
 COLUMNS = ("subscriber_id", "msisdn", "region_code", "reasons")
+# A retention campaign's list says too how likely each target is to leave and why, in the catalogue's words.
+RETENTION_COLUMNS = (*COLUMNS, "churn_risk", "churn_reasons")
 AREA_COLUMNS = ("subscriber_id", "msisdn", "region_code", "customer_class", "home_h3", "home_confidence")
-TEXT_COLUMNS = {"msisdn", "region_code", "reasons", "customer_class", "home_h3"}  # the rest are numbers
+TEXT_COLUMNS = {"msisdn", "region_code", "reasons", "customer_class", "home_h3", "churn_reasons"}  # the rest are numbers
 # A spreadsheet takes a cell starting with one of these for a formula (CSV injection): such cells are
 # written with a leading apostrophe, which spreadsheets show as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -159,12 +166,32 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     if not user.has_perm("tagging.view_behaviour"):
         reasons = "list_filter(t.reasons, lambda r: NOT list_contains($hidden::VARCHAR[], split_part(r, '=', 1)))"
         params["hidden"] = sorted(behaviour_terms())
-    sql = (f"SELECT t.subscriber_id, s.msisdn::VARCHAR AS msisdn, t.region_code, array_to_string({reasons}, '; ') AS reasons "
-           f"FROM {target_list_sql(campaign)} t JOIN {subscribers} s USING (subscriber_id) "
+    columns, churn_columns, churn_join = COLUMNS, "", ""
+    if campaign.purpose == Campaign.Purpose.RETENTION:
+        columns, churn_columns, churn_join = RETENTION_COLUMNS, *_churn_reasons_sql(campaign, user, params)
+    sql = (f"SELECT t.subscriber_id, s.msisdn::VARCHAR AS msisdn, t.region_code, array_to_string({reasons}, '; ') AS reasons"
+           f"{churn_columns} FROM {target_list_sql(campaign)} t JOIN {subscribers} s USING (subscriber_id){churn_join} "
            f"WHERE {' AND '.join(where)} AND NOT coalesce(s.marketing_opt_out, false)")
-    return _planned(Export(user, ExportLog.Kind.CAMPAIGN, campaign, districts, COLUMNS, sql, params, (0, -1), 0,
+    return _planned(Export(user, ExportLog.Kind.CAMPAIGN, campaign, districts, columns, sql, params, (0, -1), 0,
                            user.has_perm("campaigns.contact_subscribers"), filters),
                     listed=target_list_sql(campaign), params={})
+
+
+def _churn_reasons_sql(campaign: Campaign, user, params: dict) -> tuple[str, str]:
+    """The churn-risk decile and top reasons (by the catalogue's Chinese label) of each target in the frozen snapshot,
+    as columns and a join; a reason that tells what a subscriber does online or whom they call is for analysts only
+    (tagging.view_behaviour), like the list's own reasons."""
+    files = stage_files(campaign.snapshot.run_id, CHURN_STAGE)
+    if not files:
+        return ", NULL::INTEGER AS churn_risk, '' AS churn_reasons", ""
+    features = [f for f in catalogue() if user.has_perm("tagging.view_behaviour") or f.source not in BEHAVIOUR_SOURCES]
+    params.update(reason_codes=[f.name for f in features], reason_labels=[f.label for f in features])
+    labels = [f"$reason_labels[list_position($reason_codes, c.{name})]" for name in CHURN_REASONS]
+    return (f", c.{CHURN_SCORE}::INTEGER AS churn_risk, "
+            f"array_to_string(list_filter([{', '.join(labels)}], lambda r: r IS NOT NULL), '; ') AS churn_reasons",
+            f" LEFT JOIN (SELECT subscriber_id, {CHURN_SCORE}, {', '.join(CHURN_REASONS)} FROM "
+            f"read_parquet({store.files_sql(files)}) WHERE subscriber_id >= $low AND subscriber_id < $high) c "
+            f"USING (subscriber_id)")
 
 
 def plan_area_export(*, user, kind: str, customers: tuple[str, dict] | None, filters: dict) -> Export:

@@ -124,7 +124,7 @@ def _apply(trigger: EventTrigger, batch: IngestBatch, snapshot: Snapshot) -> int
     finally:
         con.close()
     ids = np.asarray(found["subscriber_id"], dtype=np.int64)
-    barred = BitMap.union(BitMap(), *excluded_now(snapshot, campaign.product.code).values())
+    barred = BitMap.union(BitMap(), *excluded_now(snapshot, campaign.product.code if campaign.product else None).values())
     keep = ~np.isin(ids, np.fromiter(barred & to_bitmap(ids), dtype=np.int64))
     ids, times, regions = ids[keep], np.asarray(found["event_time"])[keep], np.asarray(found["region_code"])[keep]
     control = _held_out(campaign.seed or 0, ids, float(campaign.control_share))

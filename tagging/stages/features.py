@@ -138,7 +138,8 @@ _SUBSCRIBER = [
     ("plan_fee", N, "yuan / month", "套餐月费", "Monthly fee of the main plan (from the plan name, e.g. '4G飞享 58元')"),
     ("region_code", T, "", "归属区县", "Administrative code of the subscriber's district"),
     ("status", T, "", "状态", "Account status on the as-of date: 'active', 'suspended', 'closed' or 'ported_out' "
-                              "(携号转出); a status that took effect later reads as 'active'"),
+                              "(携号转出); a status that took effect later reads as 'active', and a line that joined "
+                              "later reads 'not_joined' (未入网)"),
     ("marketing_opt_out", B, "", "拒绝营销", "The subscriber asked not to receive marketing"),
     ("commitment_days_left", N, "days", "合约剩余天数", "Days from the as-of date to the end of the plan's commitment "
                                                    "(合约到期), negative once it has ended; NULL without a commitment"),
@@ -314,9 +315,12 @@ def compute_features(con: duckdb.DuckDBPyConnection, work: PartitionWork, target
 
     product_columns, product_join = _products_held(con, work, ids)
     columns = column_names(con, subscribers)
-    # A status that took effect after the as-of date (a line that left later) was not yet the status then.
-    status = (f"CASE WHEN s.status_date > DATE '{work.as_of}' THEN 'active' ELSE s.status END"
-              if "status_date" in columns else "s.status")
+    # A status that took effect after the as-of date (a line that left later) was not yet the status then; a line that
+    # joined after it was no subscriber yet (the master file is read as of later).
+    status = (f"CASE WHEN s.join_date > DATE '{work.as_of}' THEN 'not_joined' "
+              f"WHEN s.status_date > DATE '{work.as_of}' THEN 'active' ELSE s.status END"
+              if "status_date" in columns else
+              f"CASE WHEN s.join_date > DATE '{work.as_of}' THEN 'not_joined' ELSE s.status END")
     commitment = (f"s.commitment_end - DATE '{work.as_of}'" if "commitment_end" in columns else "NULL::INTEGER")
     queries = (
         f"(SELECT subscriber_id, count(*) AS port_out_queries, DATE '{work.as_of}' - max(time::DATE) AS days_since_port_out_query "

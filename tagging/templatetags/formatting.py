@@ -26,3 +26,10 @@ def named(thing) -> str:
 def in_language(chinese: str, english: str) -> str:
     """One of two names (a row's name and name_en) in the page's language, as `named` does."""
     return (english or chinese) if _english() else chinese
+
+
+@register.filter
+def label_of(code, choices: dict) -> str:
+    """A code as its label in `choices` (a dict of code -> label, e.g. a TextChoices' dict(choices)); the code itself
+    when it has none."""
+    return choices.get(code, code) if code is not None else "—"
