@@ -24,6 +24,7 @@ from tagging.models import IngestBatch, Product, Region
 from .forms import PerformanceFilter
 from .models import Campaign, EventTrigger, ExportLog, SavedAudience
 from .selectors import (
+    adopter_quality,
     campaign_evaluation,
     campaign_performance,
     campaigns_of,
@@ -230,7 +231,8 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
                             status=status.HTTP_400_BAD_REQUEST)
         area = request.query_params.get("area")
         if area is None:
-            return Response(campaign_evaluation(campaign=campaign, user=request.user))
+            return Response({**campaign_evaluation(campaign=campaign, user=request.user),
+                             "adopter_quality": adopter_quality(campaign=campaign, user=request.user)})
         if not area.isdigit():
             return Response({"area": [f"a micro-area id (a whole number), not {area!r}"]}, status=status.HTTP_400_BAD_REQUEST)
         found = MicroArea.objects.visible_to(request.user).filter(pk=int(area)).first()

@@ -26,7 +26,7 @@ from tagging.lake import store
 from tagging.lake.sql import column_names, empty_relation
 from tagging.models import Product, Region, Snapshot
 from tagging.services.audiences import current_snapshot
-from tagging.stages import stage_files
+from tagging.stages import stage_files, stage_sql
 from tagging.stages.features import product_feature
 from tagging.stages.value import STAGE as VALUE_STAGE
 
@@ -353,3 +353,84 @@ def campaign_performance(*, user, since=None, until=None, purpose: str | None = 
         "trend": performance.trend(results),
         "settings": {"cost_per_contact": settings.CAMPAIGN_COST_PER_CONTACT, "value_months": settings.CAMPAIGN_VALUE_MONTHS},
     }
+
+
+# --- adopter quality (发展客户质量) -------------------------------------------------------------------------
+
+QUALITY_DAYS = (30, 60, 90)
+
+
+def adopter_quality(*, campaign: Campaign, user) -> dict:
+    """A sale campaign's converters in the user's districts, 30, 60 and 90 days after converting, target against
+    control: still holding the product, gone (closed or ported out), and their spend (ARPU) then against the frozen
+    snapshot's. A converter took the product up during the campaign (a subscription starting in it; against a random
+    group, also one reported converted, dated by the contact, who may never have subscribed). A checkpoint counts only
+    converters it has data for: holding and leaving up to the latest published snapshot's date, spend in the first
+    published snapshot on or after it."""
+    if campaign.purpose != Campaign.Purpose.SALE or campaign.snapshot is None:
+        return {"horizons": [], "data_until": None}
+    latest = Snapshot.objects.filter(is_current=True).values_list("as_of_date", flat=True).first()
+    subscriptions = store.current_sql("subscriptions")
+    if latest is None or not subscriptions:
+        return {"horizons": [], "data_until": None}
+    contacts = store.current_sql("contact_results")
+    reported = (f"UNION ALL SELECT subscriber_id, min(contacted_at)::DATE FROM {contacts} WHERE campaign = $campaign "
+                f"AND outcome = 'converted' GROUP BY subscriber_id" if contacts else "")
+    later = list(Snapshot.objects.filter(as_of_date__gt=campaign.start_date).order_by("as_of_date")
+                 .values_list("run_id", "as_of_date"))
+    spends = " UNION ALL ".join(
+        f"SELECT subscriber_id, arpu_30d, DATE '{as_of}' AS as_of FROM read_parquet({store.files_sql(files)})"
+        for run_id, as_of in later if (files := stage_files(run_id, "features"))) or \
+        f"SELECT * FROM {empty_relation(subscriber_id='BIGINT', arpu_30d='DOUBLE', as_of='DATE')}"
+    before = stage_sql(campaign.snapshot.run_id, "features")
+    con = store.reader()
+    try:
+        rows = con.execute(f"""
+            WITH listed AS (SELECT subscriber_id, "group" FROM {target_list_sql(campaign)}
+                            WHERE region_code IN (SELECT unnest($districts::VARCHAR[]))),
+                 converted AS (SELECT subscriber_id, min(day) AS day FROM (
+                                   SELECT subscriber_id, start_date AS day FROM {subscriptions}
+                                   WHERE product_code = $product AND start_date BETWEEN $start AND $end {reported})
+                               WHERE subscriber_id IN (SELECT subscriber_id FROM listed) GROUP BY subscriber_id),
+                 checkpoints AS (SELECT c.subscriber_id, l."group", c.day, h.days, c.day + h.days::INTEGER AS at
+                                 FROM converted c JOIN listed l USING (subscriber_id)
+                                 CROSS JOIN (SELECT unnest($horizons::INTEGER[]) AS days) h),
+                 holding AS (SELECT k.subscriber_id, k.days, bool_or(s.start_date <= k.at
+                                    AND (s.end_date IS NULL OR s.end_date > k.at)) AS holds
+                             FROM checkpoints k LEFT JOIN {subscriptions} s
+                               ON s.subscriber_id = k.subscriber_id AND s.product_code = $product
+                             GROUP BY ALL),
+                 spend AS (SELECT k.subscriber_id, k.days, arg_min(p.arpu_30d, p.as_of) AS arpu
+                           FROM checkpoints k JOIN ({spends}) p ON p.subscriber_id = k.subscriber_id AND p.as_of >= k.at
+                           GROUP BY ALL)
+            SELECT k.days, k."group", count(*) AS converters,
+                   count(*) FILTER (WHERE k.at <= $latest) AS evaluable,
+                   count(*) FILTER (WHERE k.at <= $latest AND coalesce(h.holds, false)) AS holding,
+                   count(*) FILTER (WHERE k.at <= $latest AND m.status IN ('closed', 'ported_out')
+                                      AND m.status_date <= k.at) AS churned,
+                   count(p.arpu) AS with_spend, avg(b.arpu_30d) FILTER (WHERE p.arpu IS NOT NULL) AS spend_before,
+                   avg(p.arpu) AS spend_after
+            FROM checkpoints k LEFT JOIN holding h USING (subscriber_id, days) LEFT JOIN spend p USING (subscriber_id, days)
+            LEFT JOIN {before} b USING (subscriber_id)
+            LEFT JOIN {store.current_sql('subscribers')} m USING (subscriber_id)
+            GROUP BY ALL ORDER BY ALL""", {
+            "districts": campaign_districts(campaign, user), "product": campaign.product.code,
+            "start": campaign.start_date, "end": campaign.end_date, "latest": latest, "horizons": list(QUALITY_DAYS),
+            **({"campaign": str(campaign.id)} if contacts else {})}).fetchall()
+    finally:
+        con.close()
+    found = {(days, group): dict(zip(("converters", "evaluable", "holding", "churned", "with_spend", "spend_before",
+                                      "spend_after"), values)) for days, group, *values in rows}
+    empty = dict.fromkeys(("converters", "evaluable", "holding", "churned", "with_spend"), 0) | {
+        "spend_before": None, "spend_after": None}
+
+    def shown(counts: dict) -> dict:
+        evaluable = counts["evaluable"]
+        change = (counts["spend_after"] - counts["spend_before"]
+                  if counts["spend_after"] is not None and counts["spend_before"] is not None else None)
+        return {**counts, "holding_share": counts["holding"] / evaluable if evaluable else None,
+                "churned_share": counts["churned"] / evaluable if evaluable else None, "spend_change": change}
+
+    return {"data_until": str(latest), "horizons": [
+        {"days": days, **{group: shown(found.get((days, group), empty)) for group in ("target", "control")}}
+        for days in QUALITY_DAYS]}

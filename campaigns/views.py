@@ -13,7 +13,7 @@ from tagging.charts import bar_chart, line_chart
 
 from .forms import CampaignForm, PerformanceFilter
 from .models import Campaign
-from .selectors import campaign_evaluation, campaign_performance, campaigns_of, saved_audiences_of
+from .selectors import adopter_quality, campaign_evaluation, campaign_performance, campaigns_of, saved_audiences_of
 from .services.campaigns import (
     EXCLUSION_LABELS,
     CampaignRefused,
@@ -112,6 +112,11 @@ def campaign_report(request, pk: int):
                           label="label", value="rate", step=140, left=40, height=CHART_HEIGHT, headroom=1.15)
         context.update({"evaluation": evaluation, "overall": overall, "bars": rates["bars"], "chart_bottom": rates["bottom"],
                         **_gains_chart(evaluation["gains"])})
+        if area is None:
+            quality = adopter_quality(campaign=campaign, user=request.user)
+            context.update({"quality": quality, "quality_rows": [
+                {"days": row["days"], "groups": [(_("Target"), row["target"]), (_("Control"), row["control"])]}
+                for row in quality["horizons"]]})
     return render(request, "campaigns/report.html", context)
 
 

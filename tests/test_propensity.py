@@ -9,6 +9,7 @@ import duckdb
 import numpy as np
 import pytest
 from django.conf import settings
+from django.test import Client
 from rest_framework.test import APIClient
 
 from campaigns.models import Campaign, ExportLog, PropensityModel
@@ -17,9 +18,10 @@ from demo.closed_loop import run_closed_loop
 from microarea.services.imports import import_micro_areas
 from simulation import CityParameters, simulate_city
 from tagging.expressions import ExpressionError
+from tagging.lake.store import read_sql
 from tagging.models import Region, ScoreSnapshot, StaffProfile
 from tagging.services.audiences import preview_audience
-from tagging.services.snapshots import start_snapshot_run
+from tagging.services.snapshots import pinned_paths, start_snapshot_run
 from tagging.services.tags import install_starting_catalogue, preview_rule
 from tagging.stages import snapshot_dir
 
@@ -201,3 +203,55 @@ def test_circle_features_raise_the_lift_on_a_product_with_a_planted_network_effe
           f"held-out AUC {aucs['with']:.3f} / {aucs['without']:.3f}")
     assert len(inputs) > len(without)
     assert lifts["with"] >= 1.1 * lifts["without"], (lifts, aucs)
+
+
+def test_adopter_quality_follows_converters_as_far_as_snapshots_allow(propensity_city, run_to_end):
+    """A holdout campaign over weeks 3-4: its converters (take-ups in the campaign) 30 days on, from the lake and the
+    next snapshot; 60 and 90 days on are beyond the data, so nobody is counted there."""
+    from campaigns.selectors import adopter_quality
+    from campaigns.services.campaigns import create_campaign, freeze_campaign
+    from tagging.models import Product
+
+    ingest_city(propensity_city)
+    import_micro_areas(propensity_city / "districts.geojson")
+    install_starting_catalogue()
+    start = PROPENSITY_CITY.start_date
+    first = run_to_end(start_snapshot_run(as_of=start + timedelta(days=13), window_days=14, partition_size=2000))
+    admin = staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="adopters")
+    campaign = create_campaign(
+        owner=admin, name="数据包", product=Product.objects.get(code="data_pack"), audience="comm_active or not comm_active",
+        channel=Campaign.Channel.SMS, start_date=start + timedelta(days=14), end_date=start + timedelta(days=27),
+        regions=list(Region.objects.districts().values_list("code", flat=True)), control_share=0.3)
+    campaign = freeze_campaign(campaign=campaign, user=admin, seed=9)
+    second = run_to_end(start_snapshot_run(as_of=PROPENSITY_CITY.end_date, window_days=30, partition_size=2000))
+    assert first.status == second.status == "succeeded"
+
+    quality = {row["days"]: row for row in adopter_quality(campaign=campaign, user=admin)["horizons"]}
+    # Independently: converters are the listed who took the product up in the campaign; at +30 days they still hold
+    # it when a subscription covers that day.
+    con = duckdb.connect()
+    subscriptions = read_sql("subscriptions", pinned_paths(second.lake_batches)["subscriptions"])  # this city's, not the lake's
+    expected = dict(((group, key), n) for group, key, n in con.execute(f"""
+        WITH took AS (SELECT t."group", t.subscriber_id, min(s.start_date) AS day
+                      FROM read_parquet('{targets_path(campaign)}') t JOIN {subscriptions} s USING (subscriber_id)
+                      WHERE s.product_code = 'data_pack' AND s.start_date BETWEEN DATE '{campaign.start_date}'
+                                                                         AND DATE '{campaign.end_date}'
+                      GROUP BY ALL)
+        SELECT "group", 'converters', count(*) FROM took GROUP BY ALL
+        UNION ALL
+        SELECT "group", 'holding', count(*) FROM took WHERE EXISTS (
+            SELECT 1 FROM {subscriptions} s WHERE s.subscriber_id = took.subscriber_id AND s.product_code = 'data_pack'
+              AND s.start_date <= took.day + 30 AND (s.end_date IS NULL OR s.end_date > took.day + 30)) GROUP BY ALL
+        """).fetchall())
+    for group in ("target", "control"):
+        thirty = quality[30][group]
+        assert thirty["converters"] == thirty["evaluable"] == expected[(group, "converters")] > 0
+        assert thirty["holding"] == expected.get((group, "holding"), 0)
+        assert thirty["with_spend"] == thirty["converters"] and thirty["spend_change"] is not None
+        assert quality[60][group]["evaluable"] == quality[90][group]["evaluable"] == 0  # beyond the data
+        assert quality[60][group]["holding_share"] is None
+    assert adopter_quality(campaign=campaign, user=admin)["data_until"] == str(PROPENSITY_CITY.end_date)
+    page = Client()
+    page.force_login(admin)
+    html = page.get(f"/campaigns/{campaign.id}/").content.decode()
+    assert 'id="adopter-quality"' in html and f"{quality[30]['target']['holding_share']:.2%}" in html
