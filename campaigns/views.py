@@ -1,6 +1,7 @@
 """Campaign pages: the list of your regions' campaigns, a new draft, each campaign's report and the steps
 of its lifecycle (freeze, start, close)."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404
@@ -9,11 +10,20 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from microarea.models import MicroArea
+from tagging.expressions import ExpressionError
+from tagging.models import Product
 from tagging.charts import bar_chart, line_chart
 
 from .forms import CampaignForm, PerformanceFilter
 from .models import Campaign
-from .selectors import adopter_quality, campaign_evaluation, campaign_performance, campaigns_of, saved_audiences_of
+from .selectors import (
+    adopter_quality,
+    campaign_evaluation,
+    campaign_performance,
+    campaigns_of,
+    product_association,
+    saved_audiences_of,
+)
 from .services.campaigns import (
     EXCLUSION_LABELS,
     CampaignRefused,
@@ -155,3 +165,32 @@ def campaign_performance_page(request):
               "channels": dict(Campaign.Channel.choices), "products": {row["key"]: row["name"] for row in performance["by_product"]},
               "targeting": {"model_targeted": _("Model-targeted"), "untargeted": _("Untargeted")}}
     return render(request, "campaigns/performance.html", {"form": form, "performance": performance, "chart": chart, **labels})
+
+
+@login_required
+@permission_required("campaigns.view_campaign", raise_exception=True)
+def association_page(request):
+    """关联营销: the LIFT matrix of the products over the current snapshot's active subscribers of the user's districts
+    (holders of the row's product are `lift` times as likely to hold the column's), and per product the seed audience
+    it suggests, to count on the audience page or to start a campaign with."""
+    try:
+        association = product_association(user=request.user)
+    except ExpressionError as exc:  # no snapshot yet
+        return render(request, "campaigns/association.html", {"refused": str(exc)})
+    codes = [p["code"] for p in association["products"]]
+    lifts = {(r["from"], r["to"]): r for r in association["rules"]}
+    names = dict(Product.objects.filter(code__in=codes).values_list("code", "name"))
+    matrix = [{"code": a, "name": names.get(a, a), "cells": [
+        None if a == b else {**lifts[(a, b)], "strength": _lift_strength(lifts[(a, b)]["lift"])} for b in codes]}
+        for a in codes]
+    seeds = [{"code": c, "name": names.get(c, c), "expression": e} for c, e in association["seed_audiences"].items() if e]
+    return render(request, "campaigns/association.html", {
+        "association": association, "columns": [(c, names.get(c, c)) for c in codes], "matrix": matrix, "seeds": seeds,
+        "min_lift": settings.ASSOCIATION_MIN_LIFT, "min_support": settings.ASSOCIATION_MIN_SUPPORT})
+
+
+def _lift_strength(lift: float | None) -> int:
+    """0-4: how strongly a cell is shaded (lift 1 or below: none; 2.5 or more: darkest)."""
+    if lift is None or lift <= 1:
+        return 0
+    return min(4, 1 + int((lift - 1) / 0.5))

@@ -43,6 +43,7 @@ urlpatterns = [
     path("campaigns/", campaign_views.campaign_list, name="campaigns"),
     path("campaigns/new/", campaign_views.campaign_new, name="campaign-new"),
     path("campaigns/performance/", campaign_views.campaign_performance_page, name="campaign-performance"),
+    path("campaigns/association/", campaign_views.association_page, name="product-association"),
     path("campaigns/<int:pk>/", campaign_views.campaign_report, name="campaign-report"),
     re_path(r"^campaigns/(?P<pk>[0-9]+)/(?P<step>freeze|start|close)/$", campaign_views.campaign_step, name="campaign-step"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

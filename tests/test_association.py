@@ -1,9 +1,12 @@
 """Product association: the LIFT matrix by hand and on a snapshot, holds("...") in audiences, and the seed
 audience of a product's strongly associated holders."""
 
+from urllib.parse import quote
+
 import duckdb
 import numpy as np
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from campaigns.association import association_rules, seed_audience
@@ -57,6 +60,15 @@ def test_the_matrix_of_a_snapshot_in_your_districts_and_its_seed_audiences(publi
     lacking = preview_audience(expression=f'not holds("{target}")', user=user)["count"]
     holders = next(p["holders"] for p in body["products"] if p["code"] == target)
     assert 0 < count <= lacking and preview_audience(expression=f'holds("{target}")', user=user)["count"] >= holders
+
+    # The page: the same matrix, each seed audience linked to the audience page; linked from the audience page.
+    page = Client()
+    page.force_login(user)
+    html = page.get("/campaigns/association/").content.decode()
+    assert 'id="lift-matrix"' in html and f"{some['lift']:.2f}" in html
+    assert f'/audiences/?expression={quote(seed)}' in html.replace("&amp;", "&")
+    assert 'id="association-link"' in page.get("/audiences/").content.decode()
+    assert "/campaign-new" not in html and "New campaign" not in html  # sales staff count, they draft no campaigns
 
     with pytest.raises(ExpressionError, match='holds\\("5g_plam"\\): no product of that code; did you mean 5g_plan'):
         preview_audience(expression='holds("5g_plam")', user=user)
