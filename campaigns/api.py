@@ -194,7 +194,10 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         return Response(EventTriggerSerializer(trigger).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["csv", "json"], description="default csv"),
-                               OpenApiParameter("area", int, description="a micro-area id of yours: its residents only")],
+                               OpenApiParameter("area", int, description="a micro-area id of yours: its residents only"),
+                               OpenApiParameter("next_best_offer", str, enum=["1", "0"],
+                                                description="1: add each target's next best offer (another product, by "
+                                                            "expected value) as columns")],
                    responses={(200, "text/csv"): str, 400: dict, 404: dict, 429: dict})
     # Token first: field teams' tools authenticate with a token, and a request without one is told so (401).
     @action(detail=True, methods=["get"], content_negotiation_class=FormatIsTheFiles,
@@ -210,8 +213,12 @@ class CampaignViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
             return Response({"format": ["csv or json"]}, status=status.HTTP_400_BAD_REQUEST)
         if area is not None and not area.isdigit():
             return Response({"area": [f"a micro-area id (a whole number), not {area!r}"]}, status=status.HTTP_400_BAD_REQUEST)
+        offer = request.query_params.get("next_best_offer", "0")
+        if offer not in ("0", "1"):
+            return Response({"next_best_offer": [f"1 or 0, not {offer!r}"]}, status=status.HTTP_400_BAD_REQUEST)
         try:
-            export = plan_export(campaign=campaign, user=request.user, area_id=int(area) if area else None)
+            export = plan_export(campaign=campaign, user=request.user, area_id=int(area) if area else None,
+                                 next_best_offer=offer == "1")
         except ExportRefused as exc:
             return _refused(exc)
         return _export_response(export, answer, f"campaign-{campaign.id}-targets.csv")

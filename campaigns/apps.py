@@ -11,10 +11,12 @@ class CampaignsConfig(AppConfig):
         from microarea.selectors import TARGET_LISTS, TargetListSource
         from tagging.lake.staging import REFERENCE_SOURCES
         from tagging.models import StaffProfile
+        from tagging.selectors import PROFILE_SECTIONS
         from tagging.services.accounts import grant_role_permissions
         from tagging.services.ingest import ACCEPTED_HOOKS
 
         from .models import Campaign
+        from .offers import profile_offer
         from .selectors import campaign_on_map, campaigns_on_map
         from .services.campaigns import contact_list_keys
         from .stages import churn, propensity  # noqa: F401  (register the model stages and their features)
@@ -27,6 +29,8 @@ class CampaignsConfig(AppConfig):
         hooks = ACCEPTED_HOOKS.setdefault("events", [])
         if apply_event_triggers_task.delay not in hooks:
             hooks.append(apply_event_triggers_task.delay)
+        # A subscriber's profile names the product to offer them next.
+        PROFILE_SECTIONS["next_best_offer"] = profile_offer
         # The micro-area map shows where a campaign's targets live.
         TARGET_LISTS["campaign"] = TargetListSource(listed=campaigns_on_map, find=campaign_on_map)
         grant_role_permissions("campaigns", {

@@ -9,7 +9,7 @@ kept as plain numbers, pinned into the run and stored with the model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -74,6 +74,9 @@ class FittedModel:
     positives: int
     auc: float | None  # on the held-out part of the training population
     top_decile_lift: float | None  # positives' rate in the held-out top decile / the held-out rate
+    # Per decile 1..10, the training population's take-up rate over the model's horizon: the decile's probability,
+    # what an expected value (next best offer) is made of.
+    decile_rates: list[float | None] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -102,9 +105,15 @@ def fit(values: np.ndarray, labels: np.ndarray, held_out: np.ndarray, *, inputs:
     return FittedModel(
         inputs=[name for name, _ in inputs], input_sql=[sql for _, sql in inputs], mean=mean.tolist(),
         scale=scale.tolist(), coefficients=model.coef_[0].tolist(), intercept=float(model.intercept_[0]),
-        cutpoints=np.quantile(scores, np.linspace(0.1, 0.9, 9)).tolist(), training_rows=int(len(labels)),
-        positives=int(labels.sum()), auc=auc, top_decile_lift=lift,
+        cutpoints=(cutpoints := np.quantile(scores, np.linspace(0.1, 0.9, 9))).tolist(), training_rows=int(len(labels)),
+        positives=int(labels.sum()), auc=auc, top_decile_lift=lift, decile_rates=decile_rates(scores, labels, cutpoints),
     )
+
+
+def decile_rates(scores: np.ndarray, labels: np.ndarray, cutpoints: np.ndarray) -> list[float | None]:
+    """The share of positives in each decile the cut points make, 1 (lowest) to 10."""
+    deciles = 1 + (scores[:, None] > np.asarray(cutpoints)[None, :]).sum(axis=1)
+    return [float(labels[deciles == d].mean()) if (deciles == d).any() else None for d in range(1, 11)]
 
 
 def top_decile_lift(scores: np.ndarray, outcome: np.ndarray) -> float | None:

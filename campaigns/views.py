@@ -10,9 +10,9 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from microarea.models import MicroArea
+from tagging.charts import bar_chart, line_chart
 from tagging.expressions import ExpressionError
 from tagging.models import Product
-from tagging.charts import bar_chart, line_chart
 
 from .forms import CampaignForm, PerformanceFilter
 from .models import Campaign

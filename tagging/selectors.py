@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyroaring import BitMap
 
 from .lake import store
 from .models import IngestBatch, Region, Snapshot, TagDefinition
 from .stages import stage_files, stage_sql
+
+# Sections other apps add to a subscriber's profile (name -> (subscriber_id, snapshot or None) -> JSON), registered in
+# their AppConfig.ready(), as the campaigns app adds the next best offer.
+PROFILE_SECTIONS: dict[str, Callable[..., object]] = {}
 
 
 def usage_in_regions(*, snapshot: Snapshot, user) -> dict:

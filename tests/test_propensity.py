@@ -19,7 +19,7 @@ from microarea.services.imports import import_micro_areas
 from simulation import CityParameters, simulate_city
 from tagging.expressions import ExpressionError
 from tagging.lake.store import read_sql
-from tagging.models import Region, ScoreSnapshot, StaffProfile
+from tagging.models import Product, Region, ScoreSnapshot, StaffProfile
 from tagging.services.audiences import preview_audience
 from tagging.services.snapshots import pinned_paths, start_snapshot_run
 from tagging.services.tags import install_starting_catalogue, preview_rule
@@ -162,6 +162,47 @@ def test_the_closed_loop_targeted_group_converts_far_more_than_the_random_group(
     page.force_login(scored["admin"])
     report = page.get(f"/campaigns/{campaign.id}/").content.decode()
     assert 'id="gains"' in report and "随机对照组" in report
+
+    # The next best offer: for each target the other product they lack with the highest expected value.
+    offered = json.loads(b"".join(api.get(f"/api/v1/campaigns/{campaign.id}/targets/?format=json&next_best_offer=1")
+                                  .streaming_content))
+    columns = {name: i for i, name in enumerate(offered["columns"])}
+    assert {"next_best_offer", "offer_probability", "offer_value"} <= set(columns)
+    models = {m.product.code: m for m in PropensityModel.objects.filter(run=scored["second"], status="fitted")
+              .select_related("product")}
+    rates = {code: m.fitted["decile_rates"] for code, m in models.items()}
+    assert rates and all(len(r) == 10 for r in rates.values())
+    assert all(r[9] > r[0] for code, r in rates.items() if code in STRONG)  # the top decile takes up more than the bottom
+    folder = snapshot_dir(scored["second"].id)
+    scores = {row[0]: row for row in duckdb.connect().execute(
+        f"SELECT p.*, f.* FROM read_parquet('{folder}/propensity/*.parquet') p "
+        f"JOIN read_parquet('{folder}/features/*.parquet') f USING (subscriber_id)").fetchall()}
+    names = [d[0] for d in duckdb.connect().execute(
+        f"SELECT p.*, f.* FROM read_parquet('{folder}/propensity/*.parquet') p "
+        f"JOIN read_parquet('{folder}/features/*.parquet') f USING (subscriber_id) LIMIT 0").description]
+    fees = dict(Product.objects.values_list("code", "monthly_fee_yuan"))
+
+    def best_offer(subscriber: int, leaving_out: str | None) -> tuple[str | None, float]:
+        values = dict(zip(names, scores[subscriber]))
+        candidates = {code: rates[code][values[f"propensity_{code}"] - 1] * float(fees[code]) * 12 for code in rates
+                      if code != leaving_out and not values[f"has_{code}"] and values[f"propensity_{code}"] and fees[code] > 0}
+        return max(candidates.items(), key=lambda item: item[1], default=(None, 0))
+
+    checked = 0
+    for row in offered["rows"][:200]:
+        best = best_offer(row[columns["subscriber_id"]], "5g_plan")
+        if best[1] > 0:
+            assert row[columns["next_best_offer"]] == best[0] and row[columns["offer_value"]] == pytest.approx(best[1], abs=0.01)
+            checked += 1
+    assert checked > 50
+    assert api.get(f"/api/v1/campaigns/{campaign.id}/targets/?next_best_offer=yes").status_code == 400
+    # On a subscriber's profile too (none for one who opted out of marketing).
+    someone = next(row[columns["subscriber_id"]] for row in offered["rows"] if row[columns["next_best_offer"]])
+    profile = page.get(f"/api/v1/subscribers/{someone}/profile/").json()
+    assert profile["next_best_offer"]["product"] == best_offer(someone, None)[0]  # any product: no campaign's own
+    assert profile["next_best_offer"]["name"] in page.get(f"/admin/tagging/subscriber/{someone}/change/").content.decode()
+    opted_out = next(i for i, row in scores.items() if dict(zip(names, row))["marketing_opt_out"])
+    assert page.get(f"/api/v1/subscribers/{opted_out}/profile/").json()["next_best_offer"] is None
 
 
 def test_circle_features_raise_the_lift_on_a_product_with_a_planted_network_effect(scored, propensity_city):

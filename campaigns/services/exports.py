@@ -31,6 +31,7 @@ from tagging.stages import stage_files
 from tagging.stages.features import BEHAVIOUR_SOURCES, catalogue
 
 from ..models import Campaign, ContactBlackout, ExportLog, ExportQuota
+from ..offers import next_best_offer_sql
 from ..stages.churn import REASONS as CHURN_REASONS
 from ..stages.churn import SCORE as CHURN_SCORE
 from ..stages.churn import STAGE as CHURN_STAGE
@@ -40,7 +41,8 @@ COLUMNS = ("subscriber_id", "msisdn", "region_code", "reasons")
 # A retention campaign's list says too how likely each target is to leave and why, in the catalogue's words.
 RETENTION_COLUMNS = (*COLUMNS, "churn_risk", "churn_reasons")
 AREA_COLUMNS = ("subscriber_id", "msisdn", "region_code", "customer_class", "home_h3", "home_confidence")
-TEXT_COLUMNS = {"msisdn", "region_code", "reasons", "customer_class", "home_h3", "churn_reasons"}  # the rest are numbers
+TEXT_COLUMNS = {"msisdn", "region_code", "reasons", "customer_class", "home_h3", "churn_reasons", "next_best_offer",
+                "next_best_offer_name"}  # the rest are numbers
 # A spreadsheet takes a cell starting with one of these for a formula (CSV injection): such cells are
 # written with a leading apostrophe, which spreadsheets show as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -138,7 +140,10 @@ def _planned(export: Export, *, listed: str, params: dict) -> Export:
     return dataclasses.replace(export, ids=ids, rows=rows)
 
 
-def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Export:
+OFFER_COLUMNS = ("next_best_offer", "next_best_offer_name", "offer_probability", "offer_value")
+
+
+def plan_export(*, campaign: Campaign, user, area_id: int | None = None, next_best_offer: bool = False) -> Export:
     """What the user may export of the campaign: refused (naming why) when not frozen, over the daily
     quota, or for an area that is not the user's."""
     if campaign.status == Campaign.Status.DRAFT or not targets_path(campaign).exists():
@@ -169,6 +174,16 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None) -> Expo
     columns, churn_columns, churn_join = COLUMNS, "", ""
     if campaign.purpose == Campaign.Purpose.RETENTION:
         columns, churn_columns, churn_join = RETENTION_COLUMNS, *_churn_reasons_sql(campaign, user, params)
+    if next_best_offer:  # the best other product for each target, by expected value (campaigns/offers.py)
+        offers = next_best_offer_sql(campaign.snapshot.run_id, leaving_out=campaign.product.code if campaign.product else None,
+                                     where="p.subscriber_id >= $low AND p.subscriber_id < $high")
+        if offers is None:
+            raise ExportRefused("the frozen snapshot's run fitted no propensity model to offer by", status=400,
+                                field="next_best_offer")
+        columns = (*columns, *OFFER_COLUMNS)
+        churn_columns += ", " + ", ".join(f"o.{c}" for c in OFFER_COLUMNS)
+        churn_join += f" LEFT JOIN {offers} o USING (subscriber_id)"
+        filters["next_best_offer"] = True
     sql = (f"SELECT t.subscriber_id, s.msisdn::VARCHAR AS msisdn, t.region_code, array_to_string({reasons}, '; ') AS reasons"
            f"{churn_columns} FROM {target_list_sql(campaign)} t JOIN {subscribers} s USING (subscriber_id){churn_join} "
            f"WHERE {' AND '.join(where)} AND NOT coalesce(s.marketing_opt_out, false)")

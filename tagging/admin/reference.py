@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from ..models import (
@@ -134,7 +135,7 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
     # Exact matches only: a partial number search would reveal numbers the page then masks.
     search_fields = ["=msisdn", "=pseudonym", "=id"]
     fields = ["id", "msisdn_masked", "pseudonym", "brand", "plan", "join_date", "born", "gender", "region",
-              "status", "marketing_opt_out", "batch", "tags_now", "features_now"]
+              "status", "marketing_opt_out", "batch", "tags_now", "profile_sections", "features_now"]
     readonly_fields = fields
     inlines = [SubscriptionInline]
     show_full_result_count = False  # counting millions of rows on every page is slow and says little
@@ -167,6 +168,17 @@ class SubscriberAdmin(RegionScopedAdmin, ReadOnlyAdmin):
         return format_html("{}: {}<br>{}<br><a href=\"{}\">profile (JSON)</a>", now["as_of_date"], held or "-",
                            "; ".join(change) or "no change since the snapshot before",
                            reverse("subscriber-profile", args=[subscriber.id]))
+
+    @admin.display(description=_("next"))
+    def profile_sections(self, subscriber):
+        """What other apps add to the profile (the campaigns app: the next best offer), one line each."""
+        from ..models import Snapshot
+        from ..selectors import PROFILE_SECTIONS
+
+        current = Snapshot.objects.current()
+        lines = [(name, section(subscriber_id=subscriber.id, snapshot=current)) for name, section in PROFILE_SECTIONS.items()]
+        return format_html_join(mark_safe("<br>"), "{}: {}", (
+            (name.replace("_", " "), _section_line(value)) for name, value in lines)) or "-"
 
     def get_fields(self, request, obj=None):
         # What they do online and whom they call: analysts only (sales staff see it as counts and map layers).
@@ -335,3 +347,12 @@ class SnapshotAdmin(ReadOnlyAdmin):
     list_filter = ["is_current"]
     fields = ["as_of_date", "run", "is_current", "subscriber_count", "summary", "published_at"]
     readonly_fields = fields
+
+
+def _section_line(value) -> str:
+    """A profile section's answer in a line: a product with its chance and expected value, or a dash."""
+    if not value:
+        return "-"
+    if {"name", "probability", "expected_value"} <= set(value):
+        return f"{value['name']} {value.get('name_en') or ''} ({value['probability']:.1%}, ¥{value['expected_value']:,.0f})"
+    return str(value)

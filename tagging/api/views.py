@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from ..expressions import ExpressionError
 from ..models import AuditEvent, IngestBatch, Product, Region, Snapshot, SnapshotRun, Subscriber, TagDefinition
 from ..selectors import (
+    PROFILE_SECTIONS,
     behaviour_summary,
     subscriber_circle,
     subscriber_contacts,
@@ -88,6 +89,8 @@ class SubscriberViewSet(viewsets.ReadOnlyModelViewSet):
             # What they do online and whom they call: analysts only.
             **({"behaviour": behaviour_summary(features)} if behaviour and features else {}),
             "contacts": subscriber_contacts(subscriber_id=subscriber.id),
+            # What other apps add (the campaigns app: the next best offer), by the name they registered.
+            **{name: section(subscriber_id=subscriber.id, snapshot=current) for name, section in PROFILE_SECTIONS.items()},
         })
 
     @extend_schema(responses=dict)
