@@ -16,6 +16,7 @@ from .models import (
     EventTrigger,
     ExportLog,
     PropensityModel,
+    ResponseModel,
     TriggeredTarget,
     TriggerPass,
 )
@@ -112,6 +113,14 @@ class PropensityModelAdmin(ReadOnlyAdmin):
 
     list_display = ["product", "run", "status", "trained_on", "horizon_days", "training_rows", "positives", "auc",
                     "top_decile_lift", "note"]
+    list_filter = ["status", "product"]
+
+
+@admin.register(ResponseModel)
+class ResponseModelAdmin(ReadOnlyAdmin):
+    """Each run's response model per product: the campaigns it learnt from, how well it ranks, or why there is none."""
+
+    list_display = ["product", "run", "status", "campaigns", "training_rows", "positives", "auc", "top_decile_lift", "note"]
     list_filter = ["status", "product"]
 
 

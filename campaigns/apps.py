@@ -19,7 +19,7 @@ class CampaignsConfig(AppConfig):
         from .offers import profile_offer
         from .selectors import campaign_on_map, campaigns_on_map
         from .services.campaigns import contact_list_keys
-        from .stages import churn, propensity  # noqa: F401  (register the model stages and their features)
+        from .stages import churn, propensity, response  # noqa: F401  (register the model stages and their features)
         from .tasks import apply_event_triggers_task
 
         REFERENCE_SOURCES["campaign"] = lambda: [str(i) for i in Campaign.objects.exclude(status=Campaign.Status.DRAFT)

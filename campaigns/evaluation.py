@@ -87,3 +87,18 @@ def gains_table(counts: dict[int, tuple[int, int]]) -> list[dict]:
             "cumulative_gain": cumulative / total_converted if total_converted else None,
         })
     return rows
+
+
+def decile_auc(counts: dict[int, tuple[int, int]]) -> float | None:
+    """The area under the ROC curve of a decile score, from {decile: (members, successes)}: the chance a success
+    outranks a failure, ties (the same decile) counting half. None without both."""
+    positives = sum(k for _, k in counts.values())
+    negatives = sum(n - k for n, k in counts.values())
+    if not positives or not negatives:
+        return None
+    below, area = 0, 0.0
+    for decile in sorted(counts):
+        members, hits = counts[decile]
+        area += hits * (below + (members - hits) / 2)
+        below += members - hits
+    return area / (positives * negatives)

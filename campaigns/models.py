@@ -223,6 +223,35 @@ class PropensityModel(models.Model):
         return f"propensity_{self.product.code} (run #{self.run_id}, {self.status})"
 
 
+class ResponseModel(models.Model):
+    """A run's response model for one product (响应模型): learnt from earlier campaigns' contact results, who converted
+    among those reached when called about the product, on each contact's features in the snapshot their campaign was
+    frozen from. The run scores every subscriber into deciles (`response_<product>`), for a new campaign to rank by."""
+
+    class Status(models.TextChoices):
+        FITTED = "fitted", _("Fitted")
+        SKIPPED = "skipped", _("Skipped")
+
+    run = models.ForeignKey("tagging.SnapshotRun", on_delete=models.CASCADE, related_name="response_models")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="response_models")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    note = models.CharField(max_length=300, blank=True, help_text="Why no model was fitted, when none was")
+    campaigns = models.JSONField(default=list, blank=True, help_text="The campaigns whose contacts it learnt from")
+    training_rows = models.PositiveIntegerField(default=0, help_text="Contacts that reached the subscriber")
+    positives = models.PositiveIntegerField(default=0, help_text="Of them, conversions")
+    auc = models.FloatField(null=True, blank=True, help_text="Area under the ROC curve, held-out 30%")
+    top_decile_lift = models.FloatField(null=True, blank=True, help_text="Conversion in the held-out top decile / overall")
+    fitted = models.JSONField(default=dict, blank=True, help_text="Inputs, standardisation, coefficients, cut points")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-run_id", "product__code"]
+        constraints = [models.UniqueConstraint(fields=["run", "product"], name="response_model_unique")]
+
+    def __str__(self) -> str:
+        return f"response_{self.product.code} (run #{self.run_id}, {self.status})"
+
+
 class ChurnModel(models.Model):
     """A run's churn-warning model (离网预警): what it learnt from, which learner won and by how much, its drivers.
 

@@ -32,7 +32,7 @@ from tagging.stages.value import STAGE as VALUE_STAGE
 
 from . import performance
 from .association import association_rules, seed_audience
-from .evaluation import Group, compare, gains_table
+from .evaluation import Group, compare, decile_auc, gains_table
 from .models import Campaign, SavedAudience
 from .performance import CampaignResult
 from .services.campaigns import campaign_districts, contacted_sql, residents_sql, target_list_sql, targets_path
@@ -40,6 +40,8 @@ from .stages.churn import SCORE as CHURN_SCORE
 from .stages.churn import STAGE as CHURN_STAGE
 from .stages.propensity import STAGE as PROPENSITY
 from .stages.propensity import score_name
+from .stages.response import STAGE as RESPONSE_STAGE
+from .stages.response import response_name
 
 
 def campaigns_of(user):
@@ -133,19 +135,26 @@ def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
     scores = stage_files(campaign.snapshot.run_id, score_stage)
     decile = (f"(SELECT subscriber_id, \"{score}\" AS decile FROM read_parquet({store.files_sql(scores)}))"
               if scores else empty_relation(subscriber_id="BIGINT", decile="UTINYINT"))
+    # A sale campaign's response deciles too (learnt from earlier campaigns' outcomes), to set against the propensity.
+    responses = stage_files(campaign.snapshot.run_id, RESPONSE_STAGE) if campaign.product else []
+    response = (f"(SELECT subscriber_id, \"{response_name(campaign.product.code)}\" AS decile "
+                f"FROM read_parquet({store.files_sql(responses)}))" if responses
+                else empty_relation(subscriber_id="BIGINT", decile="UTINYINT"))
     values = stage_files(campaign.snapshot.run_id, VALUE_STAGE)
     revenue = (f"(SELECT subscriber_id, monthly_revenue FROM read_parquet({store.files_sql(values)}))" if values
                else empty_relation(subscriber_id="BIGINT", monthly_revenue="DOUBLE"))
     con = store.reader()
     try:
         rows = con.execute(f"""
-            SELECT t.region_code, t."group", d.decile, count(*) AS members, count(k.subscriber_id) AS converted,
+            SELECT t.region_code, t."group", d.decile, r.decile AS response_decile, count(*) AS members,
+                   count(k.subscriber_id) AS converted,
                    count(c.subscriber_id) AS contacted, count(*) FILTER (WHERE c.said_converted) AS reported_converted,
                    coalesce(sum(v.monthly_revenue), 0) AS revenue,
                    coalesce(sum(v.monthly_revenue) FILTER (WHERE k.subscriber_id IS NOT NULL), 0) AS revenue_converted
             FROM {target_list_sql(campaign)} t
             LEFT JOIN {took} k USING (subscriber_id) LEFT JOIN {contacted} c USING (subscriber_id)
-            LEFT JOIN {decile} d USING (subscriber_id) LEFT JOIN {revenue} v USING (subscriber_id)
+            LEFT JOIN {decile} d USING (subscriber_id) LEFT JOIN {response} r USING (subscriber_id)
+            LEFT JOIN {revenue} v USING (subscriber_id)
             WHERE t.region_code IN (SELECT unnest($districts::VARCHAR[])) AND {residents}
             GROUP BY ALL ORDER BY ALL
         """, {"districts": districts, **hexes, **success_params, **({"campaign": str(campaign.id)} if contacts else {})}
@@ -158,7 +167,7 @@ def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
 
     def summary(selected) -> dict:
         groups = {name: dict.fromkeys(COUNTS, 0) for name in ("target", "control")}
-        for _, group, _, *counts in selected:
+        for _, group, _, _, *counts in selected:
             for key, value in zip(COUNTS, counts):
                 groups[group][key] += value
         for counts in groups.values():  # what the comparison is made of, under names that do not depend on it
@@ -173,12 +182,18 @@ def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
     # against a holdout, the targets' own deciles are all there is; a retention campaign's holdout, never offered
     # anything, shows how the churn deciles rank who leaves of themselves.
     gains_group = "control" if campaign.control_kind == Campaign.ControlKind.RANDOM or retention else "target"
-    by_decile: dict[int, list[int]] = {}
-    for _, group, grade, *counts in rows:
-        if group == gains_group and grade is not None:
-            totals = by_decile.setdefault(int(grade), [0, 0])
-            totals[0] += counts[COUNTS.index(base)]
-            totals[1] += counts[COUNTS.index(success)]
+
+    def by_decile(column: int) -> dict[int, tuple[int, int]]:
+        totals: dict[int, list[int]] = {}
+        for row in rows:
+            group, grade, counts = row[1], row[column], row[4:]
+            if group == gains_group and grade is not None:
+                cell = totals.setdefault(int(grade), [0, 0])
+                cell[0] += counts[COUNTS.index(base)]
+                cell[1] += counts[COUNTS.index(success)]
+        return {grade: tuple(cell) for grade, cell in totals.items()}
+
+    propensity_gains, response_gains = by_decile(2), by_decile(3)
     return {
         "campaign": campaign.id, "purpose": campaign.purpose, "product": campaign.product.code if campaign.product else None,
         "period": [str(campaign.start_date), str(campaign.end_date)],
@@ -188,7 +203,11 @@ def campaign_evaluation(*, campaign: Campaign, user, area=None) -> dict:
         "overall": summary(rows),
         "by_district": [{"region": code, "name": names.get(code, code), **summary([r for r in rows if r[0] == code])}
                         for code in districts],
-        "gains_group": gains_group, "gains": gains_table({grade: tuple(v) for grade, v in by_decile.items()}),
+        "gains_group": gains_group, "gains": gains_table(propensity_gains), "gains_auc": decile_auc(propensity_gains),
+        # The response model's ranking of the same group, when the frozen snapshot had one for the product: on a
+        # random group both rank people nobody selected, so the two curves and AUCs compare fairly.
+        "response_gains": gains_table(response_gains) if response_gains else [],
+        "response_auc": decile_auc(response_gains),
     }
 
 

@@ -121,7 +121,8 @@ def campaign_report(request, pk: int):
                            {"label": _("Control"), "rate": overall["control_rate"]}],
                           label="label", value="rate", step=140, left=40, height=CHART_HEIGHT, headroom=1.15)
         context.update({"evaluation": evaluation, "overall": overall, "bars": rates["bars"], "chart_bottom": rates["bottom"],
-                        **_gains_chart(evaluation["gains"])})
+                        **_gains_chart(evaluation["gains"]),
+                        "gains_pairs": list(zip(evaluation["response_gains"], evaluation["gains"]))})
         if area is None:
             quality = adopter_quality(campaign=campaign, user=request.user)
             context.update({"quality": quality, "quality_rows": [

@@ -356,6 +356,8 @@ PROPENSITY_MIN_TAKE_UPS = _env_int("PROPENSITY_MIN_TAKE_UPS", 20, minimum=1)
 # closed or ported out in the CHURN_WINDOW_DAYS after it; it samples at most CHURN_TRAINING_ROWS active subscribers
 # and fits nothing below CHURN_MIN_CHURNERS leavers among them.
 CHURN_WINDOW_DAYS = _env_int("CHURN_WINDOW_DAYS", 30, minimum=7, maximum=180)  # as CHURN_WINDOW_BOUNDS, tagging/services/snapshots.py
+# Response models: no model for a product with fewer conversions than this among earlier campaigns' reached contacts.
+RESPONSE_MIN_CONVERSIONS = _env_int("RESPONSE_MIN_CONVERSIONS", 30, minimum=1)
 CHURN_TRAINING_ROWS = _env_int("CHURN_TRAINING_ROWS", 500_000, minimum=1000)
 CHURN_MIN_CHURNERS = _env_int("CHURN_MIN_CHURNERS", 50, minimum=1)
 # Customer value: the high and mid tiers' shares of the active headcount by value score (the low tier is the rest).

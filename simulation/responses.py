@@ -50,7 +50,7 @@ def retention_revisions(*, city: Path, msisdns: np.ndarray, offer_date, out: Pat
     start = np.datetime64(params["start_date"], "D")
     days = int(params["parameters"]["days"])
     planted = churning.from_truth(city / "truth", params["start_date"])
-    truth_msisdn = duckdb.sql(f"SELECT msisdn::VARCHAR AS m FROM read_parquet('{city / 'truth' / 'churn.parquet'}')"
+    truth_msisdn = duckdb.connect().sql(f"SELECT msisdn::VARCHAR AS m FROM read_parquet('{city / 'truth' / 'churn.parquet'}')"
                               ).fetchnumpy()["m"].astype(str)
     position = {m: i for i, m in enumerate(truth_msisdn)}
     day = int((np.datetime64(offer_date, "D") - start).astype(int))

@@ -35,7 +35,7 @@ def test_admin_starts_a_run_through_the_api_and_watches_it(small_city, client, r
     run = run_to_end(SnapshotRun.objects.get(id=response.json()["id"]))
     assert run.status == SnapshotRun.Status.SUCCEEDED
     detail = api.get(f"/api/v1/snapshot-runs/{run.id}/").json()
-    assert detail["progress"] == 1.0 and len(detail["partitions"]) == 33  # 3 id ranges x 11 stages
+    assert detail["progress"] == 1.0 and len(detail["partitions"]) == 36  # 3 id ranges x 12 stages
     assert api.post("/api/v1/snapshot-runs/", {"as_of_date": "2099-01-01"}, format="json").status_code == 409
     assert api.post("/api/v1/snapshot-runs/", {"as_of_date": "yesterday"}, format="json").status_code == 400
     client.force_login(analyst)

@@ -37,7 +37,7 @@ WINDOW = 30
 
 
 def q(sql: str):
-    return duckdb.execute(sql).fetchall()
+    return duckdb.connect().execute(sql).fetchall()
 
 
 # --- the simulated city ------------------------------------------------------------------------------------

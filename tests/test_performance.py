@@ -69,7 +69,7 @@ def _campaign(manager, name, audience, *, start, channel="sms", **fields) -> Cam
 
 def _report(campaign, run, manager, converted_every: int) -> None:
     """Field teams call every listed subscriber; one in `converted_every` of the targets converts, fewer of the others."""
-    listed = duckdb.sql(f"""SELECT s.msisdn::VARCHAR, t."group" FROM read_parquet('{targets_path(campaign)}') t
+    listed = duckdb.connect().sql(f"""SELECT s.msisdn::VARCHAR, t."group" FROM read_parquet('{targets_path(campaign)}') t
                             JOIN {read_sql("subscribers", pinned_paths(run.lake_batches)["subscribers"])} s USING (subscriber_id)
                             ORDER BY t.subscriber_id""").fetchall()
     called = timezone.make_aware(datetime.combine(campaign.start_date, time(10)))

@@ -296,3 +296,47 @@ def test_adopter_quality_follows_converters_as_far_as_snapshots_allow(propensity
     page.force_login(admin)
     html = page.get(f"/campaigns/{campaign.id}/").content.decode()
     assert 'id="adopter-quality"' in html and f"{quality[30]['target']['holding_share']:.2%}" in html
+
+
+def test_a_response_model_learns_from_a_campaigns_outcomes_and_ranks_the_next_campaigns_random_group(propensity_city,
+                                                                                                    run_to_end):
+    """Snapshots 20 days apart: a campaign from the second, contacted the day after; the third run learns who
+    converted among those reached, and the next campaign's random group is ranked by both models."""
+    from campaigns.models import ResponseModel
+
+    ingest_city(propensity_city)
+    import_micro_areas(propensity_city / "districts.geojson")
+    install_starting_catalogue()
+    start = PROPENSITY_CITY.start_date
+    runs = []
+
+    def snapshot(day: int):
+        runs.append(run_to_end(start_snapshot_run(as_of=start + timedelta(days=day), window_days=20, partition_size=2000)))
+        assert runs[-1].status == "succeeded", runs[-1].error
+        return runs[-1]
+
+    snapshot(19)
+    second = snapshot(39)
+    admin = staff_user(StaffProfile.Role.ADMIN, Region.objects.get(code="4406"), username="rm")
+    district = {code: Region.objects.get(code=code) for code in ("440604", "440605", "440606", "440607", "440608")}
+    teams = [staff_user(StaffProfile.Role.FIELD, district["440604"], district["440605"], username="rc"),
+             staff_user(StaffProfile.Role.FIELD, district["440606"], district["440607"], district["440608"], username="rs")]
+    first, _ = run_closed_loop(city=propensity_city, manager=admin, field_teams=teams, product_code="5g_plan",
+                               min_decile=9, control_share=0.5)
+    # The second run had no outcomes to learn from: no response model, saying why.
+    assert "no earlier campaign" in ResponseModel.objects.get(run=second, product__code="5g_plan").note
+    third = snapshot(59)
+    model = ResponseModel.objects.get(run=third, product__code="5g_plan")
+    assert model.status == "fitted", model.note
+    assert model.campaigns == [first.id] and model.positives >= 30 and model.auc > 0.6
+    assert ScoreSnapshot.objects.filter(snapshot__run=third, code="response_5g_plan").count() == 10
+    assert preview_audience(expression="response_5g_plan >= 9", user=admin)["count"] > 0
+    next_one, result = run_closed_loop(city=propensity_city, manager=admin, field_teams=teams, product_code="5g_plan",
+                                       min_decile=9, control_share=0.5, seed=7)
+    assert result["response_gains"] and result["gains_group"] == "control"
+    assert sum(row["contacted"] for row in result["response_gains"]) == result["overall"]["control"]["contacted"]
+    print(f"random group AUC: response {result['response_auc']:.3f}, propensity {result['gains_auc']:.3f}")
+    assert result["response_auc"] > 0.55 and result["gains_auc"] > 0.55
+    page = APIClient()
+    page.force_login(admin)
+    assert 'id="response-gains"' in page.get(f"/campaigns/{next_one.id}/").content.decode()

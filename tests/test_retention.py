@@ -51,7 +51,7 @@ def test_a_retention_campaign_recovers_the_planted_reduction_of_churn(churn_city
     campaign = freeze_campaign(campaign=campaign, user=admin, seed=3)
     move_campaign(campaign=campaign, step="start", user=admin)
     assert campaign.counts["excluded"].get("holds_product", 0) == 0  # it sells nothing, so nobody holds it
-    targets = duckdb.sql(f"""SELECT s.msisdn::VARCHAR FROM read_parquet('{targets_path(campaign)}') t
+    targets = duckdb.connect().sql(f"""SELECT s.msisdn::VARCHAR FROM read_parquet('{targets_path(campaign)}') t
                              JOIN {read_sql("subscribers", pinned_paths(run.lake_batches)["subscribers"])} s USING (subscriber_id)
                              WHERE t."group" = 'target'""").fetchnumpy()
     msisdns = np.asarray(next(iter(targets.values())), dtype=str)

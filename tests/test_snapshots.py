@@ -127,5 +127,5 @@ def test_run_snapshot_command_reports_progress(small_city, capsys, celery_worker
     ingest_city(small_city)
     call_command("run_snapshot", "--date", AS_OF.isoformat(), "--partition-size", "300")
     out = capsys.readouterr().out
-    assert "44/44" in out  # 4 id ranges x 11 stages
+    assert "48/48" in out  # 4 id ranges x 12 stages
     assert f"published snapshot as of {AS_OF}: 1,200 subscribers" in out

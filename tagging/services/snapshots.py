@@ -60,7 +60,9 @@ def start_snapshot_run(*, as_of: date, user=None, partition_size: int | None = N
     history = (min(lookback[0], as_of - timedelta(days=settings.TERMINAL_HISTORY_DAYS - 1)), as_of)
     pinned: dict[str, list[int]] = {}
     for name, spec in DATASETS.items():
-        period = (history if name in ("imei_observations", "events") else lookback) if spec.kind == Kind.FACT else None
+        # Contact results are learnt from whenever they were reported (the response models): all of them to the date.
+        period = (None if name == "contact_results" else history if name in ("imei_observations", "events") else lookback) \
+            if spec.kind == Kind.FACT else None
         batches = store.accepted_batches(name, period=period)
         # Rows describing days after the as-of date are not part of this snapshot.
         batches = batches.filter(Q(period_start__isnull=True) | Q(period_start__lte=as_of))
