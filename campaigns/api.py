@@ -16,7 +16,7 @@ from microarea.api import PRODUCT_PARAMETER, area_asked, area_query, no_area, pr
 from microarea.models import MicroArea
 from microarea.selectors import CUSTOMER_CLASSES, area_customers_sql, res9_hexes
 from tagging.api.authentication import ExpiringTokenAuthentication
-from tagging.api.common import SNAPSHOT_PARAMETER, FormatIsTheFiles, export_response, snapshot_asked
+from tagging.api.common import SNAPSHOT_PARAMETER, CodeField, FormatIsTheFiles, export_response, snapshot_asked
 from tagging.api.permissions import ModelPermissions, requires
 from tagging.expressions import ExpressionError
 from tagging.models import IngestBatch, Product, Region
@@ -49,7 +49,7 @@ def _refused(exc: ExportRefused | CampaignRefused) -> Response:
 
 
 class SavedAudienceSerializer(serializers.ModelSerializer):
-    regions = serializers.SlugRelatedField(slug_field="code", many=True,
+    regions = CodeField(slug_field="code", many=True,
                                            queryset=Region.objects.districts())
     owner = serializers.CharField(source="owner.username", read_only=True)
 
@@ -83,8 +83,8 @@ class SavedAudienceViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixin
 
 
 class CampaignSerializer(serializers.ModelSerializer):
-    product = serializers.SlugRelatedField(slug_field="code", queryset=Product.objects.all(), required=False, allow_null=True)
-    regions = serializers.SlugRelatedField(slug_field="code", many=True,
+    product = CodeField(slug_field="code", queryset=Product.objects.all(), required=False, allow_null=True)
+    regions = CodeField(slug_field="code", many=True,
                                            queryset=Region.objects.districts())
     owner = serializers.CharField(source="owner.username", read_only=True)
     snapshot_date = serializers.DateField(source="snapshot.as_of_date", read_only=True, default=None)

@@ -13,7 +13,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tagging.api.common import SNAPSHOT_PARAMETER, json_with_list, snapshot_asked
+from tagging.api.common import SNAPSHOT_PARAMETER, CodeField, json_with_list, snapshot_asked
 from tagging.api.permissions import requires
 from tagging.api.serializers import SubscriberSerializer
 from tagging.models import Product, Region, Subscriber
@@ -114,7 +114,7 @@ def _one_of(values) -> dict:
 
 def product_field(*, required: bool = False) -> serializers.SlugRelatedField:
     """?product=: a product code (what area panels, maps and exports are about)."""
-    return serializers.SlugRelatedField(
+    return CodeField(
         slug_field="code", queryset=Product.objects.select_related("demand_tag", "potential_tag"), required=required,
         error_messages={"does_not_exist": "no product '{value}'", "required": "a product code is needed"})
 

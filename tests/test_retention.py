@@ -121,6 +121,8 @@ def test_bad_campaign_inputs_are_refused_by_field_and_nothing_is_saved(manager, 
     ({"cost_per_contact": -0.5}, "cost_per_contact"),
     ({"value_per_conversion": "lots"}, "value_per_conversion"),
     ({"value_per_conversion": -3}, "value_per_conversion"),
+    ({"regions": ["4406\x0004"]}, "regions"),  # PostgreSQL cannot compare a NUL: refused before any query
+    ({"product": "5g\x00plan"}, "product"),
 ])
 def test_the_api_refuses_them_naming_the_field(manager, body, field):
     api = APIClient()

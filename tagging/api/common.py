@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 
@@ -50,3 +51,13 @@ def json_with_list(head: dict, key: str, items: Iterable[str]) -> HttpResponse:
     whose outlines are encoded once per hex and kept: through a generic encoder they cost more than their query)."""
     text = json.dumps(head, ensure_ascii=False)
     return HttpResponse(f'{text[:-1]}{", " if head else ""}"{key}":[{",".join(items)}]}}', content_type="application/json")
+
+
+class CodeField(serializers.SlugRelatedField):
+    """A related object by its code; a code holding a NUL character names nothing (PostgreSQL cannot even compare
+    one, so it is refused before the query, as an unknown code)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", "\\x00"))
+        return super().to_internal_value(data)
