@@ -21,13 +21,18 @@ from .stages.propensity import STAGE as PROPENSITY
 from .stages.propensity import score_name
 
 
+def conversion_value(product: Product) -> float | None:
+    """What selling the product once is worth: CAMPAIGN_VALUE_MONTHS of its monthly fee; None without a fee."""
+    fee = float(product.monthly_fee_yuan)
+    return fee * settings.CAMPAIGN_VALUE_MONTHS if fee > 0 else None
+
+
 def offer_table(run_id: int, *, leaving_out: str | None = None) -> list[tuple[str, str, list[float], float]]:
     """(code, name, rate per decile 1-10, value per conversion) of each product a run's model can offer."""
     models = (PropensityModel.objects.filter(run_id=run_id, status=PropensityModel.Status.FITTED)
               .exclude(product__code=leaving_out).select_related("product").order_by("product__code"))
-    return [(m.product.code, m.product.name, [r or 0.0 for r in m.fitted["decile_rates"]],
-             float(m.product.monthly_fee_yuan) * settings.CAMPAIGN_VALUE_MONTHS)
-            for m in models if m.fitted.get("decile_rates") and m.product.monthly_fee_yuan > 0]
+    return [(m.product.code, m.product.name, [r or 0.0 for r in m.fitted["decile_rates"]], conversion_value(m.product))
+            for m in models if m.fitted.get("decile_rates") and conversion_value(m.product)]
 
 
 def next_best_offer_sql(run_id: int, *, leaving_out: str | None = None, where: str = "true") -> str | None:

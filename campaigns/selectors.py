@@ -34,6 +34,7 @@ from . import performance
 from .association import association_rules, seed_audience
 from .evaluation import Group, compare, decile_auc, gains_table
 from .models import Campaign, SavedAudience
+from .offers import conversion_value
 from .performance import CampaignResult
 from .services.campaigns import campaign_districts, contacted_sql, residents_sql, target_list_sql, targets_path
 from .stages.churn import SCORE as CHURN_SCORE
@@ -314,11 +315,10 @@ def _value_per_conversion(campaign: Campaign, target: dict) -> float | None:
     monthly revenue (what a leaver kept keeps paying); None when there is nothing to value by."""
     if campaign.value_per_conversion is not None:
         return float(campaign.value_per_conversion)
-    months = settings.CAMPAIGN_VALUE_MONTHS
     if campaign.purpose == Campaign.Purpose.RETENTION:
-        return round(target["revenue"] / target["members"] * months, 2) if target["members"] and target["revenue"] else None
-    fee = float(campaign.product.monthly_fee_yuan)
-    return fee * months if fee > 0 else None
+        return (round(target["revenue"] / target["members"] * settings.CAMPAIGN_VALUE_MONTHS, 2)
+                if target["members"] and target["revenue"] else None)
+    return conversion_value(campaign.product)
 
 
 def _result(campaign: Campaign, summary: dict, districts: tuple[str, ...]) -> CampaignResult:

@@ -278,6 +278,7 @@ def revenue_shares(*, snapshot: Snapshot, codes: list[str]) -> dict[str, dict]:
     shares = {}
     for code, blob in rows:
         members = BitMap.deserialize(bytes(blob))
+        amount = revenue.total(members)
         shares[code] = {"subscribers": len(members), "headcount_share": len(members) / active,
-                        "revenue": round(revenue.total(members)), "revenue_share": revenue.total(members) / revenue.grand_total}
+                        "revenue": round(amount), "revenue_share": amount / revenue.grand_total}
     return shares

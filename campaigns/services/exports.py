@@ -171,9 +171,10 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None, next_be
     if not user.has_perm("tagging.view_behaviour"):
         reasons = "list_filter(t.reasons, lambda r: NOT list_contains($hidden::VARCHAR[], split_part(r, '=', 1)))"
         params["hidden"] = sorted(behaviour_terms())
-    columns, churn_columns, churn_join = COLUMNS, "", ""
+    # Columns and joins beyond the list's own: a retention campaign's churn risk and reasons, the next best offer.
+    columns, extra_columns, extra_joins = COLUMNS, "", ""
     if campaign.purpose == Campaign.Purpose.RETENTION:
-        columns, churn_columns, churn_join = RETENTION_COLUMNS, *_churn_reasons_sql(campaign, user, params)
+        columns, extra_columns, extra_joins = RETENTION_COLUMNS, *_churn_reasons_sql(campaign, user, params)
     if next_best_offer:  # the best other product for each target, by expected value (campaigns/offers.py)
         offers = next_best_offer_sql(campaign.snapshot.run_id, leaving_out=campaign.product.code if campaign.product else None,
                                      where="p.subscriber_id >= $low AND p.subscriber_id < $high")
@@ -181,11 +182,11 @@ def plan_export(*, campaign: Campaign, user, area_id: int | None = None, next_be
             raise ExportRefused("the frozen snapshot's run fitted no propensity model to offer by", status=400,
                                 field="next_best_offer")
         columns = (*columns, *OFFER_COLUMNS)
-        churn_columns += ", " + ", ".join(f"o.{c}" for c in OFFER_COLUMNS)
-        churn_join += f" LEFT JOIN {offers} o USING (subscriber_id)"
+        extra_columns += ", " + ", ".join(f"o.{c}" for c in OFFER_COLUMNS)
+        extra_joins += f" LEFT JOIN {offers} o USING (subscriber_id)"
         filters["next_best_offer"] = True
     sql = (f"SELECT t.subscriber_id, s.msisdn::VARCHAR AS msisdn, t.region_code, array_to_string({reasons}, '; ') AS reasons"
-           f"{churn_columns} FROM {target_list_sql(campaign)} t JOIN {subscribers} s USING (subscriber_id){churn_join} "
+           f"{extra_columns} FROM {target_list_sql(campaign)} t JOIN {subscribers} s USING (subscriber_id){extra_joins} "
            f"WHERE {' AND '.join(where)} AND NOT coalesce(s.marketing_opt_out, false)")
     return _planned(Export(user, ExportLog.Kind.CAMPAIGN, campaign, districts, columns, sql, params, (0, -1), 0,
                            user.has_perm("campaigns.contact_subscribers"), filters),

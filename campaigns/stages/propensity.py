@@ -134,18 +134,25 @@ def fit_models(run) -> dict:
 
 # --- compute one partition -------------------------------------------------------------------------------
 
-def compute_propensity(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
+def write_product_deciles(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path, *, models: dict,
+                          name_of, leaving_out: frozenset[str], bitmaps: str) -> dict:
+    """One partition of a per-product model stage (propensity, response): every product's decile column, empty
+    (NULL) without a model so that rules naming one read NULL rather than fail, and a bitmap per fitted decile."""
     from tagging.models import Product
 
-    models = work.definitions.get("propensity", {})
     codes = list(Product.objects.order_by("code").values_list("code", flat=True))
-    table = feature_table_sql(partition_feature_files(work, leaving_out=frozenset({STAGE})))
-    columns = ", ".join(f'{propensity.decile_sql(models[code]) if code in models else "NULL::UTINYINT"} '
-                        f'AS "{score_name(code)}"' for code in codes)
-    write_atomically(con, f"SELECT subscriber_id{', ' + columns if columns else ''} FROM {table}", target)
-    write_graded_bitmaps(con, target, [score_name(code) for code in models], work.output_path(BITMAPS, work.index))
+    table = feature_table_sql(partition_feature_files(work, leaving_out=leaving_out))
+    columns = "".join(f', {propensity.decile_sql(models[code]) if code in models else "NULL::UTINYINT"} '
+                      f'AS "{name_of(code)}"' for code in codes)
+    write_atomically(con, f"SELECT subscriber_id{columns} FROM {table}", target)
+    write_graded_bitmaps(con, target, [name_of(code) for code in models], work.output_path(bitmaps, work.index))
     return {"subscribers": con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()[0],
             "models": len(models)}
+
+
+def compute_propensity(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
+    return write_product_deciles(con, work, target, models=work.definitions.get(STAGE, {}), name_of=score_name,
+                                 leaving_out=frozenset({STAGE}), bitmaps=BITMAPS)
 
 
 # --- publish ---------------------------------------------------------------------------------------------

@@ -18,24 +18,24 @@ import numpy as np
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from tagging.bitmaps import publish_graded_scores, write_graded_bitmaps
+from tagging.bitmaps import publish_graded_scores
 from tagging.expressions import Type
 from tagging.lake.sql import column_names
 from tagging.lake.store import read_sql
 from tagging.services.snapshots import pinned_paths
-from tagging.stages import PartitionWork, Stage, register_stage, write_atomically
+from tagging.stages import PartitionWork, Stage, register_stage
 from tagging.stages.features import (
     GRADED_UNIT,
     Feature,
     FeatureSource,
     feature_table_sql,
-    partition_feature_files,
     product_feature,
     register_feature_source,
     run_feature_files,
 )
 
 from .. import propensity
+from .propensity import write_product_deciles
 
 STAGE = "response"
 BITMAPS = "response_bitmaps"
@@ -120,17 +120,8 @@ def fit_models(run) -> dict:
 # --- compute one partition -------------------------------------------------------------------------------
 
 def compute_response(con: duckdb.DuckDBPyConnection, work: PartitionWork, target: Path) -> dict:
-    from tagging.models import Product
-
-    models = work.definitions.get(STAGE, {})
-    table = feature_table_sql(partition_feature_files(work, leaving_out=NOT_INPUTS))
-    # Every product's column, empty without a model: rules naming one read NULL rather than fail.
-    columns = "".join(f', {propensity.decile_sql(models[code]) if code in models else "NULL::UTINYINT"} '
-                      f'AS "{response_name(code)}"' for code in Product.objects.order_by("code").values_list("code", flat=True))
-    write_atomically(con, f"SELECT subscriber_id{columns} FROM {table}", target)
-    write_graded_bitmaps(con, target, [response_name(code) for code in models], work.output_path(BITMAPS, work.index))
-    return {"subscribers": con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()[0],
-            "models": len(models)}
+    return write_product_deciles(con, work, target, models=work.definitions.get(STAGE, {}), name_of=response_name,
+                                 leaving_out=NOT_INPUTS, bitmaps=BITMAPS)
 
 
 def publish_response(run, snapshot) -> dict:
