@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import duckdb
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -136,6 +136,12 @@ def test_the_performance_page_and_api_show_every_campaign_of_your_districts(publ
     assert "since" in api.get("/api/v1/campaign-performance/?since=yesterday").json()
     assert api.get("/api/v1/campaign-performance/?since=2026-11-01&until=2026-10-01").status_code == 400
     assert "purpose" in api.get("/api/v1/campaign-performance/?purpose=upsell").json()
+
+    # A request never evaluates more than PERFORMANCE_MAX_CAMPAIGNS campaigns (each is a lake query): the latest.
+    with override_settings(PERFORMANCE_MAX_CAMPAIGNS=1):
+        capped = api.get("/api/v1/campaign-performance/").json()
+    assert capped["total_campaigns"] == 3 and capped["shown"] == 1
+    assert [row["campaign"] for row in capped["campaigns"]] == [retention.id]
 
     page = Client()
     page.force_login(manager)
